@@ -1,0 +1,121 @@
+"""``airflow-checkpoint``: the operator-facing command line.
+
+Subcommands print a readable report, or one JSON object with ``--json``. Exit codes: 0 success, 1 a typed error
+(one line on stderr naming the path), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from airflow_checkpoint_provider.exceptions import CheckpointProviderError
+
+
+def _format_ms(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _offsets_text(offsets: list[Any] | None, ids: list[str]) -> list[str]:
+    if not offsets:
+        return ["    (no sources)"]
+    return [
+        f"    source {ids[i] if i < len(ids) else i}: {'-' if o is None else json.dumps(o, separators=(',', ':'))}"
+        for i, o in enumerate(offsets)
+    ]
+
+
+def render_inspect(report: dict[str, Any]) -> str:
+    """The human-readable form of an inspect report."""
+    lines = [
+        f"checkpoint            {report['location']}",
+        f"query id              {report['query_id']}",
+        f"last committed batch  {_or_none(report['last_committed_batch'])}",
+        f"in-flight batch       {_or_none(report['in_flight_batch'])}",
+        f"retained batches      {_range(report['retained_batches'])}",
+        f"batch time            {_format_ms(report['batch_timestamp_ms'])}",
+        f"watermark             {_format_ms(report['watermark_ms']) if report['watermark_ms'] else '0 (none)'}",
+        f"formats               offset log v{report['offset_log_version'] or '-'}, "
+        f"commit log v{report['commit_log_version'] or '-'}, checkpoint format v{report['checkpoint_format_version'] or '-'}",
+        f"state store provider  {report['state_store_provider'] or '-'}",
+        "end offsets of the last committed batch:",
+        *_offsets_text(report["committed_end_offsets"], report["source_ids"]),
+    ]
+    if report["in_flight_batch"] is not None:
+        lines.append(f"end offsets planned for in-flight batch {report['in_flight_batch']} (re-run on restart):")
+        lines.extend(_offsets_text(report["in_flight_end_offsets"], report["source_ids"]))
+    if report["operators"]:
+        lines.append("stateful operators:")
+        for op in report["operators"]:
+            extra = f", state variables: {', '.join(op['state_variables'])}" if op["state_variables"] else ""
+            lines.append(f"    {op['id']}: {op['name'] or '?'} ({op['partitions'] or '?'} partitions{extra})")
+    else:
+        lines.append("stateful operators:   none")
+    return "\n".join(lines)
+
+
+def _or_none(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _range(value: list[int] | None) -> str:
+    return "none" if not value else f"{value[0]}..{value[1]}"
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
+
+    report = inspect_checkpoint(args.checkpoint).to_json()
+    if args.batch is not None:
+        from airflow_checkpoint_provider.checkpoint.inspector import CheckpointReader
+
+        entry = CheckpointReader(args.checkpoint).offsets(args.batch)
+        report["requested_batch"] = {
+            "batch": args.batch,
+            "end_offsets": entry.end_offsets_json(),
+            "batch_timestamp_ms": entry.batch_timestamp_ms,
+            "watermark_ms": entry.watermark_ms,
+        }
+    if args.json:
+        print(json.dumps(report, sort_keys=False))
+    else:
+        print(render_inspect(report))
+        if args.batch is not None:
+            print(f"end offsets of batch {args.batch}:")
+            print("\n".join(_offsets_text(report["requested_batch"]["end_offsets"], report["source_ids"])))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="airflow-checkpoint",
+        description="Inspect and manage Spark Structured Streaming checkpoints, job roots and snapshots.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    inspect = sub.add_parser("inspect", help="report where a checkpoint stands (no JVM needed)")
+    inspect.add_argument("checkpoint", help="checkpoint folder: a path or URI (file://, s3://, ...)")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect.add_argument("--batch", type=int, help="also show the end offsets of this retained batch")
+    inspect.set_defaults(func=_cmd_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CheckpointProviderError as exc:
+        print(f"airflow-checkpoint: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

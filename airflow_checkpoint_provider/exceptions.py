@@ -1,0 +1,83 @@
+"""The package's whole error vocabulary.
+
+Every error derives from :class:`CheckpointProviderError` and also from the builtin it means, so callers
+can catch either. ``terminal`` says whether retrying can help: a corrupt checkpoint stays corrupt, a storage
+hiccup may pass. Messages name the job, generation, batch and path involved, and the next step.
+"""
+
+from __future__ import annotations
+
+
+class CheckpointProviderError(Exception):
+    """Root of every error raised by airflow-checkpoint-provider."""
+
+    #: Retrying the same step cannot succeed (Airflow operators turn these into AirflowFailException).
+    terminal: bool = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        job: str | None = None,
+        generation: int | None = None,
+        batch: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.path = path
+        self.job = job
+        self.generation = generation
+        self.batch = batch
+        self.hint = hint
+        context = [
+            f"{name}={value}"
+            for name, value in (("job", job), ("generation", generation), ("batch", batch), ("path", path))
+            if value is not None
+        ]
+        text = message
+        if context:
+            text += f" [{', '.join(context)}]"
+        if hint:
+            text += f". {hint}"
+        super().__init__(text)
+
+
+# --- locations and checkpoints -------------------------------------------------------------------------
+
+
+class InvalidLocationError(CheckpointProviderError, ValueError):
+    """A path or URI that cannot be used: empty, unknown scheme, or outside the job root."""
+
+
+class CheckpointNotFoundError(CheckpointProviderError, FileNotFoundError):
+    """Nothing exists at the given checkpoint location."""
+
+
+class EmptyCheckpointError(CheckpointProviderError, ValueError):
+    """The checkpoint folder exists but holds nothing: no query has started on it yet."""
+
+
+class NotACheckpointError(CheckpointProviderError, ValueError):
+    """The folder is not a Spark Structured Streaming checkpoint."""
+
+
+class JobRootNotCheckpointError(NotACheckpointError):
+    """The folder is a job root (it holds job.json / generations/), not a checkpoint."""
+
+
+class SnapshotNotCheckpointError(NotACheckpointError):
+    """The folder is a snapshot (it holds manifest.json), not a checkpoint."""
+
+
+class CorruptCheckpointError(CheckpointProviderError, ValueError):
+    """A checkpoint log file exists but cannot be parsed."""
+
+
+class UnsupportedLogVersionError(CheckpointProviderError, ValueError):
+    """A checkpoint log file was written in a format version this package does not understand."""
+
+
+class StorageUnavailableError(CheckpointProviderError, OSError):
+    """Storage could not be read or written; retrying may help."""
+
+    terminal = False

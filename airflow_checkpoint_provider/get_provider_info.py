@@ -1,0 +1,28 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_checkpoint_provider import __version__
+
+#: Must equal the normalised distribution name, or ``airflow providers list`` breaks for every provider.
+PACKAGE_NAME = "airflow-checkpoint-provider"
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": PACKAGE_NAME,
+        "name": "Checkpoint (Spark Structured Streaming lifecycle)",
+        "description": "Redeploy and recover stateful Spark Structured Streaming jobs without losing or "
+        "double-counting state: graceful stop, snapshots, checkpoint cleanup, start with initial state.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Spark Structured Streaming checkpoints",
+                "external-doc-url": "https://spark.apache.org/docs/latest/streaming/index.html",
+                "tags": ["software"],
+            }
+        ],
+        "connection-types": [],
+    }

@@ -1,0 +1,1 @@
+"""Pure values and decisions: stdlib only, no I/O."""

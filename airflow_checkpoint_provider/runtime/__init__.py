@@ -1,0 +1,1 @@
+"""Runs inside the Spark driver: pyspark allowed here only; never imports airflow."""

@@ -1,0 +1,52 @@
+# Sourced by scripts/test.sh and scripts/demo.sh: create or refresh the project's virtualenv, check Java,
+# and export what Spark and Airflow need. Works on a fresh machine with only Python 3.11 and Java 17.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+
+pick_python() {
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null; then
+      command -v "$candidate"; return 0
+    fi
+  done
+  echo "error: Python 3.11 is required (python3.11 or python3 on PATH)" >&2; return 1
+}
+
+check_java() {
+  if ! command -v java >/dev/null 2>&1; then
+    echo "error: Java 17+ is required for Spark (java not found on PATH)" >&2; return 1
+  fi
+  local version
+  version=$(java -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')
+  local major=${version%%.*}
+  if [ -z "$major" ] || [ "$major" -lt 17 ]; then
+    echo "error: Java 17+ is required for Spark, found '$version'" >&2; return 1
+  fi
+}
+
+ensure_venv() {
+  local python stamp want
+  python=$(pick_python)
+  want=$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/excludes.txt" | sha256sum | cut -c1-16)
+  stamp="$VENV/.installed-$want"
+  if [ -f "$stamp" ] && [ -x "$VENV/bin/python" ]; then return 0; fi
+  echo "==> setting up $VENV (first run downloads Airflow and Spark: a few minutes)"
+  if [ ! -x "$VENV/bin/python" ]; then "$python" -m venv "$VENV"; fi
+  if [ ! -x "$VENV/bin/uv" ]; then "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check uv; fi
+  # The Spark provider pulls pyspark-client, which writes into the same pyspark/ folder as full pyspark:
+  # exclude it so the environment holds exactly one, complete pyspark (with its jars).
+  (cd "$ROOT" && "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" \
+      --excludes scripts/excludes.txt -e '.[spark,test]')
+  rm -f "$VENV"/.installed-*
+  touch "$stamp"
+}
+
+ensure_venv
+check_java
+export PATH="$VENV/bin:$PATH"
+export SPARK_LOCAL_IP=127.0.0.1
+export PYSPARK_PYTHON="$VENV/bin/python"
+export PYSPARK_DRIVER_PYTHON="$VENV/bin/python"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Run the whole test suite (lint, unit, integration against real Spark and Airflow). Extra args go to pytest.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+# Everything a run creates (Spark scratch, Airflow home and DB, checkpoints) lives here and is removed after.
+RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/acp-test.XXXXXX")
+export ACP_TEST_RUN_DIR="$RUN_DIR"
+export AIRFLOW_HOME="$RUN_DIR/airflow-home"
+cleanup() { rm -rf "$RUN_DIR"; }
+trap cleanup EXIT
+echo "==> ruff"
+ruff check airflow_checkpoint_provider dags tests bench scripts
+echo "==> pytest"
+python -m pytest -p no:cacheprovider "$@"
