@@ -20,7 +20,7 @@ def _format_ms(ms: int | None) -> str:
         return "-"
     import datetime as dt
 
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _offsets_text(offsets: list[Any] | None, ids: list[str]) -> list[str]:

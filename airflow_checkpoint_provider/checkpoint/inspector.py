@@ -145,27 +145,24 @@ class CheckpointReader:
     def __init__(self, location: str | os.PathLike[str] | Location | Any) -> None:
         self.location = Location.of(location)
 
-    def _file(self, *parts: str | int) -> tuple[Location, str]:
-        loc = self.location.child(*parts)
+    @staticmethod
+    def _read(loc: Location, missing: str, batch: int | None = None) -> str:
+        """Read one checkpoint file as text; a missing or non-text file is a typed error naming it."""
         try:
-            return loc, loc.read_text()
+            return loc.read_text()
         except FileNotFoundError as exc:
-            raise CorruptCheckpointError(
-                "checkpoint file vanished while reading (purged by a running query?) or is missing",
-                path=loc.uri,
-            ) from exc
+            raise CorruptCheckpointError(missing, path=loc.uri, batch=batch) from exc
         except UnicodeDecodeError as exc:
             raise CorruptCheckpointError(f"checkpoint file is not UTF-8 text: {exc}", path=loc.uri) from exc
+
+    def _file(self, *parts: str | int) -> tuple[Location, str]:
+        loc = self.location.child(*parts)
+        return loc, self._read(loc, "checkpoint file vanished while reading (purged by a running query?)")
 
     def offsets(self, batch_id: int) -> BatchOffsets:
         """The end offsets Spark planned for ``batch_id`` (raises if that batch is no longer retained)."""
         loc = self.location.child("offsets", batch_id)
-        try:
-            text = loc.read_text()
-        except FileNotFoundError as exc:
-            raise CorruptCheckpointError(
-                f"batch {batch_id} is not retained in the offset log", path=loc.uri, batch=batch_id
-            ) from exc
+        text = self._read(loc, f"batch {batch_id} is not retained in the offset log", batch_id)
         return parse_offsets(text, batch_id, loc.uri)
 
     def commit(self, batch_id: int) -> BatchCommit:
@@ -297,10 +294,10 @@ class CheckpointReader:
             versions = _batch_ids(meta_dir.child("v2").list_or_empty())
             if versions:
                 loc = meta_dir.child("v2", versions[-1])
-                return parse_operator_metadata(loc.read_text(), loc.uri)
+                return parse_operator_metadata(self._read(loc, "operator metadata vanished"), loc.uri)
         if "metadata" in names:
             loc = meta_dir.child("metadata")
-            return parse_operator_metadata(loc.read_text(), loc.uri)
+            return parse_operator_metadata(self._read(loc, "operator metadata vanished"), loc.uri)
         return None
 
 
