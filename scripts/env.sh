@@ -34,7 +34,10 @@ ensure_venv() {
   if [ -f "$stamp" ] && [ -x "$VENV/bin/python" ]; then return 0; fi
   echo "==> setting up $VENV (first run downloads Airflow and Spark: a few minutes)"
   if [ ! -x "$VENV/bin/python" ]; then "$python" -m venv "$VENV"; fi
-  if [ ! -x "$VENV/bin/uv" ]; then "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check uv; fi
+  if [ ! -x "$VENV/bin/uv" ]; then
+    "$VENV/bin/python" -m pip --version >/dev/null 2>&1 || "$VENV/bin/python" -m ensurepip >/dev/null
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check uv
+  fi
   # The Spark provider pulls pyspark-client, which writes into the same pyspark/ folder as full pyspark:
   # exclude it so the environment holds exactly one, complete pyspark (with its jars).
   (cd "$ROOT" && "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" \
