@@ -81,3 +81,30 @@ class StorageUnavailableError(CheckpointProviderError, OSError):
     """Storage could not be read or written; retrying may help."""
 
     terminal = False
+
+
+# --- the driver-side runtime -------------------------------------------------------------------------
+
+
+class InvalidLaunchError(CheckpointProviderError, ValueError):
+    """The launch contract passed to a managed driver is missing or malformed."""
+
+
+class SnapshotNotFoundError(CheckpointProviderError, FileNotFoundError):
+    """A fresh start names a snapshot that does not exist (or has no manifest)."""
+
+
+class ForeignSnapshotError(CheckpointProviderError, ValueError):
+    """A snapshot belongs to another job, or does not match what the start was asked to do."""
+
+
+class OffsetsMismatchError(CheckpointProviderError, ValueError):
+    """Starting offsets passed to a fresh start disagree with the snapshot's end offsets."""
+
+
+class FencedError(CheckpointProviderError, RuntimeError):
+    """This driver may not run: another live driver holds the generation, or the generation is superseded."""
+
+
+class ControlFileError(CheckpointProviderError, ValueError):
+    """A control request (e.g. stop) under the job root cannot be read."""

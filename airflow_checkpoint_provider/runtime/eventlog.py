@@ -268,10 +268,10 @@ def _make_source_class() -> Any:
 
 
 def _fence_from_options(options: dict[str, str]) -> Any:
-    """The stop fence, when the runtime passed a control folder (see runtime.control)."""
+    """The stop fence, when the managed runtime passed the generation's control folder (see runtime.fence)."""
     control = options.get("stopfencecontrolpath")
     if not control:
         return None
     from airflow_checkpoint_provider.runtime.fence import SourceFence
 
-    return SourceFence(control)
+    return SourceFence(control, options["path"])

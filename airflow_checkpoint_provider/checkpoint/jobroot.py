@@ -1,0 +1,138 @@
+"""The job root: one folder per streaming job, holding every generation's checkpoint, status and control files,
+and the snapshots. Nothing under it is ever moved (a transformWithState checkpoint holds absolute paths).
+
+::
+
+    <job root>/
+      job.json                      ledger: current generation, history, lease
+      generations/<g>/checkpoint/   Spark's checkpoint of generation g
+      generations/<g>/status.json   written by the driver
+      generations/<g>/control/      stop.json (request), stop-ack.json (answer), fence.json (source fence)
+      snapshots/<id>/               state as Parquet + manifest.json (published last)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from airflow_checkpoint_provider.checkpoint.storage import Location
+from airflow_checkpoint_provider.exceptions import (
+    ControlFileError,
+    CorruptCheckpointError,
+    InvalidLocationError,
+)
+from airflow_checkpoint_provider.model.records import DriverStatus, StopAck, StopRequest
+
+JOB_FILE = "job.json"
+
+
+class JobRoot:
+    """Paths and small JSON records under one job root."""
+
+    def __init__(self, location: str | os.PathLike[str] | Location | Any, job: str | None = None) -> None:
+        self.location = Location.of(location)
+        self.job = job or self.location.name
+
+    def __repr__(self) -> str:
+        return f"JobRoot({self.location.uri!r})"
+
+    # --- paths ----------------------------------------------------------------------------------------
+
+    def generation_dir(self, generation: int) -> Location:
+        return self.location.child("generations", int(generation))
+
+    def checkpoint(self, generation: int) -> Location:
+        return self.generation_dir(generation).child("checkpoint")
+
+    def status_file(self, generation: int) -> Location:
+        return self.generation_dir(generation).child("status.json")
+
+    def control_dir(self, generation: int) -> Location:
+        return self.generation_dir(generation).child("control")
+
+    def stop_request_file(self, generation: int) -> Location:
+        return self.control_dir(generation).child("stop.json")
+
+    def stop_ack_file(self, generation: int) -> Location:
+        return self.control_dir(generation).child("stop-ack.json")
+
+    def fence_file(self, generation: int) -> Location:
+        return self.control_dir(generation).child("fence.json")
+
+    def driver_lock_file(self, generation: int) -> Location:
+        return self.generation_dir(generation).child("driver.lock")
+
+    def snapshots_dir(self) -> Location:
+        return self.location.child("snapshots")
+
+    def snapshot_dir(self, snapshot_id: str) -> Location:
+        if not snapshot_id or "/" in snapshot_id or snapshot_id in (".", ".."):
+            raise InvalidLocationError(f"bad snapshot id {snapshot_id!r}", path=self.location.uri, job=self.job)
+        return self.snapshots_dir().child(snapshot_id)
+
+    def require_inside(self, location: Location) -> Location:
+        """Refuse any path outside this job root (promise 3)."""
+        if not location.is_within(self.location) or location == self.location:
+            raise InvalidLocationError(
+                "refusing to touch a path outside the job root", path=location.uri, job=self.job
+            )
+        return location
+
+    # --- JSON records ---------------------------------------------------------------------------------
+
+    def read_json(self, location: Location, *, what: str, error: type[Exception] = CorruptCheckpointError) -> dict[str, Any] | None:
+        """Read a JSON object; None if the file does not exist; a typed error naming the file if unreadable."""
+        try:
+            text = location.read_text()
+        except FileNotFoundError:
+            return None
+        except UnicodeDecodeError as exc:
+            raise error(f"{what} is not UTF-8 text", path=location.uri, job=self.job) from exc  # type: ignore[call-arg]
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise error(f"{what} holds invalid JSON: {exc}", path=location.uri, job=self.job) from exc  # type: ignore[call-arg]
+        if not isinstance(data, dict):
+            raise error(f"{what} should hold a JSON object", path=location.uri, job=self.job)  # type: ignore[call-arg]
+        return data
+
+    @staticmethod
+    def write_json(location: Location, data: dict[str, Any]) -> None:
+        location.write_text(json.dumps(data, indent=1, sort_keys=True))
+
+    def read_job_record(self) -> dict[str, Any] | None:
+        return self.read_json(self.location.child(JOB_FILE), what="job ledger")
+
+    def current_generation(self) -> int | None:
+        record = self.read_job_record()
+        if record is None or record.get("current_generation") is None:
+            return None
+        return int(record["current_generation"])
+
+    def read_status(self, generation: int) -> DriverStatus | None:
+        data = self.read_json(self.status_file(generation), what="driver status")
+        return None if data is None else DriverStatus.from_json(data)
+
+    def write_status(self, status: DriverStatus) -> None:
+        self.write_json(self.status_file(status.generation), status.to_json())
+
+    def read_stop_request(self, generation: int) -> StopRequest | None:
+        loc = self.stop_request_file(generation)
+        data = self.read_json(loc, what="stop request", error=ControlFileError)
+        if data is None:
+            return None
+        try:
+            return StopRequest.from_json(data)
+        except (TypeError, ValueError) as exc:
+            raise ControlFileError(
+                f"stop request is malformed: {exc}", path=loc.uri, job=self.job, generation=generation
+            ) from exc
+
+    def write_stop_request(self, generation: int, request: StopRequest) -> None:
+        self.write_json(self.stop_request_file(generation), request.to_json())
+
+    def read_stop_ack(self, generation: int) -> StopAck | None:
+        data = self.read_json(self.stop_ack_file(generation), what="stop acknowledgement", error=ControlFileError)
+        return None if data is None else StopAck.from_json(data)

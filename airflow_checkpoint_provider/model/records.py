@@ -1,0 +1,115 @@
+"""Records kept under a job root: driver status, stop requests and acknowledgements (JSON on storage)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+
+class DriverState(StrEnum):
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+    FAILED = "FAILED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (DriverState.STOPPED, DriverState.FAILED)
+
+
+def _from_dict(cls: Any, data: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStatus:
+    """``generations/<g>/status.json``: written by the driver on every batch and heartbeat."""
+
+    job: str
+    generation: int
+    state: str
+    driver_id: str
+    host: str = ""
+    pid: int = 0
+    app_id: str | None = None
+    query_id: str | None = None
+    run_id: str | None = None
+    code_version: str = ""
+    start_mode: str | None = None
+    start_reason: str | None = None
+    snapshot: str | None = None
+    starting_offsets: list[Any] | None = None
+    last_committed_batch: int | None = None
+    last_batch_input_rows: int | None = None
+    total_input_rows: int = 0
+    last_batch_end_offsets: list[Any] | None = None
+    last_batch_at: float | None = None
+    started_at: float = field(default_factory=time.time)
+    heartbeat_at: float = field(default_factory=time.time)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DriverStatus:
+        return _from_dict(cls, data)  # type: ignore[no-any-return]
+
+    def heartbeat_age(self, now: float | None = None) -> float:
+        return (time.time() if now is None else now) - self.heartbeat_at
+
+    def is_live(self, lease_s: float, now: float | None = None) -> bool:
+        """Whether a driver is holding this generation: not terminal and heartbeat within the lease."""
+        return not DriverState(self.state).is_terminal and self.heartbeat_age(now) < lease_s
+
+
+class OnStopTimeout(StrEnum):
+    #: Leave the driver running and acknowledge the timeout; the caller decides (default: nothing is killed).
+    KEEP_RUNNING = "keep_running"
+    #: Stop the query anyway; the batch in progress is abandoned and re-run by whoever resumes the checkpoint.
+    FORCE_STOP = "force_stop"
+
+
+@dataclass(frozen=True, slots=True)
+class StopRequest:
+    """``generations/<g>/control/stop.json``: ask the driver to stop at a batch boundary."""
+
+    request_id: str
+    requested_at: float
+    timeout_s: float = 120.0
+    on_timeout: str = OnStopTimeout.KEEP_RUNNING.value
+    requested_by: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StopRequest:
+        request = _from_dict(cls, data)
+        OnStopTimeout(request.on_timeout)  # validate
+        return request  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class StopAck:
+    """``generations/<g>/control/stop-ack.json``: the driver's answer to a stop request."""
+
+    request_id: str
+    outcome: str  # "stopped" | "forced" | "timed_out"
+    method: str  # "fence" | "gate" | "idle"
+    final_committed_batch: int | None
+    end_offsets: list[Any] | None
+    in_flight_batch: int | None
+    acknowledged_at: float
+    stop_latency_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StopAck:
+        return _from_dict(cls, data)  # type: ignore[no-any-return]

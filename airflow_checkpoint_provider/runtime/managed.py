@@ -1,0 +1,476 @@
+"""A managed stateful streaming query: decides how it starts, reports, stops at a batch boundary, and fences.
+
+A user's application::
+
+    from airflow_checkpoint_provider.runtime import managed
+
+    def build(ctx: managed.ManagedContext):
+        events = ctx.read_eventlog("/data/events")              # starting offsets + stop fence applied
+        counts = events.groupBy("key").transformWithState(
+            Counter(), schema, "Update", "None", initialState=ctx.initial_state("counts", "key"))
+        return counts.writeStream.outputMode("update").foreachBatch(ctx.gated(write_batch))
+
+    if __name__ == "__main__":
+        raise SystemExit(managed.run(build, app_name="counter"))
+
+``run`` parses the launch contract from ``sys.argv``, refuses to run on a superseded generation or beside another
+live driver, decides resume vs fresh from the checkpoint (at every start: a restarted driver with the same
+arguments resumes and never loads the snapshot again), starts the query on ``generations/<g>/checkpoint``,
+keeps ``status.json`` current, and serves stop requests. Exit code 0 when stopped (on request or superseded),
+1 on error (with the error in ``status.json``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.checkpoint.snapshots import read_manifest
+from airflow_checkpoint_provider.exceptions import (
+    CheckpointProviderError,
+    FencedError,
+    OffsetsMismatchError,
+)
+from airflow_checkpoint_provider.model.decisions import StartDecision, StartMode, decide_start
+from airflow_checkpoint_provider.model.launch import LaunchSpec, parse_launch_args
+from airflow_checkpoint_provider.model.offsets import starting_offset_options
+from airflow_checkpoint_provider.model.records import (
+    DriverState,
+    DriverStatus,
+    OnStopTimeout,
+    StopAck,
+    StopRequest,
+)
+from airflow_checkpoint_provider.runtime import eventlog
+from airflow_checkpoint_provider.runtime.fence import read_fences
+
+log = logging.getLogger("airflow_checkpoint_provider.runtime")
+
+ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+#: What transformWithState needs; set by the runtime so the user's code stays a plain StatefulProcessor.
+SESSION_CONF = {"spark.sql.streaming.stateStore.providerClass": ROCKSDB}
+
+
+class GateClosed(RuntimeError):
+    """Raised by a gated sink to refuse a batch before touching it (stop requested, or generation superseded)."""
+
+
+class StatusWriter:
+    """Owns ``status.json`` for this driver: one writer, atomic replacements, thread-safe."""
+
+    def __init__(self, root: JobRoot, status: DriverStatus) -> None:
+        self.root = root
+        self._status = status
+        self._lock = threading.Lock()
+        self.root.write_status(status)
+
+    @property
+    def current(self) -> DriverStatus:
+        return self._status
+
+    def update(self, **changes: Any) -> DriverStatus:
+        with self._lock:
+            self._status = replace(self._status, heartbeat_at=time.time(), **changes)
+            try:
+                self.root.write_status(self._status)
+            except CheckpointProviderError as exc:  # best-effort reporting must not kill the query
+                log.warning("could not write status: %s", exc)
+            return self._status
+
+
+class DriverLock:
+    """``generations/<g>/driver.lock``: at most one live driver per generation (promise 4).
+
+    Created exclusively; refreshed on every heartbeat; a lock whose heartbeat is older than the lease belongs to a
+    dead driver and is taken over.
+    """
+
+    def __init__(self, root: JobRoot, generation: int, driver_id: str, lease_s: float) -> None:
+        self.root, self.generation, self.driver_id, self.lease_s = root, generation, driver_id, lease_s
+        self.file = root.driver_lock_file(generation)
+
+    def _payload(self) -> bytes:
+        import json
+
+        return json.dumps({"driver_id": self.driver_id, "heartbeat_at": time.time(), "host": socket.gethostname(),
+                           "pid": os.getpid()}).encode()
+
+    def acquire(self) -> None:
+        if self.file.create_exclusive(self._payload()):
+            return
+        holder = self.root.read_json(self.file, what="driver lock") or {}
+        age = time.time() - float(holder.get("heartbeat_at", 0))
+        if holder.get("driver_id") != self.driver_id and age < self.lease_s:
+            raise FencedError(
+                f"another live driver ({holder.get('driver_id')} on {holder.get('host')} pid {holder.get('pid')}, "
+                f"heartbeat {age:.1f}s ago) holds this generation; refusing to start a second one",
+                path=self.file.uri, job=self.root.job, generation=self.generation,
+                hint=f"Stop it first, or wait {self.lease_s:.0f}s if it is dead",
+            )
+        log.info("taking over the driver lock of a dead driver (heartbeat %.1fs ago, lease %.0fs)", age, self.lease_s)
+        self.file.write_bytes(self._payload())
+
+    def refresh(self) -> None:
+        self.file.write_bytes(self._payload())
+
+    def release(self) -> None:
+        holder = self.root.read_json(self.file, what="driver lock") or {}
+        if holder.get("driver_id") == self.driver_id:
+            self.file.remove()
+
+
+class ManagedContext:
+    """What ``build`` gets: the session, the decision, and helpers that apply it to sources, state and sinks."""
+
+    def __init__(self, spark: Any, spec: LaunchSpec, root: JobRoot, decision: StartDecision,
+                 starting_offsets: Sequence[Any] | None, manifest: dict[str, Any] | None) -> None:
+        self.spark = spark
+        self.spec = spec
+        self.root = root
+        self.decision = decision
+        self.starting_offsets = list(starting_offsets) if starting_offsets is not None else None
+        self.manifest = manifest
+        self.checkpoint_location = root.checkpoint(spec.generation).uri
+        self.control_location = root.control_dir(spec.generation).uri
+        self.fenced_sources: list[str] = []
+        self.gated_sinks = 0
+        self._sources = 0
+        self._gate_reason: str | None = None
+
+    @property
+    def generation(self) -> int:
+        return self.spec.generation
+
+    def starting_offset(self, source_index: int) -> Any | None:
+        """The recorded end offset this source starts from on the fresh path (None on resume or if not given)."""
+        if self.decision.mode is StartMode.RESUME or self.starting_offsets is None:
+            return None
+        if source_index >= len(self.starting_offsets):
+            raise OffsetsMismatchError(
+                f"the query reads source #{source_index} but only {len(self.starting_offsets)} starting offsets "
+                "were given", path=self.root.location.uri, job=self.root.job, generation=self.generation,
+            )
+        return self.starting_offsets[source_index]
+
+    def read_eventlog(self, path: str, **options: Any) -> Any:
+        """Read the shipped event log with this start's offsets and the stop fence applied."""
+        index = self._sources
+        self._sources += 1
+        reader = self.spark.readStream.format(eventlog.SOURCE_NAME).option("path", path)
+        reader = reader.option("stopFenceControlPath", self.control_location)
+        for key, value in starting_offset_options("eventlog", self.starting_offset(index)).items():
+            reader = reader.option(key, value)
+        for key, value in options.items():
+            reader = reader.option(key, value)
+        self.fenced_sources.append(path)
+        return reader.load()
+
+    def source_options(self, source_format: str, source_index: int | None = None) -> dict[str, str]:
+        """Starting-offset options for another source (e.g. Kafka); call once per source, in plan order."""
+        index = self._sources if source_index is None else source_index
+        self._sources = max(self._sources, index + 1)
+        return starting_offset_options(source_format, self.starting_offset(index))
+
+    def initial_state(self, part: str, key: str | Sequence[str], migrate: Callable[[Any], Any] | None = None) -> Any:
+        """The snapshot's ``part`` grouped by ``key``, for ``initialState=`` — or None unless starting fresh from a
+        snapshot (never on resume: promise 2). ``migrate`` maps the old state DataFrame to the new shape."""
+        if not self.decision.load_initial_state or self.manifest is None:
+            return None
+        parts = self.manifest.get("parts") or {}
+        if part not in parts:
+            from airflow_checkpoint_provider.exceptions import ForeignSnapshotError
+
+            raise ForeignSnapshotError(
+                f"snapshot {self.spec.snapshot!r} has no state part {part!r} (it has: {', '.join(sorted(parts))})",
+                path=self.root.snapshot_dir(str(self.spec.snapshot)).uri, job=self.root.job,
+                generation=self.generation,
+            )
+        location = self.root.snapshot_dir(str(self.spec.snapshot)).child(parts[part]["path"])
+        df = self.spark.read.parquet(location.uri)
+        if migrate is not None:
+            df = migrate(df)
+        keys = [key] if isinstance(key, str) else list(key)
+        return df.groupBy(*keys)
+
+    def gated(self, fn: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
+        """Wrap a ``foreachBatch`` function: it refuses a batch, before touching it, once this driver must stop
+        (a stop request served by the gate, or a superseded generation). A refused batch is not committed."""
+        self.gated_sinks += 1
+
+        def gate(df: Any, batch_id: int) -> Any:
+            reason = self._gate_reason or self.superseded()
+            if reason:
+                self._gate_reason = reason
+                raise GateClosed(f"batch {batch_id} refused: {reason}")
+            return fn(df, batch_id)
+
+        return gate
+
+    def close_gate(self, reason: str) -> None:
+        self._gate_reason = reason
+
+    def reopen_gate(self) -> None:
+        self._gate_reason = None
+
+    def superseded(self) -> str | None:
+        current = self.root.current_generation()
+        if current is not None and current != self.generation:
+            return f"generation {self.generation} is superseded by generation {current}"
+        return None
+
+    @property
+    def stop_method(self) -> str:
+        if self.fenced_sources:
+            return "fence"
+        if self.gated_sinks:
+            return "gate"
+        return "idle"
+
+
+def _offsets_for_fresh_start(spec: LaunchSpec, root: JobRoot, decision: StartDecision) -> tuple[list[Any] | None, dict[str, Any] | None]:
+    if decision.mode is StartMode.RESUME:
+        return None, None
+    if decision.mode is StartMode.FIRST:
+        return (list(spec.starting_offsets) if spec.starting_offsets is not None else None), None
+    manifest = read_manifest(root, str(spec.snapshot), generation=spec.generation)
+    recorded = manifest.get("end_offsets")
+    if spec.starting_offsets is not None and recorded is not None and list(spec.starting_offsets) != list(recorded):
+        raise OffsetsMismatchError(
+            f"starting offsets {list(spec.starting_offsets)} do not match snapshot {spec.snapshot!r}'s end offsets "
+            f"{recorded} (batch {manifest.get('batch')}): starting elsewhere would lose or double-count events",
+            path=root.snapshot_dir(str(spec.snapshot)).uri, job=root.job, generation=spec.generation,
+        )
+    offsets = list(spec.starting_offsets) if spec.starting_offsets is not None else recorded
+    return offsets, manifest
+
+
+def prepare(spec: LaunchSpec) -> tuple[JobRoot, StartDecision, list[Any] | None, dict[str, Any] | None]:
+    """Everything decided before any Spark work: fencing, the start decision, validated offsets and snapshot."""
+    root = JobRoot(spec.job_root, job=spec.job_name)
+    current = root.current_generation()
+    if current is not None and current != spec.generation:
+        raise FencedError(
+            f"generation {spec.generation} is not the job's current generation ({current}); refusing to start",
+            path=root.location.uri, job=root.job, generation=spec.generation,
+        )
+    # A stop request that was never acknowledged is honoured after start; an unreadable one is an error now.
+    root.read_stop_request(spec.generation)
+    info = inspect_checkpoint(root.checkpoint(spec.generation), allow_empty=True)
+    decision = decide_start(
+        generation=spec.generation,
+        last_committed_batch=info.last_committed_batch,
+        in_flight_batch=info.in_flight_batch,
+        snapshot=spec.snapshot,
+    )
+    offsets, manifest = _offsets_for_fresh_start(spec, root, decision)
+    return root, decision, offsets, manifest
+
+
+class _Listener:
+    """StreamingQueryListener that reports each committed batch to status.json."""
+
+    @staticmethod
+    def make(status: StatusWriter) -> Any:
+        from pyspark.sql.streaming import StreamingQueryListener
+
+        class Listener(StreamingQueryListener):  # type: ignore[misc]
+            def onQueryStarted(self, event: Any) -> None:
+                status.update(query_id=str(event.id), run_id=str(event.runId))
+
+            def onQueryProgress(self, event: Any) -> None:
+                import json
+
+                p = event.progress
+                ends = []
+                for s in p.sources:
+                    end = s.endOffset
+                    try:
+                        ends.append(json.loads(end) if isinstance(end, str) else end)
+                    except ValueError:
+                        ends.append(end)
+                status.update(
+                    state=DriverState.RUNNING.value if status.current.state == DriverState.STARTING.value
+                    else status.current.state,
+                    last_committed_batch=int(p.batchId),
+                    last_batch_input_rows=int(p.numInputRows),
+                    total_input_rows=status.current.total_input_rows + int(p.numInputRows),
+                    last_batch_end_offsets=ends,
+                    last_batch_at=time.time(),
+                )
+
+            def onQueryIdle(self, event: Any) -> None:
+                pass
+
+            def onQueryTerminated(self, event: Any) -> None:
+                pass
+
+        return Listener()
+
+
+def run(
+    build: Callable[[ManagedContext], Any],
+    *,
+    argv: Sequence[str] | None = None,
+    app_name: str | None = None,
+    spark_conf: dict[str, str] | None = None,
+) -> int:
+    """Run a managed streaming query until it is stopped; return the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    spec, _app_args = parse_launch_args(sys.argv[1:] if argv is None else argv)
+    driver_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    root = JobRoot(spec.job_root, job=spec.job_name)
+    status: StatusWriter | None = None
+    lock: DriverLock | None = None
+    try:
+        root, decision, offsets, manifest = prepare(spec)
+        lock = DriverLock(root, spec.generation, driver_id, spec.lease_s)
+        lock.acquire()
+        log.info("%s", decision.reason)
+        status = StatusWriter(root, DriverStatus(
+            job=root.job, generation=spec.generation, state=DriverState.STARTING.value, driver_id=driver_id,
+            host=socket.gethostname(), pid=os.getpid(), code_version=spec.code_version,
+            start_mode=decision.mode.value, start_reason=decision.reason,
+            snapshot=spec.snapshot if decision.load_initial_state else None,
+            starting_offsets=offsets, last_committed_batch=decision.last_committed_batch,
+        ))
+        return _run_query(build, spec, root, decision, offsets, manifest, status, lock, app_name, spark_conf)
+    except CheckpointProviderError as exc:
+        log.error("%s: %s", type(exc).__name__, exc)
+        if status is not None:
+            status.update(state=DriverState.FAILED.value, error=f"{type(exc).__name__}: {exc}")
+        print(f"airflow-checkpoint-provider: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if lock is not None:
+            try:
+                lock.release()
+            except CheckpointProviderError:
+                pass
+
+
+def _run_query(build: Callable[[ManagedContext], Any], spec: LaunchSpec, root: JobRoot, decision: StartDecision,
+               offsets: list[Any] | None, manifest: dict[str, Any] | None, status: StatusWriter,
+               lock: DriverLock, app_name: str | None, spark_conf: dict[str, str] | None) -> int:
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name or f"{root.job}-g{spec.generation}")
+    for key, value in {**SESSION_CONF, **(spark_conf or {})}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    eventlog.register(spark)
+    status.update(app_id=spark.sparkContext.applicationId)
+    spark.streams.addListener(_Listener.make(status))
+
+    ctx = ManagedContext(spark, spec, root, decision, offsets, manifest)
+    writer = build(ctx)
+    query = writer.option("checkpointLocation", ctx.checkpoint_location).start()
+    log.info("query %s started on %s (stop method: %s)", query.id, ctx.checkpoint_location, ctx.stop_method)
+    status.update(query_id=str(query.id), run_id=str(query.runId))
+    outcome = _supervise(ctx, query, status, lock)
+    spark.stop()
+    return outcome
+
+
+def _supervise(ctx: ManagedContext, query: Any, status: StatusWriter, lock: DriverLock) -> int:
+    """Heartbeat, fencing and stop requests until the query ends."""
+    spec, root = ctx.spec, ctx.root
+    handled: set[str] = set()
+    previous_ack = root.read_stop_ack(spec.generation)
+    if previous_ack is not None:
+        handled.add(previous_ack.request_id)
+    stopping: tuple[StopRequest, float] | None = None
+    while True:
+        if not query.isActive:
+            break
+        lock.refresh()
+        status.update()
+        superseded = ctx.superseded()
+        if superseded:
+            log.warning("%s: stopping without committing further batches", superseded)
+            ctx.close_gate(superseded)
+            query.stop()
+            status.update(state=DriverState.STOPPED.value, error=f"superseded: {superseded}")
+            return 0
+        if stopping is None:
+            request = root.read_stop_request(spec.generation)
+            if request is not None and request.request_id not in handled:
+                log.info("stop request %s received (method: %s, timeout %.0fs, on timeout: %s)",
+                         request.request_id, ctx.stop_method, request.timeout_s, request.on_timeout)
+                status.update(state=DriverState.STOPPING.value)
+                if ctx.stop_method == "gate":
+                    ctx.close_gate(f"stop request {request.request_id}")
+                stopping = (request, time.monotonic())
+        if stopping is not None:
+            request, since = stopping
+            if _at_boundary(ctx, query):
+                query.stop()
+                return _acknowledge(ctx, request, "stopped", since, status)
+            if time.monotonic() - since > request.timeout_s:
+                if request.on_timeout == OnStopTimeout.FORCE_STOP.value:
+                    log.warning("stop request %s timed out: forcing the query to stop", request.request_id)
+                    query.stop()
+                    return _acknowledge(ctx, request, "forced", since, status)
+                log.warning("stop request %s timed out: keeping the driver running", request.request_id)
+                _acknowledge(ctx, request, "timed_out", since, status)
+                handled.add(request.request_id)
+                ctx.reopen_gate()
+                status.update(state=DriverState.RUNNING.value)
+                stopping = None
+        query.awaitTermination(min(spec.heartbeat_s, 0.5) if stopping else spec.heartbeat_s)
+    # The query ended by itself: a gate refusal is a clean stop; anything else is a failure.
+    error = query.exception()
+    if stopping is not None and (error is None or "GateClosed" in str(error)):
+        return _acknowledge(ctx, stopping[0], "stopped", stopping[1], status)
+    message = str(error) if error is not None else "the query terminated without a stop request"
+    status.update(state=DriverState.FAILED.value, error=message[:4000])
+    log.error("query ended: %s", message[:2000])
+    return 1
+
+
+def _at_boundary(ctx: ManagedContext, query: Any) -> bool:
+    """Whether stopping now leaves no batch in flight and, with the fence, everything admitted is committed."""
+    info = inspect_checkpoint(ctx.checkpoint_location, allow_empty=True)
+    if info.in_flight_batch is not None or query.status.get("isTriggerActive"):
+        return False
+    if ctx.stop_method == "fence":
+        fences = read_fences(ctx.root.control_dir(ctx.generation))
+        if len(fences) < len(set(ctx.fenced_sources)):
+            return False  # not every source has seen the request yet
+        committed = info.committed.end_offsets_json() if info.committed else []
+        for i, path in enumerate(ctx.fenced_sources):
+            fence = fences.get(path)
+            done = committed[i]["offset"] if i < len(committed) and committed[i] else ctx.starting_offset(i)
+            done = done["offset"] if isinstance(done, dict) else (done or 0)
+            if fence is None or done < fence:
+                return False
+    return True
+
+
+def _acknowledge(ctx: ManagedContext, request: StopRequest, outcome: str, since: float, status: StatusWriter) -> int:
+    info = inspect_checkpoint(ctx.checkpoint_location, allow_empty=True)
+    ack = StopAck(
+        request_id=request.request_id,
+        outcome=outcome,
+        method=ctx.stop_method,
+        final_committed_batch=info.last_committed_batch,
+        end_offsets=info.committed.end_offsets_json() if info.committed else None,
+        in_flight_batch=info.in_flight_batch,
+        acknowledged_at=time.time(),
+        stop_latency_s=round(time.monotonic() - since, 3),
+    )
+    ctx.root.write_json(ctx.root.stop_ack_file(ctx.generation), ack.to_json())
+    log.info("stop request %s: %s at batch %s (in flight: %s) after %.2fs", request.request_id, outcome,
+             ack.final_committed_batch, ack.in_flight_batch, ack.stop_latency_s)
+    if outcome != "timed_out":
+        status.update(state=DriverState.STOPPED.value, last_committed_batch=info.last_committed_batch)
+    return 0

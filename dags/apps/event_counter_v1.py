@@ -1,0 +1,68 @@
+"""Event counter v1: per-key count and sum with transformWithState, run by the managed runtime.
+
+State part ``counts``: one row per key ``(key STRING, n BIGINT, total BIGINT)``.
+
+    spark-submit dags/apps/event_counter_v1.py --acp-job-root <root> --acp-generation <g> [--acp-snapshot <id>] \\
+        -- --events <event log> --output <sink folder>
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from pyspark.sql import Row
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor
+from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+from airflow_checkpoint_provider.model.launch import parse_launch_args
+from airflow_checkpoint_provider.runtime import managed
+from dags.apps.counter_common import app_args, idempotent_sink
+
+STATE = StructType([StructField("n", LongType()), StructField("total", LongType())])
+OUTPUT = StructType([StructField("key", StringType()), StructField("n", LongType()), StructField("total", LongType())])
+CODE_VERSION = "event-counter-v1"
+
+
+class CounterV1(StatefulProcessor):  # type: ignore[misc]
+    def init(self, handle: Any) -> None:
+        self.counts = handle.getValueState("counts", STATE)
+
+    def handleInputRows(self, key: Any, rows: Iterator[Any], timerValues: Any) -> Iterator[Any]:
+        n, total = self.counts.get() or (0, 0)
+        for row in rows:
+            n += 1
+            total += row.value
+        self.counts.update((n, total))
+        yield Row(key=key[0], n=n, total=total)
+
+    def handleInitialState(self, key: Any, initialState: Any, timerValues: Any) -> None:
+        self.counts.update((initialState.n, initialState.total))
+
+    def close(self) -> None:
+        pass
+
+
+def main(argv: list[str]) -> int:
+    _, rest = parse_launch_args(argv)
+    args = app_args(rest)
+
+    def build(ctx: managed.ManagedContext) -> Any:
+        options = {"maxRecordsPerBatch": args.max_records_per_batch} if args.max_records_per_batch else {}
+        events = ctx.read_eventlog(args.events, **options)
+        counts = events.groupBy("key").transformWithState(
+            statefulProcessor=CounterV1(), outputStructType=OUTPUT, outputMode="Update", timeMode="None",
+            initialState=ctx.initial_state("counts", "key"),
+        )
+        sink = idempotent_sink(args.output, ctx.generation, args.slow_batch_seconds)
+        return (
+            counts.writeStream.outputMode("update").foreachBatch(ctx.gated(sink))
+            .trigger(processingTime=f"{args.trigger_seconds} seconds")
+        )
+
+    return managed.run(build, argv=argv, app_name=CODE_VERSION)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
