@@ -12,7 +12,6 @@ The writer and the line counting are pure Python; the Spark parts import pyspark
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,12 +27,10 @@ def _segment_name(number: int) -> str:
 
 
 def _fs_and_path(location: str) -> tuple[Any, str]:
-    import fsspec.core
+    from airflow_checkpoint_provider.checkpoint.storage import Location
 
-    fs, path = fsspec.core.url_to_fs(location)
-    if "file" in (fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)):
-        path = os.path.abspath(path)
-    return fs, path
+    loc = Location.of(location)
+    return loc.fs, loc.path
 
 
 def list_segments(fs: Any, path: str) -> list[str]:

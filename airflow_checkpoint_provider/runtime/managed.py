@@ -448,10 +448,10 @@ def _at_boundary(ctx: ManagedContext, query: Any) -> bool:
             return False  # not every source has seen the request yet
         committed = info.committed.end_offsets_json() if info.committed else []
         for i, path in enumerate(ctx.fenced_sources):
-            fence = fences.get(path)
-            done = committed[i]["offset"] if i < len(committed) and committed[i] else ctx.starting_offset(i)
-            done = done["offset"] if isinstance(done, dict) else (done or 0)
-            if fence is None or done < fence:
+            # What is committed for this source; before any commit, where it started.
+            position = committed[i] if i < len(committed) and committed[i] else ctx.starting_offset(i)
+            done = int(position["offset"]) if position else 0
+            if path not in fences or done < fences[path]:
                 return False
     return True
 
