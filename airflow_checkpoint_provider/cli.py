@@ -93,6 +93,68 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _duration(text: str) -> Any:
+    """``90s``, ``30m``, ``12h``, ``7d`` -> timedelta."""
+    import datetime as dt
+
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    if len(text) < 2 or text[-1] not in units:
+        raise argparse.ArgumentTypeError(f"expected a duration like 30m, 12h or 7d, got {text!r}")
+    try:
+        return dt.timedelta(**{units[text[-1]]: float(text[:-1])})
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad duration {text!r}") from exc
+
+
+def render_snapshots(root: str, entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return f"job root {root}: no snapshots"
+    lines = [f"job root {root}: {len(entries)} snapshot folder(s), newest first",
+             f"  {'id':<32} {'gen':>4} {'batch':>6} {'rows':>10}  {'state':<14} created"]
+    for e in entries:
+        if not e["complete"]:
+            state = "UNFINISHED" if not e.get("error") else "UNREADABLE"
+        else:
+            state = "deep-verified" if e["deep_verified"] else "verified" if e["verified"] else "unverified"
+        lines.append(f"  {e['snapshot_id']:<32} {_or_none(e['generation']):>4} {_or_none(e['batch']):>6} "
+                     f"{_or_none(e['rows']):>10}  {state:<14} {e['created_at'] or '-'}")
+        if e.get("error"):
+            lines.append(f"      {e['error']}")
+    return "\n".join(lines)
+
+
+def _cmd_snapshots(args: argparse.Namespace) -> int:
+    from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+    from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue, verify_snapshot
+
+    root = JobRoot(args.job_root, job=args.job_name)
+    catalogue = SnapshotCatalogue(root)
+    result: dict[str, Any] = {"job_root": root.location.uri, "job": root.job}
+    if args.verify is not None:
+        ids = [args.verify] if args.verify else [e.snapshot_id for e in catalogue.list() if e.complete]
+        result["verified"] = [verify_snapshot(root, i).to_json() for i in ids]
+    if args.keep_last is not None or args.max_age is not None:
+        plan = (catalogue.apply_retention if args.apply else catalogue.plan_retention)(
+            keep_last=args.keep_last, max_age=args.max_age)
+        result["retention"] = {**plan.to_json(), "applied": bool(args.apply)}
+    entries = [e.to_json() for e in catalogue.list()]
+    result["snapshots"] = entries
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(render_snapshots(root.location.uri, entries))
+    for v in result.get("verified", []):
+        print(f"verified {v['snapshot_id']}: {v['files']} files, {v['rows']} rows, {v['bytes']} bytes")
+    if "retention" in result:
+        r = result["retention"]
+        verb = "deleted" if r["applied"] else "would delete (dry run; add --apply)"
+        for sid in r["delete"]:
+            print(f"{verb} {sid}: {r['reasons'][sid]}")
+        if not r["delete"]:
+            print("retention: nothing to delete")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="airflow-checkpoint",
@@ -104,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     inspect.add_argument("--batch", type=int, help="also show the end offsets of this retained batch")
     inspect.set_defaults(func=_cmd_inspect)
+    snaps = sub.add_parser("snapshots", help="list, verify and retire a job's snapshots (no JVM needed)")
+    snaps.add_argument("job_root", help="the job root: a path or URI")
+    snaps.add_argument("--job-name", help="the job's name (default: the job root's last path element)")
+    snaps.add_argument("--json", action="store_true", help="print one JSON object")
+    snaps.add_argument("--verify", nargs="?", const="", metavar="ID",
+                       help="re-check files, checksums and row counts (one snapshot, or every complete one)")
+    snaps.add_argument("--keep-last", type=int, metavar="N", help="retention: keep the newest N snapshots")
+    snaps.add_argument("--max-age", type=_duration, metavar="AGE", help="retention: drop snapshots older (7d, 12h)")
+    snaps.add_argument("--apply", action="store_true", help="delete what retention selects (default: dry run)")
+    snaps.set_defaults(func=_cmd_snapshots)
     return parser
 
 

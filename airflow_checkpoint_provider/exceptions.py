@@ -108,3 +108,28 @@ class FencedError(CheckpointProviderError, RuntimeError):
 
 class ControlFileError(CheckpointProviderError, ValueError):
     """A control request (e.g. stop) under the job root cannot be read."""
+
+
+# --- snapshots -----------------------------------------------------------------------------------------
+
+
+class BatchNotRetainedError(CheckpointProviderError, LookupError):
+    """The batch to snapshot is not committed, or its logs were purged (``minBatchesToRetain``)."""
+
+
+class SnapshotCorruptError(CheckpointProviderError, ValueError):
+    """A snapshot's files disagree with its manifest: missing, truncated, extra, checksum or row-count mismatch."""
+
+
+class SnapshotSchemaMismatchError(CheckpointProviderError, TypeError):
+    """A snapshot part's columns do not match what the new code declares, and no migration was given."""
+
+
+class SnapshotProtectedError(CheckpointProviderError, PermissionError):
+    """Deleting this snapshot would remove the job's newest verified one, or one a kept generation started from."""
+
+
+class ExportFailedError(CheckpointProviderError, RuntimeError):
+    """Spark could not read or write the state for a snapshot (the partial folder was removed)."""
+
+    terminal = False

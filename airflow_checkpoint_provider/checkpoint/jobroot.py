@@ -6,6 +6,7 @@ and the snapshots. Nothing under it is ever moved (a transformWithState checkpoi
     <job root>/
       job.json                      ledger: current generation, history, lease
       generations/<g>/checkpoint/   Spark's checkpoint of generation g
+      generations/<g>/generation.json  how g started (snapshot, offsets, code version), retired/deleted marks
       generations/<g>/status.json   written by the driver
       generations/<g>/control/      stop.json (request), stop-ack.json (answer), fence.json (source fence)
       snapshots/<id>/               state as Parquet + manifest.json (published last)
@@ -60,6 +61,9 @@ class JobRoot:
 
     def fence_file(self, generation: int) -> Location:
         return self.control_dir(generation).child("fence.json")
+
+    def generation_record_file(self, generation: int) -> Location:
+        return self.generation_dir(generation).child("generation.json")
 
     def driver_lock_file(self, generation: int) -> Location:
         return self.generation_dir(generation).child("driver.lock")
@@ -136,3 +140,24 @@ class JobRoot:
     def read_stop_ack(self, generation: int) -> StopAck | None:
         data = self.read_json(self.stop_ack_file(generation), what="stop acknowledgement", error=ControlFileError)
         return None if data is None else StopAck.from_json(data)
+
+    def generations(self) -> list[int]:
+        """Generation numbers that have a folder, ascending."""
+        found = []
+        for entry in self.location.child("generations").list_or_empty():
+            if entry.is_dir and entry.name.isdigit():
+                found.append(int(entry.name))
+        return sorted(found)
+
+    def read_generation_record(self, generation: int) -> dict[str, Any] | None:
+        return self.read_json(self.generation_record_file(generation), what="generation record")
+
+    def update_generation_record(self, generation: int, **changes: Any) -> dict[str, Any]:
+        """Merge ``changes`` into ``generations/<g>/generation.json`` (created if absent); returns the record."""
+        record = self.read_generation_record(generation) or {"generation": int(generation)}
+        record.update(changes)
+        self.write_json(self.generation_record_file(generation), record)
+        return record
+
+    def generation_records(self) -> dict[int, dict[str, Any]]:
+        return {g: self.read_generation_record(g) or {"generation": g} for g in self.generations()}

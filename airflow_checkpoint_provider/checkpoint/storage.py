@@ -163,6 +163,32 @@ class Location:
     def read_text(self) -> str:
         return self.read_bytes().decode("utf-8")
 
+    def open(self, mode: str = "rb") -> Any:
+        """A file handle from the filesystem (for streaming reads of large files)."""
+        try:
+            return self.fs.open(self.path, mode)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise StorageUnavailableError(f"cannot open {self.uri}: {exc}", path=self.uri) from exc
+
+    def walk_files(self) -> list[tuple[str, int]]:
+        """Every file below this folder as (path relative to it, size), sorted; empty if it does not exist."""
+        try:
+            found = self.fs.find(self.path, detail=True)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StorageUnavailableError(f"cannot list {self.uri}: {exc}", path=self.uri) from exc
+        prefix = self.path.rstrip("/") + "/"
+        out = []
+        for name, item in found.items():
+            name = str(name)
+            if item.get("type") == "directory" or not name.startswith(prefix):
+                continue
+            out.append((name[len(prefix):], int(item.get("size") or 0)))
+        return sorted(out)
+
     # --- writing --------------------------------------------------------------------------------------
 
     def makedirs(self) -> None:

@@ -35,11 +35,14 @@ from typing import Any
 
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
-from airflow_checkpoint_provider.checkpoint.snapshots import read_manifest
+from airflow_checkpoint_provider.checkpoint.snapshots import Manifest, read_manifest, verify_snapshot
 from airflow_checkpoint_provider.exceptions import (
     CheckpointProviderError,
     FencedError,
+    ForeignSnapshotError,
+    InvalidLaunchError,
     OffsetsMismatchError,
+    SnapshotSchemaMismatchError,
 )
 from airflow_checkpoint_provider.model.decisions import StartDecision, StartMode, decide_start
 from airflow_checkpoint_provider.model.launch import LaunchSpec, parse_launch_args
@@ -133,7 +136,7 @@ class ManagedContext:
     """What ``build`` gets: the session, the decision, and helpers that apply it to sources, state and sinks."""
 
     def __init__(self, spark: Any, spec: LaunchSpec, root: JobRoot, decision: StartDecision,
-                 starting_offsets: Sequence[Any] | None, manifest: dict[str, Any] | None) -> None:
+                 starting_offsets: Sequence[Any] | None, manifest: Manifest | None) -> None:
         self.spark = spark
         self.spec = spec
         self.root = root
@@ -143,6 +146,7 @@ class ManagedContext:
         self.checkpoint_location = root.checkpoint(spec.generation).uri
         self.control_location = root.control_dir(spec.generation).uri
         self.fenced_sources: list[str] = []
+        self.initial_state_parts: list[str] = []
         self.gated_sinks = 0
         self._sources = 0
         self._gate_reason: str | None = None
@@ -181,25 +185,41 @@ class ManagedContext:
         self._sources = max(self._sources, index + 1)
         return starting_offset_options(source_format, self.starting_offset(index))
 
-    def initial_state(self, part: str, key: str | Sequence[str], migrate: Callable[[Any], Any] | None = None) -> Any:
-        """The snapshot's ``part`` grouped by ``key``, for ``initialState=`` — or None unless starting fresh from a
-        snapshot (never on resume: promise 2). ``migrate`` maps the old state DataFrame to the new shape."""
+    def initial_state(
+        self,
+        part: str,
+        key: str | Sequence[str] | None = None,
+        *,
+        expect: Any = None,
+        migrate: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """The snapshot's state part ``part`` grouped by its key, for ``initialState=`` — or None unless this
+        start loads a snapshot (never on resume: promise 2).
+
+        :param key: key column(s); default the part's key columns as exported.
+        :param expect: the state schema the new code declares for this part (a ``StructType`` or DDL string of
+            the value columns). When given, the (migrated) snapshot must match it by name and type, else
+            :class:`SnapshotSchemaMismatchError` — before anything runs.
+        :param migrate: old state DataFrame -> new state DataFrame, applied on load (e.g. add a column).
+        """
         if not self.decision.load_initial_state or self.manifest is None:
             return None
-        parts = self.manifest.get("parts") or {}
-        if part not in parts:
-            from airflow_checkpoint_provider.exceptions import ForeignSnapshotError
-
+        folder = self.root.snapshot_dir(str(self.spec.snapshot))
+        spec = self.manifest.parts.get(part)
+        if spec is None:
             raise ForeignSnapshotError(
-                f"snapshot {self.spec.snapshot!r} has no state part {part!r} (it has: {', '.join(sorted(parts))})",
-                path=self.root.snapshot_dir(str(self.spec.snapshot)).uri, job=self.root.job,
-                generation=self.generation,
+                f"snapshot {self.spec.snapshot!r} has no state part {part!r} (it has: "
+                f"{', '.join(sorted(self.manifest.parts)) or 'none'})",
+                path=folder.uri, job=self.root.job, generation=self.generation,
             )
-        location = self.root.snapshot_dir(str(self.spec.snapshot)).child(parts[part]["path"])
-        df = self.spark.read.parquet(location.uri)
+        df = self.spark.read.parquet(folder.child(spec.path).uri)
+        keys = list(spec.key_columns) if key is None else ([key] if isinstance(key, str) else list(key))
         if migrate is not None:
             df = migrate(df)
-        keys = [key] if isinstance(key, str) else list(key)
+        if expect is not None:
+            check_state_schema(df, keys, expect, part=part, migrated=migrate is not None,
+                               where=folder.uri, job=self.root.job, generation=self.generation)
+        self.initial_state_parts.append(part)
         return df.groupBy(*keys)
 
     def gated(self, fn: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
@@ -237,24 +257,47 @@ class ManagedContext:
         return "idle"
 
 
-def _offsets_for_fresh_start(spec: LaunchSpec, root: JobRoot, decision: StartDecision) -> tuple[list[Any] | None, dict[str, Any] | None]:
+def check_state_schema(df: Any, keys: Sequence[str], expect: Any, *, part: str, migrated: bool, where: str,
+                       job: str, generation: int) -> None:
+    """The value columns of ``df`` (all but ``keys``) must equal ``expect`` by name, order and type."""
+    from pyspark.sql.types import StructType
+
+    wanted = expect if isinstance(expect, StructType) else StructType.fromDDL(str(expect))
+    have = [(f.name, f.dataType.simpleString()) for f in df.schema.fields if f.name not in keys]
+    want = [(f.name, f.dataType.simpleString()) for f in wanted.fields]
+    missing_keys = [k for k in keys if k not in df.columns]
+    if have == want and not missing_keys:
+        return
+    fmt = lambda cols: ", ".join(f"{n} {t}" for n, t in cols) or "nothing"  # noqa: E731
+    detail = f"snapshot state part {part!r} has ({fmt(have)}) but the code declares ({fmt(want)})"
+    if missing_keys:
+        detail += f"; key column(s) {missing_keys} are missing"
+    raise SnapshotSchemaMismatchError(
+        detail + (" after the migration" if migrated else ""), path=where, job=job, generation=generation,
+        hint="Pass migrate= to ctx.initial_state(...) to turn the old state into the new shape" if not migrated
+        else "Fix the migration so it returns exactly the declared columns",
+    )
+
+
+def _offsets_for_fresh_start(spec: LaunchSpec, root: JobRoot,
+                             decision: StartDecision) -> tuple[list[Any] | None, Manifest | None]:
     if decision.mode is StartMode.RESUME:
         return None, None
     if decision.mode is StartMode.FIRST:
         return (list(spec.starting_offsets) if spec.starting_offsets is not None else None), None
     manifest = read_manifest(root, str(spec.snapshot), generation=spec.generation)
-    recorded = manifest.get("end_offsets")
-    if spec.starting_offsets is not None and recorded is not None and list(spec.starting_offsets) != list(recorded):
+    verify_snapshot(root, manifest.snapshot_id, record=False)  # files present and intact before loading
+    recorded = list(manifest.end_offsets)
+    if spec.starting_offsets is not None and list(spec.starting_offsets) != recorded:
         raise OffsetsMismatchError(
             f"starting offsets {list(spec.starting_offsets)} do not match snapshot {spec.snapshot!r}'s end offsets "
-            f"{recorded} (batch {manifest.get('batch')}): starting elsewhere would lose or double-count events",
+            f"{recorded} (batch {manifest.batch}): starting elsewhere would lose or double-count events",
             path=root.snapshot_dir(str(spec.snapshot)).uri, job=root.job, generation=spec.generation,
         )
-    offsets = list(spec.starting_offsets) if spec.starting_offsets is not None else recorded
-    return offsets, manifest
+    return recorded, manifest
 
 
-def prepare(spec: LaunchSpec) -> tuple[JobRoot, StartDecision, list[Any] | None, dict[str, Any] | None]:
+def prepare(spec: LaunchSpec) -> tuple[JobRoot, StartDecision, list[Any] | None, Manifest | None]:
     """Everything decided before any Spark work: fencing, the start decision, validated offsets and snapshot."""
     root = JobRoot(spec.job_root, job=spec.job_name)
     current = root.current_generation()
@@ -336,6 +379,13 @@ def run(
         lock = DriverLock(root, spec.generation, driver_id, spec.lease_s)
         lock.acquire()
         log.info("%s", decision.reason)
+        if decision.mode is not StartMode.RESUME and "first_started_at" not in (
+            root.read_generation_record(spec.generation) or {}
+        ):
+            root.update_generation_record(
+                spec.generation, snapshot=spec.snapshot if decision.load_initial_state else None,
+                starting_offsets=offsets, code_version=spec.code_version, first_started_at=time.time(),
+            )
         status = StatusWriter(root, DriverStatus(
             job=root.job, generation=spec.generation, state=DriverState.STARTING.value, driver_id=driver_id,
             host=socket.gethostname(), pid=os.getpid(), code_version=spec.code_version,
@@ -359,7 +409,7 @@ def run(
 
 
 def _run_query(build: Callable[[ManagedContext], Any], spec: LaunchSpec, root: JobRoot, decision: StartDecision,
-               offsets: list[Any] | None, manifest: dict[str, Any] | None, status: StatusWriter,
+               offsets: list[Any] | None, manifest: Manifest | None, status: StatusWriter,
                lock: DriverLock, app_name: str | None, spark_conf: dict[str, str] | None) -> int:
     from pyspark.sql import SparkSession
 
@@ -373,6 +423,18 @@ def _run_query(build: Callable[[ManagedContext], Any], spec: LaunchSpec, root: J
 
     ctx = ManagedContext(spark, spec, root, decision, offsets, manifest)
     writer = build(ctx)
+    if manifest is not None:
+        unused = sorted(set(manifest.parts) - set(ctx.initial_state_parts))
+        if len(unused) == len(manifest.parts):
+            raise InvalidLaunchError(
+                f"this start must load snapshot {spec.snapshot!r} as initial state, but the application called "
+                "ctx.initial_state(...) for none of its parts: starting would silently drop the state",
+                path=root.snapshot_dir(str(spec.snapshot)).uri, job=root.job, generation=spec.generation,
+                hint="Pass initialState=ctx.initial_state('<part>') to transformWithState",
+            )
+        if unused:
+            log.warning("snapshot %s parts not loaded by this application (their state is dropped): %s",
+                        spec.snapshot, ", ".join(unused))
     query = writer.option("checkpointLocation", ctx.checkpoint_location).start()
     log.info("query %s started on %s (stop method: %s)", query.id, ctx.checkpoint_location, ctx.stop_method)
     status.update(query_id=str(query.id), run_id=str(query.runId))

@@ -23,6 +23,31 @@ def app_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
+def run_counter(argv: Sequence[str], *, processor: Callable[[], Any], state: Any, output: Any, code_version: str,
+                migrate: Callable[[Any], Any] | None = None) -> int:
+    """The managed query both counters share: event log -> transformWithState(key) -> idempotent sink."""
+    from airflow_checkpoint_provider.model.launch import parse_launch_args
+    from airflow_checkpoint_provider.runtime import managed
+
+    _, rest = parse_launch_args(argv)
+    args = app_args(rest)
+
+    def build(ctx: managed.ManagedContext) -> Any:
+        options = {"maxRecordsPerBatch": args.max_records_per_batch} if args.max_records_per_batch else {}
+        events = ctx.read_eventlog(args.events, **options)
+        counts = events.groupBy("key").transformWithState(
+            statefulProcessor=processor(), outputStructType=output, outputMode="Update", timeMode="None",
+            initialState=ctx.initial_state("counts", "key", expect=state, migrate=migrate),
+        )
+        sink = idempotent_sink(args.output, ctx.generation, args.slow_batch_seconds)
+        return (
+            counts.writeStream.outputMode("update").foreachBatch(ctx.gated(sink))
+            .trigger(processingTime=f"{args.trigger_seconds} seconds")
+        )
+
+    return managed.run(build, argv=argv, app_name=code_version)
+
+
 def idempotent_sink(output: str, generation: int, slow_s: float = 0.0) -> Callable[[Any, int], None]:
     def write(df: Any, batch_id: int) -> None:
         if slow_s:

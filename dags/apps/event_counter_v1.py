@@ -16,9 +16,7 @@ from pyspark.sql import Row
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from airflow_checkpoint_provider.model.launch import parse_launch_args
-from airflow_checkpoint_provider.runtime import managed
-from dags.apps.counter_common import app_args, idempotent_sink
+from dags.apps.counter_common import run_counter
 
 STATE = StructType([StructField("n", LongType()), StructField("total", LongType())])
 OUTPUT = StructType([StructField("key", StringType()), StructField("n", LongType()), StructField("total", LongType())])
@@ -45,23 +43,7 @@ class CounterV1(StatefulProcessor):  # type: ignore[misc]
 
 
 def main(argv: list[str]) -> int:
-    _, rest = parse_launch_args(argv)
-    args = app_args(rest)
-
-    def build(ctx: managed.ManagedContext) -> Any:
-        options = {"maxRecordsPerBatch": args.max_records_per_batch} if args.max_records_per_batch else {}
-        events = ctx.read_eventlog(args.events, **options)
-        counts = events.groupBy("key").transformWithState(
-            statefulProcessor=CounterV1(), outputStructType=OUTPUT, outputMode="Update", timeMode="None",
-            initialState=ctx.initial_state("counts", "key"),
-        )
-        sink = idempotent_sink(args.output, ctx.generation, args.slow_batch_seconds)
-        return (
-            counts.writeStream.outputMode("update").foreachBatch(ctx.gated(sink))
-            .trigger(processingTime=f"{args.trigger_seconds} seconds")
-        )
-
-    return managed.run(build, argv=argv, app_name=CODE_VERSION)
+    return run_counter(argv, processor=CounterV1, state=STATE, output=OUTPUT, code_version=CODE_VERSION)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,382 @@
+"""The snapshot exporter: a Spark batch job that writes the state of one committed batch as Parquet + manifest.
+
+Run it where the job's cluster is::
+
+    spark-submit airflow_checkpoint_provider/runtime/export.py --job-root <root> --generation <g> \\
+        [--batch N] [--snapshot-id ID] [--code-version LABEL] [--deep]
+
+or in-process with :func:`export_snapshot` (tests and notebooks share one session). For batch N (default: the
+last committed one) it lists every stateful operator and state variable with ``state-metadata``, reads each with
+the ``statestore`` reader at N, flattens key and value structs to top-level columns (renaming Spark's repeated
+internal aggregate field names, e.g. ``sum, count, sum`` -> ``sum, count, sum_2``), writes Parquet, checksums the
+files, and publishes ``manifest.json`` last. The source end offsets come from ``offsets/N`` of the same checkpoint,
+so state and position always belong to the same batch. On failure the partial folder is removed.
+
+Exporting the same (generation, batch) again returns the existing snapshot (promise 5: a rerun never repeats the
+work wrongly). Works on a running query (N must still be retained) and on a stopped one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from airflow_checkpoint_provider.checkpoint.inspector import CheckpointReader, inspect_checkpoint
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.checkpoint.snapshots import (
+    MANIFEST,
+    PARTS,
+    Manifest,
+    Part,
+    PartFile,
+    SnapshotCatalogue,
+    Verification,
+    data_file,
+    file_facts,
+    new_snapshot_id,
+    read_manifest,
+    record_deep_verification,
+    verify_snapshot,
+)
+from airflow_checkpoint_provider.exceptions import (
+    BatchNotRetainedError,
+    CheckpointProviderError,
+    EmptyCheckpointError,
+    ExportFailedError,
+    ForeignSnapshotError,
+    SnapshotCorruptError,
+)
+
+log = logging.getLogger("airflow_checkpoint_provider.export")
+
+#: Session confs the reader must share with the checkpoint's writer (pinned in ``offsets/N``'s conf map).
+PINNED_CONFS = (
+    "spark.sql.streaming.stateStore.providerClass",
+    "spark.sql.streaming.stateStore.encodingFormat",
+    "spark.sql.streaming.stateStore.rocksdb.formatVersion",
+    "spark.sql.streaming.stateStore.compression.codec",
+)
+CHECKPOINT_FORMAT_CONF = "spark.sql.streaming.stateStore.checkpointFormatVersion"
+KEY_STRUCTS = ("key",)
+
+
+def flatten(df: Any) -> tuple[Any, list[str], list[str], list[dict[str, str]]]:
+    """Top-level columns from the state reader's structs (``partition_id`` dropped), with unique names.
+
+    Struct fields are renamed positionally by a cast — the only way to address Spark's repeated internal
+    aggregate field names. Returns (flat DataFrame, key column names, value column names, column records).
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StructField, StructType
+
+    used: set[str] = set()
+    columns: list[Any] = []
+    keys: list[str] = []
+    values: list[str] = []
+    records: list[dict[str, str]] = []
+
+    def unique(name: str) -> str:
+        candidate, i = name, 1
+        while candidate.lower() in used:
+            i += 1
+            candidate = f"{name}_{i}"
+        used.add(candidate.lower())
+        return candidate
+
+    for top in df.schema.fields:
+        if top.name == "partition_id":
+            continue
+        into = keys if top.name in KEY_STRUCTS else values
+        if isinstance(top.dataType, StructType):
+            fields = top.dataType.fields
+            names = [unique(f.name) for f in fields]
+            renamed = F.col(f"`{top.name}`").cast(
+                StructType([StructField(n, f.dataType, f.nullable) for n, f in zip(names, fields, strict=True)]))
+            for position, (n, f) in enumerate(zip(names, fields, strict=True)):
+                columns.append(renamed.getField(n).alias(n))
+                into.append(n)
+                records.append({"name": n, "type": f.dataType.simpleString(),
+                                "from": f"{top.name}.{f.name}#{position}"})
+        else:
+            n = unique(top.name)
+            columns.append(F.col(f"`{top.name}`").alias(n))
+            into.append(n)
+            records.append({"name": n, "type": top.dataType.simpleString(), "from": top.name})
+    return df.select(*columns), keys, values, records
+
+
+def state_parts(spark: Any, checkpoint: str) -> list[dict[str, Any]]:
+    """One entry per thing to read: (operator, store) for plain operators, (operator, state variable) for
+    transformWithState. Part names are the state variable names (prefixed ``op<id>.`` when two operators share
+    one), and ``op<id>`` / ``op<id>.<store>`` otherwise."""
+    rows = spark.read.format("state-metadata").load(checkpoint).collect()
+    parts: list[dict[str, Any]] = []
+    for r in rows:
+        props = json.loads(r.operatorProperties) if r.operatorProperties else {}
+        variables = props.get("stateVariables") if isinstance(props, dict) else None
+        if variables:
+            for v in variables:
+                parts.append({"operator_id": int(r.operatorId), "operator_name": r.operatorName,
+                              "store_name": r.stateStoreName, "state_var": v["stateName"],
+                              "state_var_type": v.get("stateVariableType"), "name": v["stateName"]})
+        else:
+            suffix = "" if r.stateStoreName == "default" else f".{r.stateStoreName}"
+            parts.append({"operator_id": int(r.operatorId), "operator_name": r.operatorName,
+                          "store_name": r.stateStoreName, "state_var": None, "state_var_type": None,
+                          "name": f"op{int(r.operatorId)}{suffix}"})
+    names = [p["name"] for p in parts]
+    for p in parts:
+        if p["state_var"] and names.count(p["name"]) > 1:
+            p["name"] = f"op{p['operator_id']}.{p['name']}"
+    return parts
+
+
+def read_part(spark: Any, checkpoint: str, batch: int, part: dict[str, Any]) -> Any:
+    reader = (spark.read.format("statestore").option("batchId", int(batch))
+              .option("operatorId", part["operator_id"]).option("storeName", part["store_name"]))
+    if part["state_var"]:
+        reader = reader.option("stateVarName", part["state_var"])
+    return reader.load(checkpoint)
+
+
+class _PinnedConf:
+    """Set the checkpoint's pinned confs on the session for the duration of a read; restore afterwards."""
+
+    def __init__(self, spark: Any, values: dict[str, str]) -> None:
+        self.spark, self.values = spark, values
+        self.saved: dict[str, str | None] = {}
+
+    def __enter__(self) -> None:
+        for k, v in self.values.items():
+            self.saved[k] = self.spark.conf.get(k, None)
+            self.spark.conf.set(k, v)
+
+    def __exit__(self, *exc: object) -> None:
+        for k, v in self.saved.items():
+            if v is None:
+                self.spark.conf.unset(k)
+            else:
+                self.spark.conf.set(k, v)
+
+
+def _reader_confs(offsets_conf: dict[str, str], checkpoint_format_version: int) -> dict[str, str]:
+    confs = {k: str(v) for k, v in offsets_conf.items() if k in PINNED_CONFS}
+    confs[CHECKPOINT_FORMAT_CONF] = str(checkpoint_format_version)
+    return confs
+
+
+def _sha256_and_size(location: Any) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with location.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def export_snapshot(
+    spark: Any,
+    job_root: Any,
+    generation: int,
+    *,
+    batch: int | None = None,
+    snapshot_id: str | None = None,
+    code_version: str = "",
+    job_name: str | None = None,
+    reuse: bool = True,
+    deep: bool = False,
+) -> Manifest:
+    """Export batch ``batch`` (default: last committed) of generation ``generation``; verify; return the manifest."""
+    root = JobRoot(job_root, job=job_name)
+    checkpoint = root.checkpoint(generation)
+    info = inspect_checkpoint(checkpoint)
+    if info.last_committed_batch is None:
+        raise EmptyCheckpointError(
+            "the checkpoint has no committed batch: there is no state to snapshot", path=checkpoint.uri,
+            job=root.job, generation=generation,
+        )
+    n = info.last_committed_batch if batch is None else int(batch)
+    reader = CheckpointReader(checkpoint)
+    if n > info.last_committed_batch or n < 0:
+        raise BatchNotRetainedError(
+            f"batch {n} is not committed (last committed: {info.last_committed_batch})", path=checkpoint.uri,
+            job=root.job, generation=generation, batch=n,
+        )
+    if not (checkpoint.child("offsets", n).exists() and checkpoint.child("commits", n).exists()):
+        raise BatchNotRetainedError(
+            f"batch {n} is no longer retained in the checkpoint (its offset or commit log was purged; retained: "
+            f"{info.retained_batches})", path=checkpoint.uri, job=root.job, generation=generation, batch=n,
+            hint="Snapshot the last committed batch, or raise spark.sql.streaming.minBatchesToRetain",
+        )
+    offsets = reader.offsets(n)
+
+    catalogue = SnapshotCatalogue(root)
+    if snapshot_id is not None and root.snapshot_dir(snapshot_id).child(MANIFEST).exists():
+        existing = read_manifest(root, snapshot_id, generation=generation)
+        if (existing.generation, existing.batch, existing.query_id) != (generation, n, info.query_id):
+            raise ForeignSnapshotError(
+                f"snapshot {snapshot_id!r} already exists for generation {existing.generation} batch "
+                f"{existing.batch}, not generation {generation} batch {n}", path=root.snapshot_dir(snapshot_id).uri,
+                job=root.job, generation=generation, batch=n,
+            )
+        log.info("snapshot %s of generation %s batch %s already exists: verifying it", snapshot_id, generation, n)
+        _verify(spark, root, existing, deep)
+        return existing
+    if reuse and snapshot_id is None:
+        found = catalogue.find(generation=generation, batch=n, query_id=info.query_id)
+        if found is not None:
+            log.info("reusing snapshot %s of generation %s batch %s", found.snapshot_id, generation, n)
+            existing = read_manifest(root, found.snapshot_id, generation=generation)
+            _verify(spark, root, existing, deep)
+            return existing
+
+    sid = snapshot_id or _free_id(root, new_snapshot_id(generation, n))
+    folder = root.require_inside(root.snapshot_dir(sid))
+    if folder.exists():  # an unfinished export of the same id: start over
+        folder.remove(recursive=True)
+    started = time.monotonic()
+    try:
+        manifest = _write(spark, root, generation, n, sid, info, offsets, code_version)
+        manifest = Manifest.from_json({**manifest.to_json(), "export_seconds": round(time.monotonic() - started, 3)})
+        root.write_json(folder.child(MANIFEST), manifest.to_json())  # published last
+    except CheckpointProviderError:
+        folder.remove(recursive=True)
+        raise
+    except Exception as exc:
+        folder.remove(recursive=True)
+        raise ExportFailedError(
+            f"exporting batch {n} failed and the partial snapshot folder was removed: {str(exc)[:1500]}",
+            path=checkpoint.uri, job=root.job, generation=generation, batch=n,
+        ) from exc
+    log.info("snapshot %s: generation %s batch %s, %s rows in %s parts, %.2fs", sid, generation, n, manifest.rows,
+             len(manifest.parts), manifest.export_seconds)
+    _verify(spark, root, manifest, deep)
+    return manifest
+
+
+def _free_id(root: JobRoot, sid: str) -> str:
+    candidate, i = sid, 1
+    while root.snapshot_dir(candidate).child(MANIFEST).exists():
+        i += 1
+        candidate = f"{sid}-{i}"
+    return candidate
+
+
+def _write(spark: Any, root: JobRoot, generation: int, n: int, sid: str, info: Any, offsets: Any,
+           code_version: str) -> Manifest:
+    import pendulum
+    import pyspark
+
+    checkpoint = root.checkpoint(generation)
+    confs = _reader_confs(offsets.conf or {}, info.checkpoint_format_version or 1)
+    folder = root.snapshot_dir(sid)
+    parts: dict[str, Part] = {}
+    with _PinnedConf(spark, confs):
+        for p in state_parts(spark, checkpoint.uri):
+            flat, keys, values, records = flatten(read_part(spark, checkpoint.uri, n, p))
+            rel = f"{PARTS}/{p['name']}"
+            target = folder.child(rel)
+            flat.write.mode("errorifexists").parquet(target.uri)
+            files = []
+            for name, _size in target.walk_files():
+                if not data_file(name):
+                    continue
+                digest, size = _sha256_and_size(target.child(name))
+                rows, _ = file_facts(target.child(name))
+                files.append(PartFile(name=name, size=size, sha256=digest, rows=rows))
+            parts[p["name"]] = Part(
+                name=p["name"], path=rel, operator_id=p["operator_id"], operator_name=p["operator_name"],
+                store_name=p["store_name"], state_var=p["state_var"], state_var_type=p["state_var_type"],
+                key_columns=keys, value_columns=values, columns=records, spark_schema=flat.schema.json(),
+                rows=sum(f.rows for f in files), files=files,
+            )
+    return Manifest(
+        snapshot_id=sid, job=root.job, generation=int(generation), query_id=str(info.query_id), batch=n,
+        end_offsets=offsets.end_offsets_json(), checkpoint=checkpoint.uri,
+        checkpoint_format_version=int(info.checkpoint_format_version or 1), parts=parts,
+        spark_version=pyspark.__version__, code_version=code_version,
+        created_at=pendulum.now("UTC").to_iso8601_string(), source_confs=confs,
+    )
+
+
+def _verify(spark: Any, root: JobRoot, manifest: Manifest, deep: bool) -> Verification:
+    result = verify_snapshot(root, manifest.snapshot_id)
+    if deep:
+        result = deep_verify(spark, root, manifest.snapshot_id)
+    return result
+
+
+def deep_verify(spark: Any, root: JobRoot, snapshot_id: str) -> Verification:
+    """Shallow verification, then compare every part row for row with the checkpoint's state at the manifest's
+    batch (which must still be retained). Records ``deep: true`` in ``verified.json``."""
+    shallow = verify_snapshot(root, snapshot_id, record=False)
+    manifest = read_manifest(root, snapshot_id)
+    checkpoint = manifest.checkpoint
+    problems = []
+    with _PinnedConf(spark, manifest.source_confs):
+        for part in manifest.parts.values():
+            spec = {"operator_id": part.operator_id, "store_name": part.store_name, "state_var": part.state_var}
+            try:
+                live, _, _, _ = flatten(read_part(spark, checkpoint, manifest.batch, spec))
+            except Exception as exc:
+                raise BatchNotRetainedError(
+                    f"cannot re-read batch {manifest.batch} for a deep check: {str(exc)[:500]}", path=checkpoint,
+                    job=root.job, generation=manifest.generation, batch=manifest.batch,
+                ) from exc
+            saved = spark.read.parquet(root.snapshot_dir(snapshot_id).child(part.path).uri)
+            missing = live.exceptAll(saved).count()
+            extra = saved.exceptAll(live).count()
+            if missing or extra:
+                problems.append(f"part {part.name}: {missing} rows of the checkpoint missing, {extra} rows extra")
+    if problems:
+        raise SnapshotCorruptError(
+            f"snapshot {snapshot_id!r} differs from the checkpoint at batch {manifest.batch}: " + "; ".join(problems),
+            path=root.snapshot_dir(snapshot_id).uri, job=root.job, generation=manifest.generation,
+            batch=manifest.batch,
+        )
+    import dataclasses
+
+    result = dataclasses.replace(shallow, deep=True)
+    record_deep_verification(root, result)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="airflow-checkpoint-export")
+    parser.add_argument("--job-root", required=True)
+    parser.add_argument("--generation", required=True, type=int)
+    parser.add_argument("--job-name")
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--snapshot-id")
+    parser.add_argument("--code-version", default="")
+    parser.add_argument("--deep", action="store_true", help="also compare with the checkpoint row for row")
+    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.appName(f"snapshot-{args.job_name or 'job'}-g{args.generation}").getOrCreate()
+    try:
+        manifest = export_snapshot(
+            spark, args.job_root, args.generation, batch=args.batch, snapshot_id=args.snapshot_id,
+            code_version=args.code_version, job_name=args.job_name, deep=args.deep,
+        )
+    except CheckpointProviderError as exc:
+        print(f"airflow-checkpoint-provider: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        spark.stop()
+    # The last stdout line is the result, for whoever submitted this job.
+    print(json.dumps({"snapshot_id": manifest.snapshot_id, "generation": manifest.generation,
+                      "batch": manifest.batch, "rows": manifest.rows, "end_offsets": manifest.end_offsets}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
