@@ -235,6 +235,7 @@ def verify_snapshot(root: JobRoot, snapshot_id: str, *, record: bool = True) -> 
             problems.append(f"part {part.name}: {part_rows} rows in files, manifest says {part.rows}")
         rows += part_rows
     if problems:
+        folder.child(VERIFIED).remove()  # an earlier verification no longer holds
         raise SnapshotCorruptError(
             f"snapshot {snapshot_id!r} does not match its manifest: " + "; ".join(problems),
             path=folder.uri, job=root.job, generation=manifest.generation, batch=manifest.batch,

@@ -19,6 +19,9 @@ def app_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="sink folder")
     parser.add_argument("--max-records-per-batch", type=int, default=0)
     parser.add_argument("--trigger-seconds", type=float, default=1.0)
+    parser.add_argument("--stop-method", choices=("fence", "gate"), default="fence",
+                        help="fence: the shipped source stops admitting data; gate: read the log as any other "
+                        "source would be read, and let the foreachBatch gate refuse the next batch")
     parser.add_argument("--slow-batch-seconds", type=float, default=0.0, help="testing: sleep inside each batch")
     return parser.parse_args(list(argv))
 
@@ -34,7 +37,11 @@ def run_counter(argv: Sequence[str], *, processor: Callable[[], Any], state: Any
 
     def build(ctx: managed.ManagedContext) -> Any:
         options = {"maxRecordsPerBatch": args.max_records_per_batch} if args.max_records_per_batch else {}
-        events = ctx.read_eventlog(args.events, **options)
+        if args.stop_method == "fence":
+            events = ctx.read_eventlog(args.events, **options)
+        else:  # how any other source (Kafka, files, ...) is read: starting offsets only, no fence
+            events = (ctx.spark.readStream.format("eventlog").option("path", args.events)
+                      .options(**ctx.source_options("eventlog")).options(**options).load())
         counts = events.groupBy("key").transformWithState(
             statefulProcessor=processor(), outputStructType=output, outputMode="Update", timeMode="None",
             initialState=ctx.initial_state("counts", "key", expect=state, migrate=migrate),

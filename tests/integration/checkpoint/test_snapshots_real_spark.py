@@ -1,0 +1,232 @@
+"""The exporter against real Spark state (shared session): running and stopped queries, transformWithState and
+streaming aggregations, v1 -> v2 migration on load, and the refusals."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue, read_manifest, verify_snapshot
+from airflow_checkpoint_provider.exceptions import (
+    BatchNotRetainedError,
+    ExportFailedError,
+    SnapshotCorruptError,
+    SnapshotSchemaMismatchError,
+)
+from airflow_checkpoint_provider.model.decisions import decide_start
+from airflow_checkpoint_provider.model.launch import LaunchSpec
+from airflow_checkpoint_provider.runtime import eventlog
+from airflow_checkpoint_provider.runtime.export import deep_verify, export_snapshot
+from airflow_checkpoint_provider.runtime.managed import ROCKSDB, ManagedContext
+from tests.support.counting import fold_log
+from tests.support.spark_checkpoints import write_events
+
+pytestmark = pytest.mark.spark
+
+
+class Conf:
+    def __init__(self, spark: Any, **values: str) -> None:
+        self.spark, self.values, self.saved = spark, values, {}
+
+    def __enter__(self) -> None:
+        for k, v in self.values.items():
+            key = k.replace("__", ".")
+            self.saved[key] = self.spark.conf.get(key, None)
+            self.spark.conf.set(key, v)
+
+    def __exit__(self, *exc: object) -> None:
+        for k, v in self.saved.items():
+            self.spark.conf.unset(k) if v is None else self.spark.conf.set(k, v)
+
+
+def rocksdb(spark: Any) -> Conf:
+    return Conf(spark, spark__sql__streaming__stateStore__providerClass=ROCKSDB)
+
+
+def rows_by_key(rows: list[Any], *cols: str) -> dict[str, tuple[Any, ...]]:
+    return {r["key"]: tuple(r[c] for c in cols) for r in rows}
+
+
+@pytest.fixture(scope="module")
+def running_v1(spark: Any, run_dir: Path) -> Iterator[dict[str, Any]]:
+    """A v1 counter (transformWithState) left running in the shared session, with its per-batch output."""
+    from dags.apps.event_counter_v1 import OUTPUT, CounterV1
+
+    work = run_dir / "snap-running"
+    job = work / "counter"
+    JobRoot(job).write_json(JobRoot(job).location.child("job.json"), {"current_generation": 1})
+    log = work / "events"
+    write_events(str(log), 40, keys=6)
+    outputs: dict[int, list[Any]] = {}
+    eventlog.register(spark)
+    with rocksdb(spark):
+        events = spark.readStream.format("eventlog").option("path", str(log)).option("maxRecordsPerBatch", 10).load()
+        counts = events.groupBy("key").transformWithState(CounterV1(), OUTPUT, "Update", "None")
+        query = (counts.writeStream.outputMode("update")
+                 .foreachBatch(lambda df, b: outputs.__setitem__(b, df.collect()))
+                 .option("checkpointLocation", str(JobRoot(job).checkpoint(1).uri)).start())
+        query.processAllAvailable()
+    try:
+        yield {"job": job, "log": log, "outputs": outputs, "query": query}
+    finally:
+        query.stop()
+
+
+def state_at(outputs: dict[int, list[Any]], batch: int) -> dict[str, tuple[int, int]]:
+    """The query's own view of its state after ``batch``: latest output row per key up to it."""
+    state: dict[str, tuple[int, int]] = {}
+    for b in sorted(outputs):
+        if b <= batch:
+            state.update(rows_by_key(outputs[b], "n", "total"))
+    return state
+
+
+def test_snapshot_of_a_running_query_equals_its_state_at_n(spark: Any, running_v1: dict[str, Any]) -> None:
+    job, log, outputs, query = running_v1["job"], running_v1["log"], running_v1["outputs"], running_v1["query"]
+    assert query.isActive and max(outputs) == 3
+    for batch in (1, 3):  # an earlier retained batch and the last committed one, while the query runs
+        m = export_snapshot(spark, job, 1, batch=batch, code_version="event-counter-v1")
+        assert m.batch == batch and m.end_offsets == [{"offset": (batch + 1) * 10}]
+        part = m.parts["counts"]
+        assert part.key_columns == ["key"] and part.value_columns == ["n", "total"] and part.state_var == "counts"
+        got = spark.read.parquet(str(job / "snapshots" / m.snapshot_id / part.path)).collect()
+        assert rows_by_key(got, "n", "total") == state_at(outputs, batch)
+        assert rows_by_key(got, "n", "total") == fold_log(log, m.end_offsets[0]["offset"])
+        assert part.rows == len(got)
+    # exporting the same batch again is a no-op that returns the same snapshot (promise 5)
+    again = export_snapshot(spark, job, 1, batch=3)
+    assert again.snapshot_id == m.snapshot_id
+    assert len(SnapshotCatalogue(JobRoot(job)).list()) == 2
+    # and it keeps running: more input, more batches
+    write_events(str(log), 10, keys=6, start=40)
+    query.processAllAvailable()
+    assert max(outputs) == 4
+
+
+def test_deep_verification_compares_with_the_checkpoint(spark: Any, running_v1: dict[str, Any]) -> None:
+    job = running_v1["job"]
+    root = JobRoot(job)
+    m = export_snapshot(spark, job, 1, batch=2, snapshot_id="deep-b2", deep=True)
+    assert SnapshotCatalogue(root).entry(m.snapshot_id).deep_verified
+    # a manifest that claims another batch passes the file checks but not the deep check
+    shutil.copytree(job / "snapshots" / "deep-b2", job / "snapshots" / "claims-b3")
+    manifest = job / "snapshots" / "claims-b3" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"batch": 2', '"batch": 3').replace("deep-b2", "claims-b3"))
+    verify_snapshot(root, "claims-b3")
+    with pytest.raises(SnapshotCorruptError, match="differs from the checkpoint at batch 3"):
+        deep_verify(spark, root, "claims-b3")
+
+
+def test_refusals_for_batches_not_committed_or_purged(spark: Any, running_v1: dict[str, Any], run_dir: Path) -> None:
+    with pytest.raises(BatchNotRetainedError, match="batch 99 is not committed") as err:
+        export_snapshot(spark, running_v1["job"], 1, batch=99)
+    assert "generation=1" in str(err.value) and "job=counter" in str(err.value)
+    # a real purge: minBatchesToRetain=2 leaves only the newest batches' logs
+    from pyspark.sql import functions as F
+
+    work = run_dir / "snap-purged"
+    job = work / "purged"
+    log = work / "events"
+    write_events(str(log), 60)
+    with Conf(spark, spark__sql__streaming__minBatchesToRetain="2"):
+        df = spark.readStream.format("eventlog").option("path", str(log)).option("maxRecordsPerBatch", 10).load()
+        q = (df.groupBy("key").agg(F.count("*").alias("n")).writeStream.outputMode("update").format("noop")
+             .option("checkpointLocation", JobRoot(job).checkpoint(1).uri).start())
+        q.processAllAvailable()
+        q.stop()
+    assert not (JobRoot(job).checkpoint(1).child("offsets", 0).exists())
+    with pytest.raises(BatchNotRetainedError, match="no longer retained"):
+        export_snapshot(spark, job, 1, batch=0)
+    assert export_snapshot(spark, job, 1).batch == 5  # the last committed one is always there
+
+
+def test_stopped_aggregation_with_repeated_internal_names(spark: Any, run_dir: Path) -> None:
+    from pyspark.sql import functions as F
+
+    work = run_dir / "snap-agg"
+    job = work / "agg"
+    log = work / "events"
+    write_events(str(log), 30, keys=4)
+    df = spark.readStream.format("eventlog").option("path", str(log)).option("maxRecordsPerBatch", 10).load()
+    agg = df.groupBy("key").agg(F.avg("value").alias("mean"), F.sum("value").alias("s"), F.count("*").alias("c"))
+    q = (agg.writeStream.outputMode("update").format("noop")
+         .option("checkpointLocation", JobRoot(job).checkpoint(1).uri).start())
+    q.processAllAvailable()
+    q.stop()
+    m = export_snapshot(spark, job, 1)
+    part = m.parts["op0"]
+    # Spark's internal buffer names repeat (avg keeps sum, count; then sum; then count): renamed positionally
+    assert part.value_columns == ["sum", "count", "sum_2", "count_2"]
+    assert [c["from"] for c in part.columns[1:]] == ["value.sum#0", "value.count#1", "value.sum#2", "value.count#3"]
+    truth = fold_log(log)
+    got = spark.read.parquet(str(job / "snapshots" / m.snapshot_id / part.path)).collect()
+    assert {r["key"]: (r["count"], int(r["sum"]), r["count_2"], r["sum_2"]) for r in got} == {
+        k: (n, t, n, t) for k, (n, t) in truth.items()
+    }
+
+
+def test_failed_export_leaves_nothing_that_looks_like_a_snapshot(spark: Any, run_dir: Path) -> None:
+    from pyspark.sql import functions as F
+
+    work = run_dir / "snap-broken"
+    job = work / "broken"
+    log = work / "events"
+    write_events(str(log), 20)
+    df = spark.readStream.format("eventlog").option("path", str(log)).option("maxRecordsPerBatch", 10).load()
+    q = (df.groupBy("key").agg(F.count("*").alias("n")).writeStream.outputMode("update").format("noop")
+         .option("checkpointLocation", JobRoot(job).checkpoint(1).uri).start())
+    q.processAllAvailable()
+    q.stop()
+    state = Path(JobRoot(job).checkpoint(1).uri) / "state" / "0"
+    lost = [f for f in state.glob("*/2.*") if f.suffix in (".delta", ".zip")]  # the last batch's state files
+    assert lost
+    for f in lost:
+        f.unlink()
+    with pytest.raises(ExportFailedError, match="partial snapshot folder was removed") as err:
+        export_snapshot(spark, job, 1, snapshot_id="will-fail")
+    assert "batch=1" in str(err.value)
+    assert not (job / "snapshots" / "will-fail").exists()
+    assert SnapshotCatalogue(JobRoot(job)).list() == []
+
+
+def test_v1_snapshot_loads_into_v2_with_the_migration(spark: Any, running_v1: dict[str, Any], run_dir: Path) -> None:
+    from dags.apps import event_counter_v2 as v2
+
+    job, log = running_v1["job"], running_v1["log"]
+    root = JobRoot(job)
+    m = export_snapshot(spark, job, 1, batch=3)
+    spec = LaunchSpec(job_root=str(job), generation=2, snapshot=m.snapshot_id)
+    decision = decide_start(generation=2, last_committed_batch=None, in_flight_batch=None, snapshot=m.snapshot_id)
+    ctx = ManagedContext(spark, spec, root, decision, m.end_offsets, read_manifest(root, m.snapshot_id))
+    with pytest.raises(SnapshotSchemaMismatchError) as err:
+        ctx.initial_state("counts", expect=v2.STATE)
+    text = str(err.value)
+    assert "(n bigint, total bigint)" in text and "(n bigint, total bigint, max bigint)" in text
+    assert "migrate=" in text and m.snapshot_id in text and "generation=2" in text
+    grouped = ctx.initial_state("counts", expect=v2.STATE, migrate=v2.migrate_v1_to_v2)
+    # run v2 for real from that initial state and the snapshot's offsets, over the events after batch 3
+    start = m.end_offsets[0]["offset"]
+    outputs: dict[int, list[Any]] = {}
+    with rocksdb(spark):
+        events = ctx.read_eventlog(str(log), maxRecordsPerBatch=100)
+        counts = events.groupBy("key").transformWithState(v2.CounterV2(), v2.OUTPUT, "Update", "None",
+                                                          initialState=grouped)
+        q = (counts.writeStream.outputMode("update").foreachBatch(lambda df, b: outputs.__setitem__(b, df.collect()))
+             .option("checkpointLocation", root.checkpoint(2).uri).start())
+        q.processAllAvailable()
+        q.stop()
+    end = eventlog.EventLogIndex(str(log)).end()
+    assert end > start
+    got = {}
+    for b in sorted(outputs):
+        got.update(rows_by_key(outputs[b], "n", "total", "max"))
+    truth = fold_log(log, end)
+    after = {}
+    for r in eventlog.read_records(str(log), start, end):
+        after[r["key"]] = max(after.get(r["key"], r["value"]), r["value"])
+    assert got == {k: (*truth[k], after[k]) for k in after}  # every key with new events: exact n, total, max
