@@ -204,7 +204,16 @@ class CheckpointReader:
                 hint="Use 'airflow-checkpoint snapshots <job root>' to list snapshots",
             )
         if "metadata" not in visible:
-            if "offsets" in visible or "commits" in visible:
+            logs = [self.location.child(d).list_or_empty() for d in ("offsets", "commits") if d in visible]
+            if logs and not any(_batch_ids(entries) for entries in logs):
+                # Spark creates the log folders before the metadata file: a driver that died in between left a
+                # checkpoint with no batch at all, which Spark itself starts over on. So do we.
+                if allow_empty:
+                    return None
+                raise EmptyCheckpointError(
+                    "the checkpoint was created but no batch was ever planned in it", path=uri
+                )
+            if logs:
                 raise CorruptCheckpointError(
                     "checkpoint has an offset or commit log but no 'metadata' file", path=self.location.child("metadata").uri
                 )

@@ -86,20 +86,21 @@ class JobRoot:
 
     # --- JSON records ---------------------------------------------------------------------------------
 
-    def read_json(self, location: Location, *, what: str, error: type[Exception] = CorruptCheckpointError) -> dict[str, Any] | None:
+    def read_json(self, location: Location, *, what: str, error: type[Exception] = CorruptCheckpointError,
+                  generation: int | None = None) -> dict[str, Any] | None:
         """Read a JSON object; None if the file does not exist; a typed error naming the file if unreadable."""
         try:
             text = location.read_text()
         except FileNotFoundError:
             return None
         except UnicodeDecodeError as exc:
-            raise error(f"{what} is not UTF-8 text", path=location.uri, job=self.job) from exc  # type: ignore[call-arg]
+            raise error(f"{what} is not UTF-8 text", path=location.uri, job=self.job, generation=generation) from exc  # type: ignore[call-arg]
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise error(f"{what} holds invalid JSON: {exc}", path=location.uri, job=self.job) from exc  # type: ignore[call-arg]
+            raise error(f"{what} holds invalid JSON: {exc}", path=location.uri, job=self.job, generation=generation) from exc  # type: ignore[call-arg]
         if not isinstance(data, dict):
-            raise error(f"{what} should hold a JSON object", path=location.uri, job=self.job)  # type: ignore[call-arg]
+            raise error(f"{what} should hold a JSON object", path=location.uri, job=self.job, generation=generation)  # type: ignore[call-arg]
         return data
 
     @staticmethod
@@ -116,7 +117,7 @@ class JobRoot:
         return int(record["current_generation"])
 
     def read_status(self, generation: int) -> DriverStatus | None:
-        data = self.read_json(self.status_file(generation), what="driver status")
+        data = self.read_json(self.status_file(generation), what="driver status", generation=generation)
         return None if data is None else DriverStatus.from_json(data)
 
     def write_status(self, status: DriverStatus) -> None:
@@ -124,7 +125,7 @@ class JobRoot:
 
     def read_stop_request(self, generation: int) -> StopRequest | None:
         loc = self.stop_request_file(generation)
-        data = self.read_json(loc, what="stop request", error=ControlFileError)
+        data = self.read_json(loc, what="stop request", error=ControlFileError, generation=generation)
         if data is None:
             return None
         try:
@@ -138,7 +139,8 @@ class JobRoot:
         self.write_json(self.stop_request_file(generation), request.to_json())
 
     def read_stop_ack(self, generation: int) -> StopAck | None:
-        data = self.read_json(self.stop_ack_file(generation), what="stop acknowledgement", error=ControlFileError)
+        data = self.read_json(self.stop_ack_file(generation), what="stop acknowledgement", error=ControlFileError,
+                              generation=generation)
         return None if data is None else StopAck.from_json(data)
 
     def generations(self) -> list[int]:

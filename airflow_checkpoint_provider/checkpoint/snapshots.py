@@ -188,15 +188,17 @@ def file_facts(location: Location) -> tuple[int, list[str]]:
         return int(parquet.metadata.num_rows), list(parquet.schema_arrow.names)
 
 
-def verify_snapshot(root: JobRoot, snapshot_id: str, *, record: bool = True) -> Verification:
+def verify_snapshot(root: JobRoot, snapshot_id: str, *, record: bool = True,
+                    generation: int | None = None) -> Verification:
     """Re-read every part's files against the manifest: present, no extras, sizes, SHA-256, Parquet footers,
     row counts and column names. Raises :class:`SnapshotCorruptError` listing every problem; on success writes
-    ``verified.json`` (when ``record``). The deep check against the checkpoint is in ``runtime/export.py``."""
+    ``verified.json`` (when ``record``). ``generation``: the generation the caller acts for (named in errors;
+    default the snapshot's own). The deep check against the checkpoint is in ``runtime/export.py``."""
     import pendulum
 
     folder = root.snapshot_dir(snapshot_id)
     raw = _read_raw_manifest(root, snapshot_id)
-    manifest = read_manifest(root, snapshot_id)
+    manifest = read_manifest(root, snapshot_id, generation=generation)
     problems: list[str] = []
     rows = files = size = 0
     for part in manifest.parts.values():
@@ -237,9 +239,10 @@ def verify_snapshot(root: JobRoot, snapshot_id: str, *, record: bool = True) -> 
     if problems:
         folder.child(VERIFIED).remove()  # an earlier verification no longer holds
         raise SnapshotCorruptError(
-            f"snapshot {snapshot_id!r} does not match its manifest: " + "; ".join(problems),
-            path=folder.uri, job=root.job, generation=manifest.generation, batch=manifest.batch,
-            hint="Do not clean up on its strength; take a new snapshot",
+            f"snapshot {snapshot_id!r} (of generation {manifest.generation}, batch {manifest.batch}) does not match "
+            "its manifest: " + "; ".join(problems),
+            path=folder.uri, job=root.job, generation=manifest.generation if generation is None else generation,
+            batch=manifest.batch, hint="Neither load it nor clean up on its strength; take a new snapshot",
         )
     result = Verification(
         snapshot_id=snapshot_id, ok=True, rows=rows, files=files, bytes=size, problems=[],

@@ -286,7 +286,7 @@ def _offsets_for_fresh_start(spec: LaunchSpec, root: JobRoot,
     if decision.mode is StartMode.FIRST:
         return (list(spec.starting_offsets) if spec.starting_offsets is not None else None), None
     manifest = read_manifest(root, str(spec.snapshot), generation=spec.generation)
-    verify_snapshot(root, manifest.snapshot_id, record=False)  # files present and intact before loading
+    verify_snapshot(root, manifest.snapshot_id, record=False, generation=spec.generation)  # files present and intact before loading
     recorded = list(manifest.end_offsets)
     if spec.starting_offsets is not None and list(spec.starting_offsets) != recorded:
         raise OffsetsMismatchError(
@@ -394,10 +394,9 @@ def run(
             starting_offsets=offsets, last_committed_batch=decision.last_committed_batch,
         ))
         return _run_query(build, spec, root, decision, offsets, manifest, status, lock, app_name, spark_conf)
-    except CheckpointProviderError as exc:
-        log.error("%s: %s", type(exc).__name__, exc)
-        if status is not None:
-            status.update(state=DriverState.FAILED.value, error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        log.error("%s: %s", type(exc).__name__, exc, exc_info=not isinstance(exc, CheckpointProviderError))
+        _report_failure(root, spec, driver_id, status, exc)
         print(f"airflow-checkpoint-provider: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -406,6 +405,31 @@ def run(
                 lock.release()
             except CheckpointProviderError:
                 pass
+
+
+def _report_failure(root: JobRoot, spec: LaunchSpec, driver_id: str, status: StatusWriter | None,
+                    exc: Exception) -> None:
+    """Put the error where the operators look (status.json) — unless this driver was fenced, in which case the
+    status file belongs to the live driver (or to nobody) and is left alone."""
+    error = f"{type(exc).__name__}: {exc}"[:4000]
+    try:
+        if status is not None:
+            status.update(state=DriverState.FAILED.value, error=error)
+        elif not isinstance(exc, FencedError) and not _live_status(root, spec):
+            root.write_status(DriverStatus(
+                job=root.job, generation=spec.generation, state=DriverState.FAILED.value, driver_id=driver_id,
+                host=socket.gethostname(), pid=os.getpid(), code_version=spec.code_version, error=error,
+            ))
+    except CheckpointProviderError as report_error:
+        log.warning("could not report the failure in status.json: %s", report_error)
+
+
+def _live_status(root: JobRoot, spec: LaunchSpec) -> bool:
+    try:
+        current = root.read_status(spec.generation)
+    except CheckpointProviderError:
+        return False
+    return current is not None and current.is_live(spec.lease_s)
 
 
 def _run_query(build: Callable[[ManagedContext], Any], spec: LaunchSpec, root: JobRoot, decision: StartDecision,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -18,21 +19,33 @@ def fold_log(log: Path, end: int | None = None) -> dict[str, tuple[int, int]]:
     return totals
 
 
-def sink_totals(output: Path) -> dict[str, tuple[int, int]]:
-    """Latest (n, total) per key over committed batch folders, ordered by (generation, batch)."""
+def max_since(log: Path, start: int, end: int) -> dict[str, int]:
+    """Per key, the largest value among records [start, end) — what v2's ``max`` means after a migration."""
+    most: dict[str, int] = {}
+    for record in eventlog.read_records(str(log), start, end):
+        most[record["key"]] = max(most.get(record["key"], record["value"]), record["value"])
+    return most
+
+
+def sink_rows(output: Path, generation: int | None = None) -> dict[str, dict[str, Any]]:
+    """Latest output row per key over committed batch folders, ordered by (generation, batch)."""
     batches = []
     for folder in output.glob("g=*/batch=*"):
         if not (folder / "_SUCCESS").exists():
             continue
         g = int(folder.parent.name.split("=")[1])
-        b = int(folder.name.split("=")[1])
-        batches.append(((g, b), folder))
-    latest: dict[str, tuple[int, int]] = {}
+        if generation is not None and g != generation:
+            continue
+        batches.append(((g, int(folder.name.split("=")[1])), folder))
+    latest: dict[str, dict[str, Any]] = {}
     for _, folder in sorted(batches):
-        table = pq.read_table(folder)
-        for key, n, total in zip(*(table.column(c).to_pylist() for c in ("key", "n", "total")), strict=True):
-            latest[key] = (n, total)
+        for row in pq.read_table(folder).to_pylist():
+            latest[row["key"]] = row
     return latest
+
+
+def sink_totals(output: Path) -> dict[str, tuple[int, int]]:
+    return {k: (r["n"], r["total"]) for k, r in sink_rows(output).items()}
 
 
 def partial_batches(output: Path) -> list[str]:

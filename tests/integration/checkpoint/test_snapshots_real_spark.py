@@ -230,3 +230,50 @@ def test_v1_snapshot_loads_into_v2_with_the_migration(spark: Any, running_v1: di
     for r in eventlog.read_records(str(log), start, end):
         after[r["key"]] = max(after.get(r["key"], r["value"]), r["value"])
     assert got == {k: (*truth[k], after[k]) for k in after}  # every key with new events: exact n, total, max
+
+
+def test_pandas_flavour_loads_the_same_snapshot(spark: Any, running_v1: dict[str, Any]) -> None:
+    """transformWithStateInPandas takes the same ``ctx.initial_state(...)`` (one row per key, as a DataFrame)."""
+    import pandas as pd
+    from pyspark.sql.streaming.stateful_processor import StatefulProcessor
+
+    from dags.apps.event_counter_v1 import OUTPUT, STATE
+
+    class PandasCounter(StatefulProcessor):  # type: ignore[misc]
+        def init(self, handle: Any) -> None:
+            self.counts = handle.getValueState("counts", STATE)
+
+        def handleInputRows(self, key: Any, rows: Any, timerValues: Any) -> Any:
+            n, total = self.counts.get() or (0, 0)
+            for frame in rows:
+                n += len(frame)
+                total += int(frame["value"].sum())
+            self.counts.update((n, total))
+            yield pd.DataFrame({"key": [key[0]], "n": [n], "total": [total]})
+
+        def handleInitialState(self, key: Any, initialState: Any, timerValues: Any) -> None:
+            self.counts.update((int(initialState["n"].iloc[0]), int(initialState["total"].iloc[0])))
+
+        def close(self) -> None:
+            pass
+
+    job, log = running_v1["job"], running_v1["log"]
+    root = JobRoot(job)
+    m = export_snapshot(spark, job, 1, batch=2)
+    spec = LaunchSpec(job_root=str(job), generation=3, snapshot=m.snapshot_id)
+    decision = decide_start(generation=3, last_committed_batch=None, in_flight_batch=None, snapshot=m.snapshot_id)
+    ctx = ManagedContext(spark, spec, root, decision, m.end_offsets, read_manifest(root, m.snapshot_id))
+    outputs: dict[int, list[Any]] = {}
+    with rocksdb(spark):
+        events = ctx.read_eventlog(str(log), maxRecordsPerBatch=1000)
+        counts = events.groupBy("key").transformWithStateInPandas(
+            PandasCounter(), OUTPUT, "Update", "None", initialState=ctx.initial_state("counts", expect=STATE))
+        q = (counts.writeStream.outputMode("update").foreachBatch(lambda df, b: outputs.__setitem__(b, df.collect()))
+             .option("checkpointLocation", root.checkpoint(3).uri).start())
+        q.processAllAvailable()
+        q.stop()
+    got: dict[str, tuple[Any, ...]] = {}
+    for b in sorted(outputs):
+        got.update(rows_by_key(outputs[b], "n", "total"))
+    truth = fold_log(log, eventlog.EventLogIndex(str(log)).end())
+    assert got and got == {k: truth[k] for k in got}

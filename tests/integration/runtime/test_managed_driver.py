@@ -1,99 +1,185 @@
-"""The managed runtime in real spark-submit drivers: kill -9 and resume, graceful stop, fencing."""
+"""The managed runtime in real spark-submit drivers under continuous input: kill -9 and resume, a redeploy from a
+snapshot with crashes in batch 0 and mid-batch, graceful stop by fence and by gate, fencing."""
 
 from __future__ import annotations
 
 import json
-import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
-from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
-from airflow_checkpoint_provider.model.launch import LaunchSpec
-from airflow_checkpoint_provider.model.records import StopRequest
-from airflow_checkpoint_provider.runtime.eventlog import EventLogWriter
-from tests.support.counting import fold_log, partial_batches, sink_totals
-from tests.support.processes import ROOT, kill_group, spark_submit, wait_for
+from tests.support.counting import fold_log, max_since, partial_batches, sink_rows, sink_totals
+from tests.support.drivers import Job, Producer
+from tests.support.processes import kill_group, wait_for
 
 pytestmark = pytest.mark.spark
-APP_V1 = ROOT / "dags" / "apps" / "event_counter_v1.py"
+LEASE_EXPIRY_S = 6  # the test specs use a 5 s lease: a kill -9'd driver's lock is free after that
 
 
-class Producer:
-    """Writes events continuously to the log until stopped."""
-
-    def __init__(self, log: Path, per_tick: int = 20, tick_s: float = 0.1) -> None:
-        self.writer = EventLogWriter(str(log), segment_records=500)
-        self.per_tick, self.tick_s = per_tick, tick_s
-        self._stop = threading.Event()
-        self._i = self.writer.next_offset
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.writer.append({"key": f"k{(self._i + j) % 7}", "value": (self._i + j) % 11, "ts": time.time()}
-                               for j in range(self.per_tick))
-            self._i += self.per_tick
-            time.sleep(self.tick_s)
-
-    def __enter__(self) -> Producer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self.thread.join()
-        self.writer.close()
-
-
-def launch(spec: LaunchSpec, work: Path, run_dir: Path, name: str, *app: str):  # type: ignore[no-untyped-def]
-    log = work / f"{name}.log"
-    args = [*spec.to_args(), "--", "--events", str(work / "events"), "--output", str(work / "out"),
-            "--trigger-seconds", "0.5", *app]
-    return spark_submit(APP_V1, *args, run_dir=run_dir, log=log), log
+def stop_and_check(job: Job, generation: int, proc, log, method: str = "fence") -> int:  # type: ignore[no-untyped-def]
+    """Request a graceful stop, wait for exit 0, check the acknowledgement against the checkpoint; return the
+    last committed end offset."""
+    job.request_stop(generation)
+    assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+    ack = job.root.read_stop_ack(generation)
+    assert ack is not None and ack.outcome == "stopped" and ack.method == method
+    info = inspect_checkpoint(job.root.checkpoint(generation))
+    assert ack.final_committed_batch == info.last_committed_batch
+    assert ack.end_offsets == info.committed.end_offsets_json()  # type: ignore[union-attr]
+    status = job.status(generation)
+    assert status is not None and status.state == "STOPPED"
+    print(json.dumps({"generation": generation, "method": method, "stop_latency_s": ack.stop_latency_s,
+                      "final_batch": ack.final_committed_batch, "in_flight": ack.in_flight_batch}))
+    return int(ack.end_offsets[0]["offset"])  # type: ignore[index]
 
 
 def test_kill_9_resume_and_graceful_stop(run_dir: Path) -> None:
-    work = run_dir / "managed-resume"
-    (work / "job").mkdir(parents=True)
-    root = JobRoot(work / "job")
-    root.write_json(root.location.child("job.json"), {"job": "job", "current_generation": 1})
-    spec = LaunchSpec(job_root=str(work / "job"), generation=1, code_version="v1", heartbeat_s=0.5, lease_s=5)
-    with Producer(work / "events"):
-        proc, log = launch(spec, work, run_dir, "first")
+    job = Job(run_dir / "managed-resume", run_dir)
+    job.set_current(1)
+    spec = job.spec(1, code_version="v1")
+    with Producer(job.events):
+        proc, log = job.launch("v1", spec)
         try:
-            wait_for(lambda: (s := root.read_status(1)) is not None and (s.last_committed_batch or -1) >= 2,
-                     240, "three committed batches", proc, log)
-            first = root.read_status(1)
+            job.wait_committed(1, 2, proc, log)
+            first = job.status(1)
             assert first is not None and first.start_mode == "first"
         finally:
             kill_group(proc)  # kill -9, mid-stream
-        time.sleep(6)  # let the dead driver's lease expire
-        proc, log = launch(spec, work, run_dir, "second")
+        time.sleep(LEASE_EXPIRY_S)
+        proc, log = job.launch("v1", spec)
         try:
-            wait_for(lambda: (s := root.read_status(1)) is not None and s.start_mode == "resume"
-                     and s.state == "RUNNING", 240, "the restarted driver to resume", proc, log)
-            resumed = root.read_status(1)
-            assert resumed is not None and resumed.snapshot is None and "initial state is not loaded" in str(resumed.start_reason)
+            wait_for(lambda: (s := job.status(1)) is not None and s.start_mode == "resume" and s.state == "RUNNING",
+                     240, "the restarted driver to resume", proc, log)
+            resumed = job.status(1)
+            assert resumed is not None and resumed.snapshot is None
+            assert "initial state is not loaded" in str(resumed.start_reason)
             assert resumed.query_id == first.query_id and resumed.run_id != first.run_id
             time.sleep(2)
-            request = StopRequest(request_id=uuid.uuid4().hex, requested_at=time.time(), timeout_s=60)
-            root.write_stop_request(1, request)
-            assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+            end = stop_and_check(job, 1, proc, log)
         finally:
             kill_group(proc)
-    ack = root.read_stop_ack(1)
-    assert ack is not None and ack.outcome == "stopped" and ack.method == "fence"
-    info = inspect_checkpoint(root.checkpoint(1))
-    assert info.in_flight_batch is None
-    assert ack.final_committed_batch == info.last_committed_batch
-    assert ack.end_offsets == info.committed.end_offsets_json()  # type: ignore[union-attr]
-    status = root.read_status(1)
-    assert status is not None and status.state == "STOPPED"
-    end = ack.end_offsets[0]["offset"]  # type: ignore[index]
-    assert partial_batches(work / "out") == []
-    assert sink_totals(work / "out") == fold_log(work / "events", end)
-    print(json.dumps({"stop_latency_s": ack.stop_latency_s, "final_batch": ack.final_committed_batch, "end": end}))
+    assert inspect_checkpoint(job.root.checkpoint(1)).in_flight_batch is None  # the fence leaves nothing planned
+    assert partial_batches(job.output) == []
+    assert sink_totals(job.output) == fold_log(job.events, end)
+
+
+def test_redeploy_from_snapshot_survives_crashes_in_batch_0_and_mid_batch(run_dir: Path) -> None:
+    """v1 -> stop -> snapshot (spark-submit exporter) -> v2 fresh from it; kill -9 inside batch 0, restart with the
+    same arguments (fresh again: nothing was committed), kill -9 mid-batch later, restart (resume, no initial
+    state). Per-key totals equal the event log exactly; v2's max covers exactly the events since the snapshot."""
+    job = Job(run_dir / "managed-redeploy", run_dir)
+    job.set_current(1)
+    with Producer(job.events):
+        proc, log = job.launch("v1", job.spec(1, code_version="v1"))
+        try:
+            job.wait_committed(1, 1, proc, log)
+            stopped_at = stop_and_check(job, 1, proc, log)
+        finally:
+            kill_group(proc)
+        snap = job.export(1, "--code-version", "v1")
+        assert snap["end_offsets"] == [{"offset": stopped_at}]
+        job.set_current(2)
+        spec = job.spec(2, code_version="v2", snapshot=str(snap["snapshot_id"]))
+        slow = ("--slow-batch-seconds", "2")
+
+        proc, log = job.launch("v2", spec, *slow)
+        try:
+            wait_for(lambda: job.in_flight(2) == 0, 240, "batch 0 of generation 2 to be planned", proc, log)
+        finally:
+            kill_group(proc)  # inside batch 0: planned, not committed
+        assert job.committed(2) == -1 and job.in_flight(2) == 0
+        time.sleep(LEASE_EXPIRY_S)
+
+        killed = job.status(2)
+        assert killed is not None and killed.start_mode == "fresh_from_snapshot"
+        proc, log = job.launch("v2", spec, *slow)
+        try:
+            wait_for(lambda: (s := job.status(2)) is not None and s.driver_id != killed.driver_id, 240,
+                     "the restarted driver's status", proc, log)
+            again = job.status(2)
+            assert again is not None and again.start_mode == "fresh_from_snapshot"
+            assert "re-running planned batch 0" in str(again.start_reason) and again.snapshot == snap["snapshot_id"]
+            assert again.starting_offsets == [{"offset": stopped_at}]  # the same numeric offsets on every attempt
+            job.wait_committed(2, 2, proc, log)
+            job.wait_in_flight(2, proc, log)
+        finally:
+            kill_group(proc)  # mid-batch, after commits
+        time.sleep(LEASE_EXPIRY_S)
+
+        proc, log = job.launch("v2", spec, *slow)
+        try:
+            before = job.committed(2)
+            wait_for(lambda: job.committed(2) > before, 240, "the resumed driver to commit", proc, log)
+            resumed = job.status(2)
+            assert resumed is not None and resumed.start_mode == "resume" and resumed.snapshot is None
+            assert "initial state is not loaded" in str(resumed.start_reason)
+            end = stop_and_check(job, 2, proc, log)
+        finally:
+            kill_group(proc)
+    assert partial_batches(job.output) == []
+    assert sink_totals(job.output) == fold_log(job.events, end)
+    v2_rows = sink_rows(job.output, generation=2)
+    assert {k: r["max"] for k, r in v2_rows.items()} == max_since(job.events, stopped_at, end)
+    record = job.root.read_generation_record(2)
+    assert record is not None and record["snapshot"] == snap["snapshot_id"]
+
+
+def test_second_driver_is_refused_and_a_superseded_driver_stops_itself(run_dir: Path) -> None:
+    job = Job(run_dir / "managed-fencing", run_dir)
+    job.set_current(1)
+    spec = job.spec(1)
+    with Producer(job.events):
+        proc, log = job.launch("v1", spec)
+        try:
+            job.wait_committed(1, 1, proc, log)
+            second, second_log = job.launch("v1", spec)
+            assert second.wait(timeout=180) == 1
+            text = second_log.read_text()
+            assert "FencedError" in text and "another live driver" in text and "refusing to start a second" in text
+            assert proc.poll() is None  # the live one is unaffected
+            status = job.status(1)
+            assert status is not None and status.state == "RUNNING"
+            job.set_current(2)  # a redeploy moved on: generation 1 is superseded
+            assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+        finally:
+            kill_group(proc)
+        final = job.committed(1)
+        stopped = job.status(1)
+        assert stopped is not None and stopped.state == "STOPPED" and "superseded" in str(stopped.error)
+        time.sleep(3)
+        assert job.committed(1) == final  # no further batch after it stopped
+        # and it cannot be started again on the superseded generation
+        again, again_log = job.launch("v1", spec)
+        assert again.wait(timeout=180) == 1
+        assert "is not the job's current generation (2)" in again_log.read_text()
+
+
+def test_gate_stop_for_any_source_then_resume(run_dir: Path) -> None:
+    """A source without a fence: the foreachBatch gate refuses the next batch before touching it. That batch stays
+    planned (like after a crash) and is re-run with the same offsets on resume: still exact."""
+    job = Job(run_dir / "managed-gate", run_dir)
+    job.set_current(1)
+    spec = job.spec(1)
+    gate = ("--stop-method", "gate")
+    with Producer(job.events):
+        proc, log = job.launch("v1", spec, *gate)
+        try:
+            job.wait_committed(1, 2, proc, log)
+            end = stop_and_check(job, 1, proc, log, method="gate")
+        finally:
+            kill_group(proc)
+        assert partial_batches(job.output) == []
+        assert sink_totals(job.output) == fold_log(job.events, end)
+        proc, log = job.launch("v1", spec, *gate)
+        try:
+            before = job.committed(1)
+            wait_for(lambda: job.committed(1) > before + 1, 240, "the resumed driver to commit", proc, log)
+            status = job.status(1)
+            assert status is not None and status.start_mode == "resume"
+            end = stop_and_check(job, 1, proc, log, method="gate")
+        finally:
+            kill_group(proc)
+    assert partial_batches(job.output) == []
+    assert sink_totals(job.output) == fold_log(job.events, end)

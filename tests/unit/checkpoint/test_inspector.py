@@ -142,6 +142,18 @@ def test_corrupt_metadata_names_the_file(tmp_path: Path) -> None:
     _expect(CorruptCheckpointError, cp, cp / "metadata")
 
 
+def test_log_folders_without_metadata_or_batches_are_an_unstarted_checkpoint(tmp_path: Path) -> None:
+    """Spark creates offsets/ and commits/ before metadata: a driver killed in between leaves this, and Spark
+    starts over on it — so it counts as empty, not corrupt (a restart must not be refused)."""
+    cp = tmp_path / "cp"
+    (cp / "offsets").mkdir(parents=True)
+    (cp / "commits").mkdir()
+    info = CheckpointReader(cp).inspect(allow_empty=True)
+    assert info.last_committed_batch is None and info.in_flight_batch is None and info.query_id is None
+    with pytest.raises(EmptyCheckpointError, match="no batch was ever planned"):
+        CheckpointReader(cp).inspect()
+
+
 def test_missing_metadata_with_logs(tmp_path: Path) -> None:
     cp = make_checkpoint(tmp_path / "cp", committed=1)
     (cp / "metadata").unlink()

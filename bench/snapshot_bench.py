@@ -1,0 +1,158 @@
+"""Snapshot benchmark: export time vs a plain Parquet write of the same rows, and initial-state load time.
+
+    bash ./scripts/bench.sh snapshot                 # 100k and 1M keys
+    bash ./scripts/bench.sh snapshot --keys 5000000  # by hand: 5M keys (about 10 minutes of loading)
+
+For each key count K it builds a real state of K keys (a streaming aggregation, RocksDB, in one local[2]
+session), then measures, in the same run:
+
+- ``export``: :func:`export_snapshot` end to end (state-metadata, statestore read, Parquet write, SHA-256 of every
+  file, manifest, shallow verification);
+- ``plain_write``: ``spark.range(K)`` shaped like the state, written as Parquet — the floor for the export;
+- ``load``: a transformWithState query (the v1 counter) started with the snapshot as ``initialState``: time from
+  start to its first committed batch, and keys per second.
+
+Prints a table and writes ``bench/results/snapshot_bench.json``. Ratios, not absolute numbers, are the point: the
+machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot  # noqa: E402
+from airflow_checkpoint_provider.runtime.export import export_snapshot  # noqa: E402
+from airflow_checkpoint_provider.runtime.managed import ROCKSDB  # noqa: E402
+
+
+def session(local_dir: Path) -> Any:
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master("local[2]").appName("snapshot-bench")
+        .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4")
+        .config("spark.local.dir", str(local_dir)).config("spark.driver.memory", "4g")
+        .config("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def build_state(spark: Any, work: Path, keys: int) -> tuple[Path, float]:
+    """A streaming aggregation over K distinct keys: its checkpoint holds K state rows after one batch."""
+    from pyspark.sql import functions as F
+
+    src = work / "src"
+    (spark.range(keys).select(F.format_string("k%09d", "id").alias("key"), (F.col("id") % 97).alias("value"))
+     .write.mode("overwrite").parquet(str(src)))
+    job = work / "job"
+    started = time.perf_counter()
+    stream = spark.readStream.schema("key string, value bigint").parquet(str(src))
+    q = (stream.groupBy("key").agg(F.count("*").alias("n"), F.sum("value").alias("total"))
+         .writeStream.outputMode("update").format("noop")
+         .option("checkpointLocation", JobRoot(job).checkpoint(1).uri).start())
+    q.processAllAvailable()
+    q.stop()
+    return job, time.perf_counter() - started
+
+
+def plain_write(spark: Any, work: Path, keys: int) -> float:
+    from pyspark.sql import functions as F
+
+    df = spark.range(keys).select(F.format_string("k%09d", "id").alias("key"), F.col("id").alias("count"),
+                                  (F.col("id") * 3).alias("sum"))
+    started = time.perf_counter()
+    df.write.mode("overwrite").parquet(str(work / "plain"))
+    return time.perf_counter() - started
+
+
+def load(spark: Any, work: Path, job: Path, snapshot_id: str) -> float:
+    """Start the v1 counter with the snapshot as initial state; time to its first committed batch."""
+    from pyspark.sql import functions as F
+
+    from dags.apps.event_counter_v1 import OUTPUT, CounterV1
+
+    part = job / "snapshots" / snapshot_id / "parts" / "op0"
+    initial = (spark.read.parquet(str(part)).select("key", F.col("count").alias("n"), F.col("sum").alias("total"))
+               .groupBy("key"))
+    one = work / "one-event"
+    spark.createDataFrame([("k000000000", 1)], "key string, value bigint").write.mode("overwrite").parquet(str(one))
+    events = spark.readStream.schema("key string, value bigint").parquet(str(one))
+    out = events.groupBy("key").transformWithState(CounterV1(), OUTPUT, "Update", "None", initialState=initial)
+    started = time.perf_counter()
+    q = (out.writeStream.outputMode("update").format("noop")
+         .option("checkpointLocation", str(work / "v1-checkpoint")).start())
+    q.processAllAvailable()
+    q.stop()
+    return time.perf_counter() - started
+
+
+def run(keys_list: list[int], out: Path) -> dict[str, Any]:
+    base = Path(tempfile.mkdtemp(prefix="acp-bench-"))
+    spark = session(base / "spark-local")
+    rows = []
+    try:
+        spark.range(1000).write.mode("overwrite").parquet(str(base / "warmup"))  # JVM warm-up, not measured
+        for keys in keys_list:
+            work = base / f"k{keys}"
+            job, build_s = build_state(spark, work, keys)
+            plain_s = plain_write(spark, work, keys)
+            started = time.perf_counter()
+            manifest = export_snapshot(spark, job, 1, code_version="bench")
+            export_s = time.perf_counter() - started
+            assert manifest.rows == keys, (manifest.rows, keys)
+            load_s = load(spark, work, job, manifest.snapshot_id)
+            size = sum(f.size for p in manifest.parts.values() for f in p.files)
+            rows.append({
+                "keys": keys, "build_state_s": round(build_s, 2), "plain_write_s": round(plain_s, 2),
+                "export_s": round(export_s, 2), "export_write_s": manifest.export_seconds,
+                "export_vs_plain": round(export_s / plain_s, 2), "snapshot_mb": round(size / 1e6, 1),
+                "load_s": round(load_s, 2), "load_keys_per_s": int(keys / load_s),
+            })
+            print_row(rows[-1])
+            shutil.rmtree(work, ignore_errors=True)
+    finally:
+        spark.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    result = {"benchmark": "snapshot", "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+              "rows": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+HEADER = ("keys", "plain_write_s", "export_s", "export_vs_plain", "snapshot_mb", "load_s", "load_keys_per_s")
+
+
+def print_row(row: dict[str, Any]) -> None:
+    if not getattr(print_row, "started", False):
+        print(" | ".join(f"{h:>15}" for h in HEADER))
+        print_row.started = True  # type: ignore[attr-defined]
+    print(" | ".join(f"{row[h]:>15}" for h in HEADER), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keys", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "snapshot_bench.json")
+    args = parser.parse_args(argv)
+    result = run(args.keys, args.out)
+    print(f"wrote {args.out} ({len(result['rows'])} rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
