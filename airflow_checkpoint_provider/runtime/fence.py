@@ -1,10 +1,12 @@
 """The source fence: after a stop request, the shipped event-log source admits no new data.
 
-It runs in Spark's Python process for the source on the driver. When ``stop.json`` appears in the generation's
-control folder, the next ``latestOffset`` call freezes the source at the end of what is already planned and
-records that offset in ``fence-<source>.json``; every later call returns the same offset, so Spark plans no new
-batch. The driver then stops once every fenced offset is committed: a stop at a batch boundary, with nothing in
-flight.
+It runs in Spark's Python process for the source on the driver (a separate process from the driver's own Python,
+so it talks to the supervisor through the control folder). While a stop request is open (``stop.json`` holds a
+request id that ``stop-ack.json`` has not answered), ``latestOffset`` freezes the source at the end of what is
+already planned and records that offset, with the request id, in ``fence-<source>.json``; every later call returns
+the same offset, so Spark plans no new batch. The driver stops once every fenced offset is committed: a stop at a
+batch boundary, with nothing in flight. An answered request (stopped, or timed out with the driver kept running)
+fences nothing, so a restarted driver of the same generation runs normally.
 """
 
 from __future__ import annotations
@@ -22,33 +24,56 @@ def fence_name(source_path: str) -> str:
     return FENCE_PREFIX + hashlib.sha1(source_path.encode()).hexdigest()[:12] + ".json"
 
 
+def _read(location: Location) -> dict | None:  # type: ignore[type-arg]
+    try:
+        data = json.loads(location.read_text())
+    except (FileNotFoundError, ValueError):
+        return None  # absent, or unreadable: the driver's supervisor reports a bad control file
+    return data if isinstance(data, dict) else None
+
+
+def open_request(control: Location) -> str | None:
+    """The id of the stop request that is still open: requested, and not yet acknowledged (a request that was
+    answered — stopped, or timed out with the driver kept running — no longer fences anything)."""
+    request = _read(control.child("stop.json"))
+    if not request or not request.get("request_id"):
+        return None
+    ack = _read(control.child("stop-ack.json"))
+    if ack and ack.get("request_id") == request["request_id"]:
+        return None
+    return str(request["request_id"])
+
+
 class SourceFence:
     def __init__(self, control_dir: str, source_path: str) -> None:
         self.control = Location.of(control_dir)
         self.file = self.control.child(fence_name(source_path))
         self.source_path = source_path
-        self._fenced_at: int | None = None
+        self._fenced: tuple[str, int] | None = None  # (request id, offset)
 
     def admit(self, begin: int, end: int) -> int:
-        """The end offset Spark may plan: ``end`` normally; ``begin`` (frozen) once a stop was requested."""
-        if self._fenced_at is None:
-            if not self.control.child("stop.json").exists():
-                return end
-            try:
-                self._fenced_at = int(json.loads(self.file.read_text())["offset"])
-            except FileNotFoundError:
-                self._fenced_at = begin
-                self.file.write_text(
-                    json.dumps({"source": self.source_path, "offset": begin, "fenced_at": time.time()})
-                )
-        return max(begin, self._fenced_at)
+        """The end offset Spark may plan: ``end`` normally; ``begin`` (frozen) while a stop request is open."""
+        request_id = open_request(self.control)
+        if request_id is None:
+            self._fenced = None
+            return end
+        if self._fenced is None or self._fenced[0] != request_id:
+            recorded = _read(self.file)
+            if recorded and recorded.get("request_id") == request_id:
+                self._fenced = (request_id, int(recorded["offset"]))
+            else:
+                self._fenced = (request_id, begin)
+                self.file.write_text(json.dumps({"source": self.source_path, "offset": begin,
+                                                 "request_id": request_id, "fenced_at": time.time()}))
+        return max(begin, self._fenced[1])
 
 
-def read_fences(control_dir: Location) -> dict[str, int]:
-    """Fenced offsets recorded by the sources: source path -> offset."""
+def read_fences(control_dir: Location, request_id: str) -> dict[str, int]:
+    """Fenced offsets the sources recorded for this stop request: source path -> offset."""
     result = {}
     for entry in control_dir.list_or_empty():
         if entry.name.startswith(FENCE_PREFIX) and entry.name.endswith(".json"):
-            data = json.loads(control_dir.child(entry.name).read_text())
-            result[str(data["source"])] = int(data["offset"])
+            data = _read(control_dir.child(entry.name))
+            if data and data.get("request_id") == request_id:
+                result[str(data["source"])] = int(data["offset"])
     return result

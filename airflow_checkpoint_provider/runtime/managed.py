@@ -498,7 +498,7 @@ def _supervise(ctx: ManagedContext, query: Any, status: StatusWriter, lock: Driv
                 stopping = (request, time.monotonic())
         if stopping is not None:
             request, since = stopping
-            if _at_boundary(ctx, query):
+            if _at_boundary(ctx, query, request):
                 query.stop()
                 return _acknowledge(ctx, request, "stopped", since, status)
             if time.monotonic() - since > request.timeout_s:
@@ -512,7 +512,10 @@ def _supervise(ctx: ManagedContext, query: Any, status: StatusWriter, lock: Driv
                 ctx.reopen_gate()
                 status.update(state=DriverState.RUNNING.value)
                 stopping = None
-        query.awaitTermination(min(spec.heartbeat_s, 0.5) if stopping else spec.heartbeat_s)
+        try:
+            query.awaitTermination(min(spec.heartbeat_s, 0.5) if stopping else spec.heartbeat_s)
+        except Exception:  # awaitTermination raises the query's own failure; it is classified below
+            break
     # The query ended by itself: a gate refusal is a clean stop; anything else is a failure.
     error = query.exception()
     if stopping is not None and (error is None or "GateClosed" in str(error)):
@@ -523,13 +526,13 @@ def _supervise(ctx: ManagedContext, query: Any, status: StatusWriter, lock: Driv
     return 1
 
 
-def _at_boundary(ctx: ManagedContext, query: Any) -> bool:
+def _at_boundary(ctx: ManagedContext, query: Any, request: StopRequest) -> bool:
     """Whether stopping now leaves no batch in flight and, with the fence, everything admitted is committed."""
     info = inspect_checkpoint(ctx.checkpoint_location, allow_empty=True)
     if info.in_flight_batch is not None or query.status.get("isTriggerActive"):
         return False
     if ctx.stop_method == "fence":
-        fences = read_fences(ctx.root.control_dir(ctx.generation))
+        fences = read_fences(ctx.root.control_dir(ctx.generation), request.request_id)
         if len(fences) < len(set(ctx.fenced_sources)):
             return False  # not every source has seen the request yet
         committed = info.committed.end_offsets_json() if info.committed else []

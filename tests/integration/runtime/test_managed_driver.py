@@ -131,9 +131,18 @@ def test_second_driver_is_refused_and_a_superseded_driver_stops_itself(run_dir: 
     job.set_current(1)
     spec = job.spec(1)
     with Producer(job.events):
-        proc, log = job.launch("v1", spec)
+        proc, log = job.launch("v1", spec, "--slow-batch-seconds", "3")
         try:
             job.wait_committed(1, 1, proc, log)
+            # a stop that cannot finish in time, with the default on_timeout=keep_running: acknowledged as
+            # timed out, and the driver goes on (nothing is killed unless the caller asks for force_stop)
+            job.wait_in_flight(1, proc, log)
+            late = job.request_stop(1, timeout_s=0.5)
+            wait_for(lambda: (a := job.root.read_stop_ack(1)) is not None and a.request_id == late.request_id,
+                     60, "the timed-out acknowledgement", proc, log)
+            ack = job.root.read_stop_ack(1)
+            assert ack is not None and ack.outcome == "timed_out" and ack.in_flight_batch is not None
+            wait_for(lambda: (s := job.status(1)) is not None and s.state == "RUNNING", 30, "RUNNING again", proc, log)
             second, second_log = job.launch("v1", spec)
             assert second.wait(timeout=180) == 1
             text = second_log.read_text()
