@@ -194,15 +194,22 @@ def test_failed_export_leaves_nothing_that_looks_like_a_snapshot(spark: Any, run
     assert SnapshotCatalogue(JobRoot(job)).list() == []
 
 
+def fresh_from_snapshot(spark: Any, job: Path, *, generation: int, batch: int) -> tuple[ManagedContext, Any]:
+    """Export generation 1 at ``batch`` and build the context a driver of ``generation`` gets on the fresh path."""
+    root = JobRoot(job)
+    m = export_snapshot(spark, job, 1, batch=batch)
+    spec = LaunchSpec(job_root=str(job), generation=generation, snapshot=m.snapshot_id)
+    decision = decide_start(generation=generation, last_committed_batch=None, in_flight_batch=None,
+                            snapshot=m.snapshot_id)
+    return ManagedContext(spark, spec, root, decision, m.end_offsets, read_manifest(root, m.snapshot_id)), m
+
+
 def test_v1_snapshot_loads_into_v2_with_the_migration(spark: Any, running_v1: dict[str, Any], run_dir: Path) -> None:
     from dags.apps import event_counter_v2 as v2
 
-    job, log = running_v1["job"], running_v1["log"]
-    root = JobRoot(job)
-    m = export_snapshot(spark, job, 1, batch=3)
-    spec = LaunchSpec(job_root=str(job), generation=2, snapshot=m.snapshot_id)
-    decision = decide_start(generation=2, last_committed_batch=None, in_flight_batch=None, snapshot=m.snapshot_id)
-    ctx = ManagedContext(spark, spec, root, decision, m.end_offsets, read_manifest(root, m.snapshot_id))
+    log = running_v1["log"]
+    ctx, m = fresh_from_snapshot(spark, running_v1["job"], generation=2, batch=3)
+    root = ctx.root
     with pytest.raises(SnapshotSchemaMismatchError) as err:
         ctx.initial_state("counts", expect=v2.STATE)
     text = str(err.value)
@@ -257,12 +264,9 @@ def test_pandas_flavour_loads_the_same_snapshot(spark: Any, running_v1: dict[str
         def close(self) -> None:
             pass
 
-    job, log = running_v1["job"], running_v1["log"]
-    root = JobRoot(job)
-    m = export_snapshot(spark, job, 1, batch=2)
-    spec = LaunchSpec(job_root=str(job), generation=3, snapshot=m.snapshot_id)
-    decision = decide_start(generation=3, last_committed_batch=None, in_flight_batch=None, snapshot=m.snapshot_id)
-    ctx = ManagedContext(spark, spec, root, decision, m.end_offsets, read_manifest(root, m.snapshot_id))
+    log = running_v1["log"]
+    ctx, m = fresh_from_snapshot(spark, running_v1["job"], generation=3, batch=2)
+    root = ctx.root
     outputs: dict[int, list[Any]] = {}
     with rocksdb(spark):
         events = ctx.read_eventlog(str(log), maxRecordsPerBatch=1000)
