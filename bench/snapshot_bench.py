@@ -42,7 +42,8 @@ def session(local_dir: Path) -> Any:
 
     spark = (
         SparkSession.builder.master("local[2]").appName("snapshot-bench")
-        .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
         .config("spark.local.dir", str(local_dir)).config("spark.driver.memory", "4g")
         .config("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
         .getOrCreate()
