@@ -171,12 +171,15 @@ class Verification:
         return asdict(self)
 
 
-def _sha256(location: Location) -> str:
+def file_sha256(location: Location) -> tuple[str, int]:
+    """(SHA-256 hex digest, size in bytes) of one file, streamed."""
     digest = hashlib.sha256()
+    size = 0
     with location.open("rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
-    return digest.hexdigest()
+            size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def file_facts(location: Location) -> tuple[int, list[str]]:
@@ -217,7 +220,7 @@ def verify_snapshot(root: JobRoot, snapshot_id: str, *, record: bool = True,
                 problems.append(f"part {part.name}: file {name} has {present[name]} bytes, manifest says "
                                 f"{expected.size} (truncated or rewritten)")
                 continue
-            if _sha256(loc) != expected.sha256:
+            if file_sha256(loc)[0] != expected.sha256:
                 problems.append(f"part {part.name}: file {name} fails its SHA-256 checksum")
                 continue
             try:
@@ -345,10 +348,10 @@ class SnapshotCatalogue:
                 return e
         return None
 
-    def protected(self) -> dict[str, str]:
-        """Snapshot ids that retention and delete must keep, with the reason."""
+    def protected(self, entries: list[SnapshotEntry] | None = None) -> dict[str, str]:
+        """Snapshot ids that retention and delete must keep, with the reason (``entries``: an existing listing)."""
         reasons: dict[str, str] = {}
-        newest = self.latest_verified()
+        newest = next((e for e in (self.list() if entries is None else entries) if e.verified), None)
         if newest is not None:
             reasons[newest.snapshot_id] = "the newest verified snapshot"
         for g, record in self.root.generation_records().items():
@@ -363,12 +366,13 @@ class SnapshotCatalogue:
         import pendulum
 
         now = pendulum.now("UTC") if now is None else now
-        protected = self.protected()
+        entries = self.list()
+        protected = self.protected(entries)
         keep: list[str] = []
         delete: list[str] = []
         reasons: dict[str, str] = {}
         complete_seen = 0
-        for e in self.list():
+        for e in entries:
             if not e.complete:
                 age = _age(e.created_at, now)
                 if age is not None and age > INCOMPLETE_GRACE:

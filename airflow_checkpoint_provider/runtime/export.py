@@ -19,7 +19,6 @@ work wrongly). Works on a running query (N must still be retained) and on a stop
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import sys
@@ -39,6 +38,7 @@ from airflow_checkpoint_provider.checkpoint.snapshots import (
     Verification,
     data_file,
     file_facts,
+    file_sha256,
     new_snapshot_id,
     read_manifest,
     record_deep_verification,
@@ -171,16 +171,6 @@ def _reader_confs(offsets_conf: dict[str, str], checkpoint_format_version: int) 
     return confs
 
 
-def _sha256_and_size(location: Any) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with location.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def export_snapshot(
     spark: Any,
     job_root: Any,
@@ -288,7 +278,7 @@ def _write(spark: Any, root: JobRoot, generation: int, n: int, sid: str, info: A
             for name, _size in target.walk_files():
                 if not data_file(name):
                     continue
-                digest, size = _sha256_and_size(target.child(name))
+                digest, size = file_sha256(target.child(name))
                 rows, _ = file_facts(target.child(name))
                 files.append(PartFile(name=name, size=size, sha256=digest, rows=rows))
             parts[p["name"]] = Part(
@@ -307,10 +297,8 @@ def _write(spark: Any, root: JobRoot, generation: int, n: int, sid: str, info: A
 
 
 def _verify(spark: Any, root: JobRoot, manifest: Manifest, deep: bool) -> Verification:
-    result = verify_snapshot(root, manifest.snapshot_id)
-    if deep:
-        result = deep_verify(spark, root, manifest.snapshot_id)
-    return result
+    # deep_verify runs the shallow checks itself first
+    return deep_verify(spark, root, manifest.snapshot_id) if deep else verify_snapshot(root, manifest.snapshot_id)
 
 
 def deep_verify(spark: Any, root: JobRoot, snapshot_id: str) -> Verification:
