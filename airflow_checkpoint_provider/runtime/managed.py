@@ -518,8 +518,14 @@ def _supervise(ctx: ManagedContext, query: Any, status: StatusWriter, lock: Driv
             break
     # The query ended by itself: a gate refusal is a clean stop; anything else is a failure.
     error = query.exception()
-    if stopping is not None and (error is None or "GateClosed" in str(error)):
+    refused = error is None or "GateClosed" in str(error)
+    if stopping is not None and refused:
         return _acknowledge(ctx, stopping[0], "stopped", stopping[1], status)
+    superseded = ctx.superseded()
+    if superseded and refused:  # the gate saw the supersession before this loop did: the same clean stop
+        log.warning("%s: stopped without committing further batches", superseded)
+        status.update(state=DriverState.STOPPED.value, error=f"superseded: {superseded}")
+        return 0
     message = str(error) if error is not None else "the query terminated without a stop request"
     status.update(state=DriverState.FAILED.value, error=message[:4000])
     log.error("query ended: %s", message[:2000])
