@@ -95,15 +95,12 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _duration(text: str) -> Any:
     """``90s``, ``30m``, ``12h``, ``7d`` -> timedelta."""
-    import datetime as dt
+    from airflow_checkpoint_provider.model.decisions import parse_duration
 
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    if len(text) < 2 or text[-1] not in units:
-        raise argparse.ArgumentTypeError(f"expected a duration like 30m, 12h or 7d, got {text!r}")
     try:
-        return dt.timedelta(**{units[text[-1]]: float(text[:-1])})
+        return parse_duration(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"bad duration {text!r}") from exc
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def render_snapshots(root: str, entries: list[dict[str, Any]]) -> str:
@@ -155,6 +152,82 @@ def _cmd_snapshots(args: argparse.Namespace) -> int:
     return 0
 
 
+def job_status(job_root: str, job_name: str | None = None) -> dict[str, Any]:
+    """Everything ``status`` shows, as one JSON-able object (pure reading of the job root; no Airflow, no JVM)."""
+    import time
+
+    from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
+    from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+    from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
+    from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue
+
+    root = JobRoot(job_root, job=job_name)
+    ledger = JobLedger(root).read()
+    now = time.time()
+    generations = []
+    for g, record in root.generation_records().items():
+        status = root.read_status(g)
+        try:
+            info = inspect_checkpoint(root.checkpoint(g), allow_empty=True) if not record.get("deleted_at") else None
+            committed = None if info is None else info.last_committed_batch
+        except CheckpointProviderError as exc:
+            committed = f"unreadable: {exc}"
+        if record.get("deleted_at"):
+            state = "DELETED"
+        elif record.get("retired_at"):
+            state = "RETIRED"
+        elif status is None:
+            state = "NEVER_STARTED"
+        elif status.is_live(now=now):
+            state = status.state
+        else:
+            state = status.state if status.state in ("STOPPED", "FAILED") else "DEAD"
+        generations.append({
+            "generation": g, "current": g == ledger.current_generation, "state": state,
+            "last_committed_batch": committed, "code_version": record.get("code_version"),
+            "snapshot": record.get("snapshot"), "application": record.get("application"),
+            "heartbeat_age_s": None if status is None else round(status.heartbeat_age(now), 1),
+            "driver": None if status is None else {
+                "driver_id": status.driver_id, "app_id": status.app_id, "pid": status.pid, "host": status.host,
+                "start_mode": status.start_mode, "launch_id": status.launch_id, "error": status.error,
+                "source_lag": status.source_lag},
+            "launches": len(record.get("launches", [])),
+        })
+    lease = ledger.lease
+    return {
+        "job_root": root.location.uri, "job": root.job, "current_generation": ledger.current_generation,
+        "lease": None if lease is None or lease.expired(now) else {
+            "holder": lease.holder, "operation": lease.operation, "expires_in_s": round(lease.expires_at - now)},
+        "generations": generations,
+        "snapshots": [e.to_json() for e in SnapshotCatalogue(root).list()],
+    }
+
+
+def render_status(report: dict[str, Any]) -> str:
+    lines = [f"job {report['job']} at {report['job_root']}",
+             f"current generation  {_or_none(report['current_generation'])}"]
+    lease = report["lease"]
+    lines.append("lease               " + ("free" if lease is None else
+                                           f"held by {lease['holder']} ({lease['operation']}, "
+                                           f"{lease['expires_in_s']}s left)"))
+    lines.append(f"  {'gen':>4} {'state':<14} {'batch':>6} {'heartbeat':>10}  {'code version':<22} started from")
+    for g in report["generations"]:
+        marker = "*" if g["current"] else " "
+        age = "-" if g["heartbeat_age_s"] is None else f"{g['heartbeat_age_s']}s"
+        lines.append(f"{marker} {g['generation']:>4} {g['state']:<14} {_or_none(g['last_committed_batch']):>6} "
+                     f"{age:>10}  {g['code_version'] or '-':<22} {g['snapshot'] or '-'}")
+        if g["driver"] and g["driver"]["error"] and g["state"] in ("FAILED", "DEAD"):
+            lines.append(f"        error: {g['driver']['error'][:300]}")
+    lines.append(render_snapshots(report["job_root"], report["snapshots"]))
+    return "\n".join(lines)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    report = job_status(args.job_root, args.job_name)
+    print(json.dumps(report) if args.json else render_status(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="airflow-checkpoint",
@@ -176,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     snaps.add_argument("--max-age", type=_duration, metavar="AGE", help="retention: drop snapshots older (7d, 12h)")
     snaps.add_argument("--apply", action="store_true", help="delete what retention selects (default: dry run)")
     snaps.set_defaults(func=_cmd_snapshots)
+    status = sub.add_parser("status", help="a job's generations, driver states, batches, heartbeats, snapshots")
+    status.add_argument("job_root", help="the job root: a path or URI")
+    status.add_argument("--job-name", help="the job's name (default: the job root's last path element)")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.set_defaults(func=_cmd_status)
     return parser
 
 

@@ -133,3 +133,48 @@ class ExportFailedError(CheckpointProviderError, RuntimeError):
     """Spark could not read or write the state for a snapshot (the partial folder was removed)."""
 
     terminal = False
+
+
+# --- the Airflow lifecycle ------------------------------------------------------------------------------
+
+
+class LeaseHeldError(CheckpointProviderError, RuntimeError):
+    """Another lifecycle operation (a redeploy, a restart) holds the job's lease; this one must not interleave."""
+
+
+class DriverStillRunningError(CheckpointProviderError, RuntimeError):
+    """A driver of the generation is (or may be) alive, so its checkpoint must not be retired or replaced."""
+
+
+class CleanupRefusedError(CheckpointProviderError, RuntimeError):
+    """A checkpoint may not be retired or deleted yet: no graceful stop, or no verified snapshot of its last batch."""
+
+
+class StopTimeoutError(CheckpointProviderError, TimeoutError):
+    """The driver did not reach a batch boundary within the stop timeout (and was left running, as configured)."""
+
+    terminal = False
+
+
+class DriverFailedError(CheckpointProviderError, RuntimeError):
+    """The driver reported a failure, or its process ended without reporting, while it was being started."""
+
+    terminal = False
+
+
+class SubmitError(CheckpointProviderError, RuntimeError):
+    """spark-submit (or the cluster manager's CLI) failed; the output tail is in the message."""
+
+    terminal = False
+
+
+class JobUnhealthyError(CheckpointProviderError, RuntimeError):
+    """The job's driver is dead or failed (status terminal, or heartbeat older than its lease)."""
+
+
+def error_class(name: str) -> type[CheckpointProviderError] | None:
+    """The error class called ``name`` (as a driver writes it in status.json), or None if it is not one of ours."""
+    found = globals().get(name)
+    if isinstance(found, type) and issubclass(found, CheckpointProviderError):
+        return found
+    return None

@@ -24,5 +24,14 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["software"],
             }
         ],
+        # Drivers are submitted through the Spark provider's own ``spark`` connection type.
         "connection-types": [],
+        "operators": [{"integration-name": "Spark Structured Streaming checkpoints",
+                       "python-modules": ["airflow_checkpoint_provider.operators.checkpoint"]}],
+        "sensors": [{"integration-name": "Spark Structured Streaming checkpoints",
+                     "python-modules": ["airflow_checkpoint_provider.sensors.checkpoint"]}],
+        "hooks": [{"integration-name": "Spark Structured Streaming checkpoints",
+                   "python-modules": ["airflow_checkpoint_provider.hooks.checkpoint"]}],
+        "triggers": [{"integration-name": "Spark Structured Streaming checkpoints",
+                      "python-modules": ["airflow_checkpoint_provider.triggers.checkpoint"]}],
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 
@@ -66,3 +67,91 @@ def decide_start(
         last_committed_batch=None,
         in_flight_batch=in_flight_batch,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationPlan:
+    """Which generation a start operator launches, and whether it must create it first."""
+
+    generation: int
+    create: bool
+    snapshot: str | None
+    reason: str
+
+
+def plan_generation(
+    *,
+    current: int | None,
+    existing: list[int],
+    snapshot: str | None,
+    current_snapshot: str | None,
+    current_retired: bool,
+) -> GenerationPlan:
+    """Decide the generation to start (pure; the driver still decides resume vs fresh from the checkpoint).
+
+    - no snapshot asked: the current generation (1 for a brand-new job) — a restart, never a new generation;
+    - a snapshot asked that the current generation already started from: that generation (a retried start);
+    - any other snapshot: a new generation, numbered after every existing one (nothing is ever reused).
+    """
+    if snapshot is None:
+        if current is None:
+            return GenerationPlan(1, create=not existing or 1 not in existing, snapshot=None,
+                                  reason="first start of the job: generation 1, empty state")
+        if current_retired:
+            return GenerationPlan(current, create=False, snapshot=None,
+                                  reason=f"generation {current} is retired; start a new one from its snapshot")
+        return GenerationPlan(current, create=False, snapshot=current_snapshot,
+                              reason=f"restarting current generation {current} on its own checkpoint")
+    if current is not None and current_snapshot == snapshot and not current_retired:
+        return GenerationPlan(current, create=False, snapshot=snapshot,
+                              reason=f"generation {current} already started from snapshot {snapshot}: reusing it")
+    new = max([*existing, current or 0]) + 1
+    return GenerationPlan(new, create=True, snapshot=snapshot,
+                          reason=f"creating generation {new} from snapshot {snapshot}")
+
+
+class CleanupVerdict(StrEnum):
+    ALLOWED = "allowed"
+    ALREADY_DONE = "already_done"
+    DRIVER_ALIVE = "driver_alive"
+    NO_SNAPSHOT = "no_snapshot"
+    STOP_INCOMPLETE = "stop_incomplete"
+
+
+def decide_cleanup(
+    *,
+    driver_stopped: bool,
+    last_committed_batch: int | None,
+    verified_snapshot_batches: list[int],
+    stop_outcome: str | None,
+    require_stop: bool,
+    already_done: bool,
+) -> tuple[CleanupVerdict, str]:
+    """Promise 3: a checkpoint is retired only when its driver is provably stopped and a verified snapshot of its
+    last committed batch exists (and, when asked, the graceful stop of this run completed)."""
+    if already_done:
+        return CleanupVerdict.ALREADY_DONE, "already retired"
+    if not driver_stopped:
+        return CleanupVerdict.DRIVER_ALIVE, "its driver is not provably stopped"
+    if require_stop and stop_outcome not in ("stopped", "forced", "killed", "already_stopped"):
+        return CleanupVerdict.STOP_INCOMPLETE, (
+            f"the stop in this run did not complete (outcome: {stop_outcome or 'none recorded'})")
+    if last_committed_batch is None:
+        return CleanupVerdict.ALLOWED, "the checkpoint has no committed batch: no state to lose"
+    if last_committed_batch not in verified_snapshot_batches:
+        have = ", ".join(str(b) for b in sorted(verified_snapshot_batches)) or "none"
+        return CleanupVerdict.NO_SNAPSHOT, (
+            f"no verified snapshot of its last committed batch {last_committed_batch} (verified: {have})")
+    return CleanupVerdict.ALLOWED, f"driver stopped and batch {last_committed_batch} is in a verified snapshot"
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``30m``, ``12h``, ``7d`` -> timedelta (ValueError otherwise)."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    text = str(text).strip()
+    if len(text) < 2 or text[-1] not in units:
+        raise ValueError(f"expected a duration like 30m, 12h or 7d, got {text!r}")
+    try:
+        return timedelta(**{units[text[-1]]: float(text[:-1])})
+    except ValueError as exc:
+        raise ValueError(f"bad duration {text!r}") from exc

@@ -38,6 +38,8 @@ class LaunchSpec:
     :param code_version: a label for the application's code (recorded in status and snapshots).
     :param heartbeat_s: how often the driver refreshes its status file and checks control requests.
     :param lease_s: a driver whose heartbeat is older than this is considered dead.
+    :param launch_id: who launched this driver (an operator's submission); echoed in ``status.json`` so the
+        launcher can tell its driver's reports from an earlier driver's. Kept by a cluster-manager restart.
     """
 
     job_root: str
@@ -48,6 +50,7 @@ class LaunchSpec:
     code_version: str = ""
     heartbeat_s: float = 2.0
     lease_s: float = 30.0
+    launch_id: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,6 +78,8 @@ class LaunchSpec:
         if self.code_version:
             args += [f"{PREFIX}code-version", self.code_version]
         args += [f"{PREFIX}heartbeat-s", str(self.heartbeat_s), f"{PREFIX}lease-s", str(self.lease_s)]
+        if self.launch_id:
+            args += [f"{PREFIX}launch-id", self.launch_id]
         return args
 
 
@@ -88,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(f"{PREFIX}code-version", dest="code_version", default="")
     p.add_argument(f"{PREFIX}heartbeat-s", dest="heartbeat_s", default="2.0")
     p.add_argument(f"{PREFIX}lease-s", dest="lease_s", default="30.0")
+    p.add_argument(f"{PREFIX}launch-id", dest="launch_id", default="")
     return p
 
 
@@ -132,5 +138,6 @@ def parse_launch_args(argv: Sequence[str]) -> tuple[LaunchSpec, list[str]]:
         code_version=ns.code_version,
         heartbeat_s=heartbeat,
         lease_s=lease,
+        launch_id=ns.launch_id,
     )
     return spec, rest + app_args

@@ -51,6 +51,12 @@ class DriverStatus:
     started_at: float = field(default_factory=time.time)
     heartbeat_at: float = field(default_factory=time.time)
     error: str | None = None
+    launch_id: str = ""
+    heartbeat_s: float = 2.0
+    lease_s: float = 30.0
+    #: Per source, how far the last batch's end offset is behind the latest offset the source reported
+    #: (summed over partitions; None where offsets are not numeric).
+    source_lag: list[int | None] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,9 +68,11 @@ class DriverStatus:
     def heartbeat_age(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.heartbeat_at
 
-    def is_live(self, lease_s: float, now: float | None = None) -> bool:
-        """Whether a driver is holding this generation: not terminal and heartbeat within the lease."""
-        return not DriverState(self.state).is_terminal and self.heartbeat_age(now) < lease_s
+    def is_live(self, lease_s: float | None = None, now: float | None = None) -> bool:
+        """Whether a driver is holding this generation: not terminal and heartbeat within the lease
+        (the driver's own lease unless ``lease_s`` is given)."""
+        lease = self.lease_s if lease_s is None else lease_s
+        return not DriverState(self.state).is_terminal and self.heartbeat_age(now) < lease
 
 
 class OnStopTimeout(StrEnum):

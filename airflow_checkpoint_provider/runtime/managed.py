@@ -306,6 +306,13 @@ def prepare(spec: LaunchSpec) -> tuple[JobRoot, StartDecision, list[Any] | None,
             f"generation {spec.generation} is not the job's current generation ({current}); refusing to start",
             path=root.location.uri, job=root.job, generation=spec.generation,
         )
+    record = root.read_generation_record(spec.generation) or {}
+    if record.get("retired_at") or record.get("deleted_at"):
+        raise FencedError(
+            f"generation {spec.generation} was retired after its final snapshot; refusing to start it again",
+            path=root.generation_dir(spec.generation).uri, job=root.job, generation=spec.generation,
+            hint="Start a new generation from its snapshot instead",
+        )
     # A stop request that was never acknowledged is honoured after start; an unreadable one is an error now.
     root.read_stop_request(spec.generation)
     info = inspect_checkpoint(root.checkpoint(spec.generation), allow_empty=True)
@@ -317,6 +324,41 @@ def prepare(spec: LaunchSpec) -> tuple[JobRoot, StartDecision, list[Any] | None,
     )
     offsets, manifest = _offsets_for_fresh_start(spec, root, decision)
     return root, decision, offsets, manifest
+
+
+def _parse_offset(offset: Any) -> Any:
+    import json
+
+    if not isinstance(offset, str):
+        return offset
+    try:
+        return json.loads(offset)
+    except ValueError:
+        return offset
+
+
+def source_lag(end: Any, latest: Any) -> int | None:
+    """How many records the source has that the batch did not read: ``{"offset": n}`` (the shipped log) or
+    Kafka's ``{topic: {partition: n}}``, summed over partitions; None when the offsets are not numeric."""
+    def numbers(offset: Any) -> dict[tuple[str, ...], int] | None:
+        if isinstance(offset, bool):
+            return None
+        if isinstance(offset, int):
+            return {(): offset}
+        if isinstance(offset, dict):
+            found: dict[tuple[str, ...], int] = {}
+            for key, value in offset.items():
+                inner = numbers(value)
+                if inner is None:
+                    return None
+                found.update({(str(key), *k): v for k, v in inner.items()})
+            return found
+        return None
+
+    ends, latests = numbers(end), numbers(latest)
+    if ends is None or latests is None or not latests:
+        return None
+    return sum(max(0, value - ends.get(key, 0)) for key, value in latests.items())
 
 
 class _Listener:
@@ -331,16 +373,13 @@ class _Listener:
                 status.update(query_id=str(event.id), run_id=str(event.runId))
 
             def onQueryProgress(self, event: Any) -> None:
-                import json
 
                 p = event.progress
-                ends = []
+                ends, lags = [], []
                 for s in p.sources:
-                    end = s.endOffset
-                    try:
-                        ends.append(json.loads(end) if isinstance(end, str) else end)
-                    except ValueError:
-                        ends.append(end)
+                    end = _parse_offset(s.endOffset)
+                    ends.append(end)
+                    lags.append(source_lag(end, _parse_offset(getattr(s, "latestOffset", None))))
                 status.update(
                     state=DriverState.RUNNING.value if status.current.state == DriverState.STARTING.value
                     else status.current.state,
@@ -348,6 +387,7 @@ class _Listener:
                     last_batch_input_rows=int(p.numInputRows),
                     total_input_rows=status.current.total_input_rows + int(p.numInputRows),
                     last_batch_end_offsets=ends,
+                    source_lag=lags,
                     last_batch_at=time.time(),
                 )
 
@@ -392,6 +432,7 @@ def run(
             start_mode=decision.mode.value, start_reason=decision.reason,
             snapshot=spec.snapshot if decision.load_initial_state else None,
             starting_offsets=offsets, last_committed_batch=decision.last_committed_batch,
+            launch_id=spec.launch_id, heartbeat_s=spec.heartbeat_s, lease_s=spec.lease_s,
         ))
         return _run_query(build, spec, root, decision, offsets, manifest, status, lock, app_name, spark_conf)
     except Exception as exc:
@@ -419,6 +460,7 @@ def _report_failure(root: JobRoot, spec: LaunchSpec, driver_id: str, status: Sta
             root.write_status(DriverStatus(
                 job=root.job, generation=spec.generation, state=DriverState.FAILED.value, driver_id=driver_id,
                 host=socket.gethostname(), pid=os.getpid(), code_version=spec.code_version, error=error,
+                launch_id=spec.launch_id, heartbeat_s=spec.heartbeat_s, lease_s=spec.lease_s,
             ))
     except CheckpointProviderError as report_error:
         log.warning("could not report the failure in status.json: %s", report_error)
@@ -461,7 +503,8 @@ def _run_query(build: Callable[[ManagedContext], Any], spec: LaunchSpec, root: J
                         spec.snapshot, ", ".join(unused))
     query = writer.option("checkpointLocation", ctx.checkpoint_location).start()
     log.info("query %s started on %s (stop method: %s)", query.id, ctx.checkpoint_location, ctx.stop_method)
-    status.update(query_id=str(query.id), run_id=str(query.runId))
+    # The query is active: RUNNING now (a resumed job with no new input commits nothing for a while).
+    status.update(query_id=str(query.id), run_id=str(query.runId), state=DriverState.RUNNING.value)
     outcome = _supervise(ctx, query, status, lock)
     spark.stop()
     return outcome

@@ -1,0 +1,1 @@
+"""callbacks of airflow-checkpoint-provider."""

@@ -1,0 +1,74 @@
+"""The failure path as a callback: bring a dead job back from its intact checkpoint.
+
+``on_failure_callback=restart_from_checkpoint(job_root=...)`` on a health sensor (or on any task watching the
+job) relaunches the job's current generation with its recorded launch. It never snapshots, never cleans, never
+creates a generation, and never passes the snapshot to a generation whose checkpoint has a committed batch (the
+driver decides the same from the checkpoint). It does nothing while a redeploy holds the job's lease, while a
+driver is alive, or when the current generation is retired.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from airflow_checkpoint_provider.checkpoint import watch
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
+from airflow_checkpoint_provider.exceptions import LeaseHeldError
+
+log = logging.getLogger(__name__)
+
+
+def restart_from_checkpoint(*, job_root: str, job_name: str | None = None, conn_id: str | None = None,
+                            master: str | None = None, python_path: Sequence[str] = (),
+                            wait_s: float = 0.0) -> Callable[[Any], dict[str, Any]]:
+    """Build an ``on_failure_callback`` that restarts the job from its checkpoint (see the module docstring).
+
+    :param wait_s: wait up to this long for the restarted driver to report RUNNING (0: do not wait).
+    :returns: the callback; it returns what it did (``{"action": ..., "reason": ...}``) for logs and tests.
+    """
+
+    def callback(context: Any) -> dict[str, Any]:
+        from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook
+        from airflow_checkpoint_provider.operators.checkpoint import run_holder
+
+        root = JobRoot(job_root, job=job_name)
+        holder = f"restart:{run_holder(context)}"
+        ledger = JobLedger(root)
+        try:
+            ledger.acquire(holder, "restart from checkpoint", ttl_s=max(600.0, wait_s + 60))
+        except LeaseHeldError as exc:
+            log.warning("not restarting %s: %s", root.job, exc)
+            return {"action": "none", "reason": str(exc)}
+        try:
+            generation = ledger.read().current_generation
+            if generation is None:
+                return {"action": "none", "reason": "the job has no generation"}
+            record = root.read_generation_record(generation) or {}
+            if record.get("retired_at") or record.get("deleted_at"):
+                return {"action": "none", "reason": f"generation {generation} is retired"}
+            hook = StreamingJobHook(conn_id, master=master, python_path=python_path)
+            view = hook.observe(root, generation)
+            if view.alive or not view.provably_stopped:
+                log.info("not restarting %s generation %s: %s", root.job, generation, view.reason)
+                return {"action": "none", "reason": view.reason}
+            handle, decision = hook.launch_generation(root, generation, by=holder)
+            log.info("restarted %s generation %s (%s): %s", root.job, generation, handle.describe(), decision.reason)
+            result = {"action": "restarted", "generation": generation, "launch_id": handle.launch_id,
+                      "mode": decision.mode.value, "reason": decision.reason}
+            deadline = time.monotonic() + wait_s
+            while wait_s and time.monotonic() < deadline:
+                seen = watch.driver_started(root, generation, handle.launch_id, need_commit=False)
+                if seen.done or seen.failed:
+                    result["started"] = seen.done
+                    result["message"] = seen.message
+                    break
+                time.sleep(1.0)
+            return result
+        finally:
+            ledger.release(holder)
+
+    return callback

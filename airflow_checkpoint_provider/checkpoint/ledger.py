@@ -1,0 +1,130 @@
+"""Reading and changing ``<job root>/job.json`` under a short mutex, so two operations cannot both win.
+
+Every change is a read-modify-write inside :meth:`JobLedger.transaction`, which holds ``job.json.lock``
+(created exclusively; a mutex older than ``MUTEX_STALE_S`` belongs to a crashed writer and is broken). On local
+storage this is atomic; on object stores exclusive creation is check-then-write (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from airflow_checkpoint_provider.checkpoint.jobroot import JOB_FILE, JobRoot
+from airflow_checkpoint_provider.exceptions import LeaseHeldError, StorageUnavailableError
+from airflow_checkpoint_provider.model.ledger import Lease, Ledger, lease_blocker
+
+log = logging.getLogger(__name__)
+
+MUTEX_STALE_S = 30.0
+MUTEX_WAIT_S = 20.0
+HISTORY_KEPT = 200
+
+
+class JobLedger:
+    """The job's ledger: current generation, lease, history."""
+
+    def __init__(self, root: JobRoot) -> None:
+        self.root = root
+        self.file = root.location.child(JOB_FILE)
+        self.mutex = root.location.child(JOB_FILE + ".lock")
+
+    def read(self) -> Ledger:
+        data = self.root.read_json(self.file, what="job ledger")
+        return Ledger.from_json(data or {}, self.root.job)
+
+    @contextmanager
+    def _mutex(self) -> Iterator[None]:
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + MUTEX_WAIT_S
+        while not self.mutex.create_exclusive(json.dumps({"token": token, "at": time.time()}).encode()):
+            try:
+                held = json.loads(self.mutex.read_text())
+                age = time.time() - float(held.get("at", 0))
+            except (FileNotFoundError, ValueError):
+                age = 0.0
+            if age > MUTEX_STALE_S:
+                log.warning("breaking a stale ledger mutex (%.0fs old) at %s", age, self.mutex.uri)
+                self.mutex.remove()
+                continue
+            if time.monotonic() > deadline:
+                raise StorageUnavailableError(
+                    "could not take the job ledger's mutex", path=self.mutex.uri, job=self.root.job,
+                    hint=f"Another operation is writing job.json; if none is, remove {self.mutex.uri}",
+                )
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            self.mutex.remove()
+
+    def transaction(self, change: Callable[[Ledger], Ledger]) -> Ledger:
+        """Apply ``change`` to the ledger atomically (it may raise to abort); return the new ledger."""
+        with self._mutex():
+            before = self.read()
+            after = change(before)
+            if after != before:
+                raw = self.root.read_json(self.file, what="job ledger") or {}
+                raw.update(after.to_json())
+                raw["history"] = list(after.history)[-HISTORY_KEPT:]
+                self.root.write_json(self.file, raw)
+            return after
+
+    # --- the lease ------------------------------------------------------------------------------------
+
+    def acquire(self, holder: str, operation: str, ttl_s: float) -> Lease:
+        """Take or renew the job's lease for ``holder``; :class:`LeaseHeldError` naming the holder if taken."""
+        now = time.time()
+
+        def change(ledger: Ledger) -> Ledger:
+            blocker = lease_blocker(ledger.lease, holder, now)
+            if blocker is not None:
+                raise LeaseHeldError(
+                    f"another lifecycle operation holds this job: {blocker.describe(now)}; refusing to run "
+                    f"{operation} for {holder!r} at the same time",
+                    path=self.file.uri, job=self.root.job, generation=ledger.current_generation,
+                    hint="Wait for it to finish (or for its lease to expire), then run again",
+                )
+            acquired = ledger.lease.acquired_at if ledger.lease and ledger.lease.holder == holder else now
+            lease = Lease(holder=holder, operation=operation, acquired_at=acquired, expires_at=now + ttl_s)
+            return replace(ledger, lease=lease)
+
+        lease = self.transaction(change).lease
+        assert lease is not None
+        return lease
+
+    def release(self, holder: str) -> bool:
+        """Give the lease up if ``holder`` has it; return whether it did."""
+        released = False
+
+        def change(ledger: Ledger) -> Ledger:
+            nonlocal released
+            if ledger.lease is None or ledger.lease.holder != holder:
+                return ledger
+            released = True
+            return replace(ledger, lease=None)
+
+        self.transaction(change)
+        return released
+
+    # --- generations ----------------------------------------------------------------------------------
+
+    def set_current(self, generation: int, *, by: str, event: str, **details: Any) -> Ledger:
+        def change(ledger: Ledger) -> Ledger:
+            entry = {"at": time.time(), "event": event, "generation": generation, "by": by, **details}
+            return replace(ledger, current_generation=generation, history=(*ledger.history, entry))
+
+        return self.transaction(change)
+
+    def record(self, event: str, *, by: str, **details: Any) -> Ledger:
+        def change(ledger: Ledger) -> Ledger:
+            entry = {"at": time.time(), "event": event, "by": by, **details}
+            return replace(ledger, history=(*ledger.history, entry))
+
+        return self.transaction(change)

@@ -1,0 +1,137 @@
+"""Conditions the lifecycle waits for, read from the job root: one function per condition, shared by the
+operators' synchronous waits, the sensors' pokes and the triggers' loops (so all three agree).
+
+Each returns an :class:`Observation`: ``done`` (the condition holds), ``failed`` (it never will: the reason is in
+``message``), else keep waiting. Nothing here imports Airflow or pyspark.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.model.records import DriverState
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    done: bool
+    failed: bool
+    message: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"done": self.done, "failed": self.failed, "message": self.message, "payload": self.payload}
+
+
+def _generation(root: JobRoot, generation: int | None) -> int | None:
+    return generation if generation is not None else root.current_generation()
+
+
+def _lock_age(root: JobRoot, generation: int) -> float | None:
+    lock = root.read_json(root.driver_lock_file(generation), what="driver lock", generation=generation)
+    return None if lock is None else time.time() - float(lock.get("heartbeat_at", 0))
+
+
+def driver_started(root: JobRoot, generation: int, launch_id: str, *, need_commit: bool = True,
+                   process_gone: bool = False) -> Observation:
+    """The driver of launch ``launch_id`` reports RUNNING (and, if asked, has a committed batch)."""
+    status = root.read_status(generation)
+    if status is not None and status.launch_id == launch_id:
+        payload = status.to_json()
+        if status.state == DriverState.FAILED.value:
+            return Observation(False, True, f"the driver failed: {status.error}", payload)
+        if status.state == DriverState.STOPPED.value:
+            return Observation(False, True, f"the driver stopped while starting: {status.error or 'stopped'}",
+                               payload)
+        if status.state in (DriverState.RUNNING.value, DriverState.STOPPING.value) and (
+                not need_commit or status.last_committed_batch is not None):
+            return Observation(True, False, f"driver RUNNING, last committed batch {status.last_committed_batch}",
+                               payload)
+        return Observation(False, False, f"driver {status.state}, no committed batch yet", payload)
+    if status is not None and status.is_live():
+        # Another launch's driver holds the generation (a restart callback won the race): ours was refused.
+        payload = status.to_json()
+        if status.state == DriverState.RUNNING.value and (not need_commit or status.last_committed_batch is not None):
+            return Observation(True, False, f"a driver of launch {status.launch_id or '?'} already runs the "
+                               "generation; reconnected to it", payload)
+        return Observation(False, False, f"a driver of launch {status.launch_id or '?'} is {status.state}", payload)
+    if process_gone:
+        return Observation(False, True, "the driver process ended without reporting (see its log)", {})
+    return Observation(False, False, "waiting for the driver to report", {})
+
+
+def stop_acknowledged(root: JobRoot, generation: int, request_id: str) -> Observation:
+    """The driver answered stop request ``request_id`` and, unless it timed out, has exited (lock released)."""
+    ack = root.read_stop_ack(generation)
+    status = root.read_status(generation)
+    lease = status.lease_s if status else 30.0
+    if ack is not None and ack.request_id == request_id:
+        payload = ack.to_json()
+        if ack.outcome == "timed_out":
+            return Observation(False, True, f"the driver did not reach a batch boundary in time (in flight: "
+                               f"{ack.in_flight_batch}); it keeps running", payload)
+        age = _lock_age(root, generation)
+        if age is None or age > lease:
+            return Observation(True, False, f"stopped ({ack.outcome}, {ack.method}) at batch "
+                               f"{ack.final_committed_batch} after {ack.stop_latency_s}s; driver exited", payload)
+        return Observation(False, False, f"acknowledged ({ack.outcome}); waiting for the driver to exit", payload)
+    if status is not None and not status.is_live():
+        info = inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
+        payload = {"state": status.state, "final_committed_batch": info.last_committed_batch,
+                   "error": status.error}
+        return Observation(False, True, f"the driver ended ({status.state}) without acknowledging the stop "
+                           f"request; the checkpoint is intact at batch {info.last_committed_batch}", payload)
+    return Observation(False, False, "waiting for the driver to reach a batch boundary", {})
+
+
+def batch_committed(root: JobRoot, generation: int | None, batch: int) -> Observation:
+    """The generation's checkpoint has committed ``batch`` (or a later one)."""
+    g = _generation(root, generation)
+    if g is None:
+        return Observation(False, False, "the job has no generation yet", {})
+    info = inspect_checkpoint(root.checkpoint(g), allow_empty=True)
+    last = info.last_committed_batch
+    payload = {"generation": g, "last_committed_batch": last}
+    if last is not None and last >= batch:
+        return Observation(True, False, f"generation {g} committed batch {last} (>= {batch})", payload)
+    status = root.read_status(g)
+    if status is not None and status.state == DriverState.FAILED.value:
+        return Observation(False, True, f"the driver of generation {g} failed: {status.error}", payload)
+    return Observation(False, False, f"generation {g} is at batch {last}, waiting for {batch}", payload)
+
+
+def job_health(root: JobRoot, generation: int | None = None, *, max_heartbeat_age_s: float | None = None,
+               max_batch_age_s: float | None = None, max_lag: int | None = None) -> Observation:
+    """Healthy: driver RUNNING, heartbeat fresh, (optionally) a batch recently and lag under ``max_lag``.
+    ``failed`` means dead (terminal status, or a heartbeat older than the lease): waiting will not help."""
+    g = _generation(root, generation)
+    if g is None:
+        return Observation(False, True, "the job has no current generation", {})
+    status = root.read_status(g)
+    if status is None:
+        return Observation(False, False, f"generation {g} has no driver status yet", {"generation": g})
+    payload = {**status.to_json(), "heartbeat_age_s": round(status.heartbeat_age(), 3)}
+    heartbeat_limit = status.lease_s if max_heartbeat_age_s is None else max_heartbeat_age_s
+    if DriverState(status.state).is_terminal:
+        return Observation(False, True, f"the driver of generation {g} is {status.state}"
+                           + (f": {status.error}" if status.error else ""), payload)
+    if status.heartbeat_age() > heartbeat_limit:
+        return Observation(False, True, f"the driver of generation {g} has not sent a heartbeat for "
+                           f"{status.heartbeat_age():.0f}s (limit {heartbeat_limit:.0f}s): it is dead", payload)
+    if status.state != DriverState.RUNNING.value:
+        return Observation(False, False, f"the driver of generation {g} is {status.state}", payload)
+    if max_batch_age_s is not None:
+        since = status.last_batch_at or status.started_at
+        if time.time() - since > max_batch_age_s:
+            return Observation(False, False, f"no batch for {time.time() - since:.0f}s (limit {max_batch_age_s:.0f}s)",
+                               payload)
+    if max_lag is not None and status.source_lag:
+        lag = sum(x for x in status.source_lag if x is not None)
+        if lag > max_lag:
+            return Observation(False, False, f"lag {lag} records > {max_lag}", payload)
+    return Observation(True, False, f"generation {g} healthy: batch {status.last_committed_batch}, heartbeat "
+                       f"{status.heartbeat_age():.1f}s ago", payload)

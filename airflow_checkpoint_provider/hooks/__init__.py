@@ -1,0 +1,1 @@
+"""hooks of airflow-checkpoint-provider."""

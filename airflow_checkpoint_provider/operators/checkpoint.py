@@ -1,0 +1,602 @@
+"""Operators for the lifecycle of a checkpointed streaming job: start, stop, snapshot, cleanup.
+
+A redeploy DAG chains them (stop → snapshot → cleanup → start from the snapshot); a recovery is a start without a
+snapshot, which restarts the current generation on its own checkpoint. Each operator records intent under the job
+root before acting, holds the job's lease (one lifecycle operation per job: a second redeploy fails fast naming
+the holder), and is idempotent: rerunning a failed DAG run finishes the work and never repeats it wrongly.
+
+Constructors only record intent; hooks are built in ``execute``. Errors that retrying cannot fix (corrupt
+checkpoint, foreign snapshot, lease held, ...) fail the task at once (``AirflowFailException``).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_checkpoint_provider.checkpoint import watch
+from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
+from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue, read_manifest, verify_snapshot
+from airflow_checkpoint_provider.exceptions import (
+    BatchNotRetainedError,
+    CheckpointProviderError,
+    CleanupRefusedError,
+    DriverFailedError,
+    DriverStillRunningError,
+    FencedError,
+    InvalidLaunchError,
+    StopTimeoutError,
+    error_class,
+)
+from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook, local_liveness
+from airflow_checkpoint_provider.model.backends import Liveness
+from airflow_checkpoint_provider.model.decisions import (
+    CleanupVerdict,
+    decide_cleanup,
+    parse_duration,
+    plan_generation,
+)
+from airflow_checkpoint_provider.model.records import OnStopTimeout, StopRequest
+from airflow_checkpoint_provider.triggers.checkpoint import DriverStartedTrigger, StopAcknowledgedTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def classified(fn: F) -> F:
+    """Turn terminal provider errors into ``AirflowFailException`` (no pointless retries); keep the message."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CheckpointProviderError as exc:
+            if exc.terminal:
+                raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def run_holder(context: Context) -> str:
+    """Who holds the lease: the DAG run (every task of one redeploy run shares it)."""
+    dag_run = context.get("dag_run")
+    dag_id = getattr(dag_run, "dag_id", None) or context["ti"].dag_id
+    run_id = getattr(dag_run, "run_id", None) or context.get("run_id", "?")
+    return f"{dag_id}/{run_id}"
+
+
+class StreamingJobOperator(BaseOperator):
+    """What every lifecycle operator shares: the job root, the Spark target, the lease, waiting.
+
+    :param job_root: the job's root folder or URI (templated).
+    :param job_name: display name; default the job root's last path element (templated).
+    :param conn_id: a ``spark`` connection; None runs drivers locally (``local[2]``) as detached processes.
+    :param master: override the connection's master.
+    :param python_path: folders the driver's Python must import from (the application's package).
+    :param lease_ttl_s: how long the job's lease lasts without renewal (a crashed run's lease expires).
+    :param release_lease: give the lease up when this task succeeds (the last task of a lifecycle run).
+    :param poll_interval_s: how often waits look at the job root.
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    """
+
+    template_fields: Sequence[str] = ("job_root", "job_name")
+    ui_color = "#f0e4d0"
+    lease_operation = "lifecycle"
+
+    def __init__(
+        self,
+        *,
+        job_root: str,
+        job_name: str | None = None,
+        conn_id: str | None = None,
+        master: str | None = None,
+        python_path: Sequence[str] = (),
+        lease_ttl_s: float = 3600.0,
+        release_lease: bool = False,
+        poll_interval_s: float = 1.0,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_root = job_root
+        self.job_name = job_name
+        self.conn_id = conn_id
+        self.master = master
+        self.python_path = list(python_path)
+        self.lease_ttl_s = lease_ttl_s
+        self.release_lease = release_lease
+        self.poll_interval_s = poll_interval_s
+        self.deferrable = deferrable
+
+    # --- shared helpers --------------------------------------------------------------------------------
+
+    def root(self) -> JobRoot:
+        return JobRoot(self.job_root, job=self.job_name or None)
+
+    def hook(self) -> StreamingJobHook:
+        return StreamingJobHook(self.conn_id, master=self.master, python_path=self.python_path)
+
+    def take_lease(self, context: Context, root: JobRoot) -> str:
+        holder = run_holder(context)
+        lease = JobLedger(root).acquire(holder, f"{self.lease_operation} ({self.task_id})", self.lease_ttl_s)
+        self.log.info("job %s: lease held by %s until %s", root.job, holder, time.ctime(lease.expires_at))
+        return holder
+
+    def done(self, context: Context, root: JobRoot, result: Any) -> Any:
+        if self.release_lease:
+            JobLedger(root).release(run_holder(context))
+            self.log.info("job %s: lease released", root.job)
+        return result
+
+    def current_generation(self, root: JobRoot) -> int | None:
+        return JobLedger(root).read().current_generation
+
+    def wait(self, observe: Callable[[], watch.Observation], timeout_s: float, what: str) -> watch.Observation:
+        """Poll ``observe`` until done (returned), failed or timed out (returned with failed / done False)."""
+        deadline = time.monotonic() + timeout_s
+        last = ""
+        while True:
+            seen = observe()
+            if seen.done or seen.failed:
+                return seen
+            if seen.message != last:
+                self.log.info("waiting for %s: %s", what, seen.message)
+                last = seen.message
+            if time.monotonic() >= deadline:
+                return watch.Observation(False, False, f"timed out after {timeout_s:.0f}s waiting for {what}: "
+                                         f"{seen.message}", seen.payload)
+            time.sleep(self.poll_interval_s)
+
+    @staticmethod
+    def check_event(event: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        if not event or event.get("status") not in ("done", "failed", "timeout", "error"):
+            raise AirflowException(f"unexpected trigger event: {event!r}")
+        return event
+
+
+def driver_error(root: JobRoot, generation: int, message: str, payload: Mapping[str, Any]) -> CheckpointProviderError:
+    """The driver's own error as a typed one: its class when it is ours (so terminal stays terminal)."""
+    error = str(payload.get("error") or "")
+    cls = error_class(error.split(":", 1)[0].strip()) if error else None
+    if cls is not None and cls.terminal:
+        return cls(f"the driver refused to start: {error}", path=root.location.uri, job=root.job,
+                   generation=generation)
+    return DriverFailedError(message, path=root.location.uri, job=root.job, generation=generation,
+                             hint="A retry restarts it from its checkpoint")
+
+
+class StartStreamingJobOperator(StreamingJobOperator):
+    """Start a managed streaming application: first start, fresh from a snapshot, or resume.
+
+    Without ``snapshot`` it (re)starts the job's current generation on its own checkpoint — a recovery; the driver
+    resumes and never loads a snapshot again. With ``snapshot`` it creates a new generation (once: a retry reuses
+    it) whose driver loads the snapshot as initial state and starts its sources after the snapshot's batch.
+    A live driver is reconnected to, never submitted twice. Waits until the driver reports RUNNING with a
+    committed batch (``wait_for="committed"``), or only RUNNING (``"running"``), and fails with the driver's own
+    error. Returns (XCom) the generation, start mode, reason, launch id and last committed batch.
+
+    :param application: the application file for spark-submit (templated).
+    :param application_args: the application's own arguments (templated).
+    :param snapshot: id of the snapshot to start a new generation from (templated), e.g.
+        ``"{{ ti.xcom_pull(task_ids='snapshot') }}"``.
+    :param code_version: a label for the code (recorded with the generation) (templated).
+    :param spark_conf: extra ``--conf`` settings (templated).
+    :param start_timeout_s: how long to wait for the driver.
+    :param heartbeat_s: the driver's heartbeat; ``lease_s``: after how long without one it counts as dead.
+    """
+
+    template_fields: Sequence[str] = (*StreamingJobOperator.template_fields, "application", "application_args",
+                                      "snapshot", "code_version", "spark_conf")
+    lease_operation = "start"
+
+    def __init__(self, *, application: str, application_args: Sequence[str] = (), snapshot: str | None = None,
+                 code_version: str = "", spark_conf: Mapping[str, str] | None = None, wait_for: str = "committed",
+                 start_timeout_s: float = 600.0, heartbeat_s: float = 2.0, lease_s: float = 30.0,
+                 release_lease: bool = True, **kwargs: Any) -> None:
+        super().__init__(release_lease=release_lease, **kwargs)
+        if wait_for not in ("committed", "running"):
+            raise ValueError(f"wait_for must be 'committed' or 'running', got {wait_for!r}")
+        self.application = application
+        self.application_args = list(application_args)
+        self.snapshot = snapshot
+        self.code_version = code_version
+        self.spark_conf = dict(spark_conf or {})
+        self.wait_for = wait_for
+        self.start_timeout_s = start_timeout_s
+        self.heartbeat_s = heartbeat_s
+        self.lease_s = lease_s
+
+    @classified
+    def execute(self, context: Context) -> Any:
+        root = self.root()
+        holder = self.take_lease(context, root)
+        hook = self.hook()
+        generation = self.prepare_generation(root, hook, holder)
+        view = hook.observe(root, generation)
+        store = context.get("task_state_store")
+        if view.alive:
+            launch_id = (view.status.launch_id if view.status and view.status.is_live() else None) or (
+                view.handle.launch_id if view.handle else "")
+            self.log.info("generation %s already has a live driver (%s): reconnecting, not submitting",
+                          generation, view.reason)
+            info: dict[str, Any] = {"generation": generation, "launch_id": launch_id, "reconnected": True,
+                                    "mode": view.status.start_mode if view.status else None,
+                                    "reason": view.status.start_reason if view.status else view.reason}
+            pid, host = (view.handle.pid, view.handle.host) if view.handle else (None, "")
+        else:
+            if view.status is not None and view.status.error:
+                self.log.info("previous driver of generation %s ended: %s", generation, view.status.error)
+            handle, decision = hook.launch_generation(root, generation, by=holder)
+            if store is not None:
+                store.set("driver_handle", handle.to_json())
+            info = {"generation": generation, "launch_id": handle.launch_id, "reconnected": False,
+                    "mode": decision.mode.value, "reason": decision.reason, "log": handle.log_path}
+            pid, host = handle.pid, handle.host
+        if self.deferrable:
+            self.defer(
+                trigger=DriverStartedTrigger(job_root=root.location.uri, job_name=root.job, generation=generation,
+                                             timeout_s=self.start_timeout_s, poll_interval_s=self.poll_interval_s,
+                                             launch_id=info["launch_id"], need_commit=self.wait_for == "committed",
+                                             pid=pid, host=host),
+                method_name="execute_complete", kwargs={"info": info},
+            )
+
+        def observe() -> watch.Observation:
+            gone = bool(pid) and local_liveness(pid, host, info["launch_id"]) is Liveness.GONE
+            return watch.driver_started(root, generation, info["launch_id"],
+                                        need_commit=self.wait_for == "committed", process_gone=gone)
+
+        seen = self.wait(observe, self.start_timeout_s, f"generation {generation}'s driver to start")
+        return self.finish_start(context, root, info, seen.to_json() | {"status": _status_of(seen)})
+
+    @classified
+    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None,
+                         info: dict[str, Any] | None = None) -> Any:
+        event = self.check_event(event)
+        return self.finish_start(context, self.root(), dict(info or {}), event)
+
+    def finish_start(self, context: Context, root: JobRoot, info: dict[str, Any], event: Mapping[str, Any]) -> Any:
+        generation = int(info["generation"])
+        payload = event.get("payload") or {}
+        if event["status"] != "done":
+            log_hint = f" (driver log: {info.get('log')})" if info.get("log") else ""
+            raise driver_error(root, generation, f"generation {generation} did not start: {event.get('message')}"
+                               f"{log_hint}", payload)
+        info.update(last_committed_batch=payload.get("last_committed_batch"), app_id=payload.get("app_id"),
+                    query_id=payload.get("query_id"), run_id=payload.get("run_id"))
+        self.log.info("generation %s running (%s): %s", generation, info.get("mode"), event.get("message"))
+        return self.done(context, root, info)
+
+    def prepare_generation(self, root: JobRoot, hook: StreamingJobHook, holder: str) -> int:
+        """Record the generation to start before acting (a retry finds and reuses it)."""
+        ledger = JobLedger(root)
+        current = ledger.read().current_generation
+        record = (root.read_generation_record(current) if current is not None else None) or {}
+        retired = bool(record.get("retired_at") or record.get("deleted_at"))
+        plan = plan_generation(current=current, existing=root.generations(), snapshot=self.snapshot or None,
+                               current_snapshot=record.get("snapshot"), current_retired=retired)
+        self.log.info("%s", plan.reason)
+        if not plan.create and retired:
+            raise FencedError(plan.reason, path=root.generation_dir(plan.generation).uri, job=root.job,
+                              generation=plan.generation, hint="Pass snapshot= to start a new generation")
+        launch = {"application": self.application, "application_args": self.application_args,
+                  "code_version": self.code_version, "conf": self.spark_conf, "heartbeat_s": self.heartbeat_s,
+                  "lease_s": self.lease_s}
+        if plan.create:
+            if plan.snapshot:
+                verify_snapshot(root, plan.snapshot, generation=plan.generation)  # present, intact, ours
+            if current is not None:
+                view = hook.observe(root, current)
+                if view.alive:
+                    raise DriverStillRunningError(
+                        f"generation {current} still has a live driver ({view.reason}); a new generation would "
+                        "run beside it", path=root.generation_dir(current).uri, job=root.job, generation=current,
+                        hint="Stop it first (StopStreamingJobOperator)",
+                    )
+            root.update_generation_record(plan.generation, **launch, snapshot=plan.snapshot, created_at=time.time(),
+                                          created_by=holder, previous_generation=current)
+            ledger.set_current(plan.generation, by=holder, event="generation_created", snapshot=plan.snapshot,
+                               previous=current)
+        elif not record.get("application"):
+            root.update_generation_record(plan.generation, **launch)
+            if current is None:
+                ledger.set_current(plan.generation, by=holder, event="generation_created", snapshot=None)
+        elif record.get("application") != self.application:
+            self.log.warning("generation %s was started with %s; restarting it with its recorded application, not %s "
+                             "(new code needs a new generation: pass snapshot=)", plan.generation,
+                             record.get("application"), self.application)
+        return plan.generation
+
+
+def _status_of(seen: watch.Observation) -> str:
+    return "done" if seen.done else ("failed" if seen.failed else "timeout")
+
+
+class StopStreamingJobOperator(StreamingJobOperator):
+    """Stop a generation's driver gracefully at a batch boundary and wait until it has exited.
+
+    Writes a stop request (or, on a rerun, waits on the one already pending) and waits for the driver's
+    acknowledgement with its final committed batch and offsets. An already stopped job is success. On timeout:
+    ``on_timeout="fail"`` (default; the driver keeps running), ``"force_stop"`` (the driver stops its query
+    anyway; the abandoned batch is re-run by whoever resumes the checkpoint) or ``"kill"`` (hard-kill the driver
+    through its backend). Returns (XCom) ``generation``, ``outcome`` (stopped, forced, killed, already_stopped),
+    ``final_committed_batch`` and ``end_offsets``.
+
+    :param generation: the generation to stop (templated); default the current one.
+    :param timeout_s: how long the driver may take to reach a batch boundary.
+    """
+
+    template_fields: Sequence[str] = (*StreamingJobOperator.template_fields, "generation")
+    lease_operation = "stop"
+
+    def __init__(self, *, generation: int | str | None = None, timeout_s: float = 120.0, on_timeout: str = "fail",
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if on_timeout not in ("fail", "force_stop", "kill"):
+            raise ValueError(f"on_timeout must be fail, force_stop or kill, got {on_timeout!r}")
+        self.generation = generation
+        self.timeout_s = timeout_s
+        self.on_timeout = on_timeout
+
+    def grace_s(self, root: JobRoot, generation: int) -> float:
+        status = root.read_status(generation)
+        return 30.0 + 2 * (status.lease_s if status else 30.0)
+
+    @classified
+    def execute(self, context: Context) -> Any:
+        root = self.root()
+        self.take_lease(context, root)
+        generation = _generation(root, self.generation)
+        if generation is None:
+            return self.done(context, root, {"generation": None, "outcome": "already_stopped",
+                                             "final_committed_batch": None, "end_offsets": None})
+        hook = self.hook()
+        view = hook.observe(root, generation)
+        if not view.alive:
+            if not view.provably_stopped:
+                raise DriverStillRunningError(f"cannot tell yet whether the driver runs: {view.reason}",
+                                              path=root.generation_dir(generation).uri, job=root.job,
+                                              generation=generation) from None
+            return self.done(context, root, self.already_stopped(root, generation, view.reason))
+        request = self.request(root, generation, context)
+        if self.deferrable:
+            self.defer(trigger=StopAcknowledgedTrigger(
+                job_root=root.location.uri, job_name=root.job, generation=generation,
+                timeout_s=self.timeout_s + self.grace_s(root, generation), poll_interval_s=self.poll_interval_s,
+                request_id=request.request_id), method_name="execute_complete",
+                kwargs={"generation": generation, "request_id": request.request_id})
+        seen = self.wait(lambda: watch.stop_acknowledged(root, generation, request.request_id),
+                         self.timeout_s + self.grace_s(root, generation), f"generation {generation} to stop")
+        return self.finish_stop(context, root, generation, seen.to_json() | {"status": _status_of(seen)})
+
+    @classified
+    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None,
+                         generation: int | None = None, request_id: str | None = None) -> Any:
+        event = self.check_event(event)
+        return self.finish_stop(context, self.root(), int(generation or 0), event)
+
+    def request(self, root: JobRoot, generation: int, context: Context) -> StopRequest:
+        pending = root.read_stop_request(generation)
+        ack = root.read_stop_ack(generation)
+        if pending is not None and (ack is None or ack.request_id != pending.request_id):
+            self.log.info("stop request %s is already pending for generation %s: waiting on it",
+                          pending.request_id, generation)
+            return pending
+        request = StopRequest(
+            request_id=uuid.uuid4().hex, requested_at=time.time(), timeout_s=self.timeout_s,
+            on_timeout=(OnStopTimeout.FORCE_STOP if self.on_timeout == "force_stop" else OnStopTimeout.KEEP_RUNNING).value,
+            requested_by=run_holder(context),
+        )
+        root.write_stop_request(generation, request)
+        self.log.info("stop requested for generation %s of %s (request %s, timeout %.0fs, on timeout: %s)",
+                      generation, root.job, request.request_id, self.timeout_s, self.on_timeout)
+        return request
+
+    def already_stopped(self, root: JobRoot, generation: int, reason: str) -> dict[str, Any]:
+        info = inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
+        self.log.info("generation %s is already stopped (%s) at batch %s", generation, reason,
+                      info.last_committed_batch)
+        return {"generation": generation, "outcome": "already_stopped",
+                "final_committed_batch": info.last_committed_batch,
+                "end_offsets": info.committed.end_offsets_json() if info.committed else None}
+
+    def finish_stop(self, context: Context, root: JobRoot, generation: int, event: Mapping[str, Any]) -> Any:
+        payload = event.get("payload") or {}
+        if event["status"] == "done":
+            return self.done(context, root, {
+                "generation": generation, "outcome": payload.get("outcome", "stopped"),
+                "final_committed_batch": payload.get("final_committed_batch"),
+                "end_offsets": payload.get("end_offsets"), "stop_latency_s": payload.get("stop_latency_s"),
+                "method": payload.get("method"), "request_id": payload.get("request_id")})
+        hook = self.hook()
+        if self.on_timeout == "kill" and event["status"] in ("failed", "timeout"):
+            view = hook.observe(root, generation)
+            if view.handle is not None and view.alive:
+                hook.kill(view.handle)
+                seen = self.wait(lambda: _stopped(hook, root, generation), 120, "the killed driver to go away")
+                if seen.done:
+                    result = self.already_stopped(root, generation, "killed")
+                    return self.done(context, root, {**result, "outcome": "killed"})
+        view = hook.observe(root, generation)
+        if not view.alive and view.provably_stopped and "without acknowledging" in str(event.get("message")):
+            raise DriverFailedError(f"{event.get('message')}", path=root.generation_dir(generation).uri,
+                                    job=root.job, generation=generation,
+                                    hint="Its checkpoint is intact; a retry of this task reports it stopped")
+        raise StopTimeoutError(f"generation {generation} did not stop: {event.get('message')}",
+                               path=root.generation_dir(generation).uri, job=root.job, generation=generation,
+                               hint="Retry, or set on_timeout='force_stop' or 'kill'")
+
+
+def _stopped(hook: StreamingJobHook, root: JobRoot, generation: int) -> watch.Observation:
+    view = hook.observe(root, generation)
+    return watch.Observation(view.provably_stopped, False, view.reason)
+
+
+def _generation(root: JobRoot, generation: int | str | None) -> int | None:
+    if generation in (None, "", "None"):
+        return JobLedger(root).read().current_generation
+    return int(generation)  # type: ignore[arg-type]
+
+
+class SnapshotStreamingJobOperator(StreamingJobOperator):
+    """Export a generation's state and source offsets at one committed batch, verify it, return its id (XCom).
+
+    Runs the exporter as a Spark application on the same target. Works on a running generation (the batch is
+    pinned) and on a stopped one. Idempotent: a verified snapshot of the same (generation, batch) is returned
+    as is.
+
+    :param generation: default the current one (templated).
+    :param batch: default the last committed batch (templated).
+    :param deep: also compare every row with the checkpoint (slower).
+    :param require_stopped: refuse while a driver runs (what a redeploy wants: the final batch).
+    """
+
+    template_fields: Sequence[str] = (*StreamingJobOperator.template_fields, "generation", "batch", "spark_conf")
+    lease_operation = "snapshot"
+
+    def __init__(self, *, generation: int | str | None = None, batch: int | str | None = None, deep: bool = False,
+                 require_stopped: bool = False, spark_conf: Mapping[str, str] | None = None,
+                 exporter: str | None = None, export_timeout_s: float = 1800.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.generation = generation
+        self.batch = batch
+        self.deep = deep
+        self.require_stopped = require_stopped
+        self.spark_conf = dict(spark_conf or {})
+        self.exporter = exporter
+        self.export_timeout_s = export_timeout_s
+
+    @classified
+    def execute(self, context: Context) -> Any:
+        root = self.root()
+        self.take_lease(context, root)
+        generation = _generation(root, self.generation)
+        if generation is None:
+            raise InvalidLaunchError("the job has no generation to snapshot", path=root.location.uri, job=root.job)
+        hook = self.hook()
+        if self.require_stopped:
+            view = hook.observe(root, generation)
+            if not view.provably_stopped:
+                raise DriverStillRunningError(f"refusing to snapshot a running generation: {view.reason}",
+                                              path=root.generation_dir(generation).uri, job=root.job,
+                                              generation=generation, hint="Stop it first")
+        info = inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
+        batch = int(self.batch) if self.batch not in (None, "", "None") else info.last_committed_batch
+        if batch is None:
+            raise BatchNotRetainedError("the generation has no committed batch to snapshot",
+                                        path=root.checkpoint(generation).uri, job=root.job, generation=generation)
+        existing = SnapshotCatalogue(root).find(generation=generation, batch=batch)
+        if existing is not None:
+            self.log.info("snapshot %s of generation %s at batch %s already exists: verifying it",
+                          existing.snapshot_id, generation, batch)
+            snapshot_id = existing.snapshot_id
+        else:
+            record = root.read_generation_record(generation) or {}
+            snapshot_id = hook.export_snapshot(root, generation, batch=batch, deep=self.deep,
+                                               code_version=str(record.get("code_version") or ""),
+                                               conf=self.spark_conf, exporter=self.exporter,
+                                               timeout=self.export_timeout_s)
+        verification = verify_snapshot(root, snapshot_id, generation=generation)
+        self.log.info("snapshot %s verified: generation %s, batch %s, %s rows in %s files", snapshot_id, generation,
+                      batch, verification.rows, verification.files)
+        context["ti"].xcom_push(key="snapshot", value={"snapshot_id": snapshot_id, "generation": generation,
+                                                       "batch": batch, "rows": verification.rows})
+        return self.done(context, root, snapshot_id)
+
+
+class CleanupStreamingJobOperator(StreamingJobOperator):
+    """Retire a generation's checkpoint — kept in place and marked retired, or deleted (``mode``) — never moved.
+
+    Only when its driver is provably stopped, a verified snapshot of its last committed batch exists, the path is
+    inside the job root, and (with ``stop_task_id``) the stop task of this DAG run completed. A retired generation
+    can never be started again (its driver refuses). Then applies snapshot retention when asked.
+
+    :param snapshot_id: the snapshot that covers the generation (templated); it names the generation.
+    :param generation: the generation to retire (templated), if no snapshot id is given.
+    :param mode: ``"retire"`` (keep the files, mark retired) or ``"delete"`` (remove the checkpoint folder).
+    :param stop_task_id: the stop task of this run; cleanup refuses unless it completed.
+    :param keep_last: snapshot retention: keep the newest N (protected ones are always kept).
+    :param max_age: snapshot retention: drop snapshots older than this (``"7d"`` or a timedelta).
+    """
+
+    template_fields: Sequence[str] = (*StreamingJobOperator.template_fields, "snapshot_id", "generation")
+    lease_operation = "cleanup"
+
+    def __init__(self, *, snapshot_id: str | None = None, generation: int | str | None = None, mode: str = "retire",
+                 stop_task_id: str | None = None, keep_last: int | None = None,
+                 max_age: str | timedelta | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if mode not in ("retire", "delete"):
+            raise ValueError(f"mode must be 'retire' or 'delete', got {mode!r}")
+        self.snapshot_id = snapshot_id
+        self.generation = generation
+        self.mode = mode
+        self.stop_task_id = stop_task_id
+        self.keep_last = keep_last
+        self.max_age = max_age
+
+    @classified
+    def execute(self, context: Context) -> Any:
+        root = self.root()
+        holder = self.take_lease(context, root)
+        if self.snapshot_id:
+            generation = read_manifest(root, str(self.snapshot_id)).generation
+            verify_snapshot(root, str(self.snapshot_id), generation=generation)
+        elif self.generation not in (None, "", "None"):
+            generation = int(self.generation)  # type: ignore[arg-type]
+        else:
+            raise InvalidLaunchError("name the snapshot (snapshot_id) or the generation to retire",
+                                     path=root.location.uri, job=root.job)
+        checkpoint = root.require_inside(root.checkpoint(generation))
+        record = root.read_generation_record(generation) or {}
+        done_already = bool(record.get("deleted_at")) or (self.mode == "retire" and bool(record.get("retired_at")))
+        view = self.hook().observe(root, generation)
+        last = None if record.get("deleted_at") else inspect_checkpoint(checkpoint, allow_empty=True).last_committed_batch
+        verified = [e.batch for e in SnapshotCatalogue(root).list()
+                    if e.verified and e.generation == generation and e.batch is not None]
+        stop_outcome = None
+        if self.stop_task_id:
+            pulled = context["ti"].xcom_pull(task_ids=self.stop_task_id)
+            stop_outcome = pulled.get("outcome") if isinstance(pulled, dict) else None
+        verdict, reason = decide_cleanup(driver_stopped=view.provably_stopped, last_committed_batch=last,
+                                         verified_snapshot_batches=verified, stop_outcome=stop_outcome,
+                                         require_stop=bool(self.stop_task_id), already_done=done_already)
+        if verdict is CleanupVerdict.DRIVER_ALIVE:
+            raise DriverStillRunningError(f"refusing to retire generation {generation}: {reason} ({view.reason})",
+                                          path=checkpoint.uri, job=root.job, generation=generation)
+        if verdict not in (CleanupVerdict.ALLOWED, CleanupVerdict.ALREADY_DONE):
+            raise CleanupRefusedError(f"refusing to retire generation {generation}: {reason}", path=checkpoint.uri,
+                                      job=root.job, generation=generation, batch=last)
+        if verdict is CleanupVerdict.ALLOWED:
+            now = time.time()
+            changes: dict[str, Any] = {"retired_at": record.get("retired_at") or now, "retired_by": holder,
+                                       "final_committed_batch": last, "final_snapshot": self.snapshot_id}
+            if self.mode == "delete":
+                checkpoint.remove(recursive=True)
+                changes["deleted_at"] = now
+            root.update_generation_record(generation, **changes)
+            JobLedger(root).record(f"generation_{'deleted' if self.mode == 'delete' else 'retired'}", by=holder,
+                                   generation=generation, batch=last, snapshot=self.snapshot_id)
+        self.log.info("generation %s: %s (%s)", generation, "already done" if done_already else self.mode + "d",
+                      reason)
+        result: dict[str, Any] = {"generation": generation, "verdict": verdict.value, "reason": reason,
+                                  "mode": self.mode}
+        if self.keep_last is not None or self.max_age is not None:
+            age = parse_duration(self.max_age) if isinstance(self.max_age, str) else self.max_age
+            plan = SnapshotCatalogue(root).apply_retention(keep_last=self.keep_last, max_age=age)
+            self.log.info("snapshot retention: kept %s, deleted %s", plan.keep, plan.delete)
+            result["retention"] = plan.to_json()
+        return self.done(context, root, result)

@@ -1,0 +1,1 @@
+"""sensors of airflow-checkpoint-provider."""

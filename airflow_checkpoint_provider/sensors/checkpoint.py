@@ -1,0 +1,131 @@
+"""Sensors: is the job healthy, has its checkpoint committed a batch.
+
+Both fail at once (no pointless pokes or retries) when waiting cannot help — a dead or failed driver — so an
+``on_failure_callback`` (see ``callbacks/checkpoint.py``) can bring the job back from its checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_checkpoint_provider.checkpoint import watch
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.exceptions import CheckpointProviderError, JobUnhealthyError
+from airflow_checkpoint_provider.triggers.checkpoint import (
+    BatchCommittedTrigger,
+    JobHealthyTrigger,
+    JobRootTrigger,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class _JobRootSensor(BaseSensorOperator):
+    template_fields: Sequence[str] = ("job_root", "job_name", "generation")
+
+    def __init__(self, *, job_root: str, job_name: str | None = None, generation: int | str | None = None,
+                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job_root = job_root
+        self.job_name = job_name
+        self.generation = generation
+        self.deferrable = deferrable
+
+    def root(self) -> JobRoot:
+        return JobRoot(self.job_root, job=self.job_name or None)
+
+    def gen(self) -> int | None:
+        return None if self.generation in (None, "", "None") else int(self.generation)  # type: ignore[arg-type]
+
+    def observe(self, root: JobRoot) -> watch.Observation:
+        raise NotImplementedError
+
+    def trigger(self, root: JobRoot) -> JobRootTrigger:
+        raise NotImplementedError
+
+    def fail(self, root: JobRoot, message: str) -> AirflowFailException:
+        error = JobUnhealthyError(message, path=root.location.uri, job=root.job, generation=self.gen())
+        return AirflowFailException(f"{type(error).__name__}: {error}")
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        root = self.root()
+        try:
+            seen = self.observe(root)
+        except CheckpointProviderError as exc:
+            if exc.terminal:
+                raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+            raise
+        if seen.failed:
+            raise self.fail(root, seen.message)
+        self.log.info("%s", seen.message)
+        return PokeReturnValue(is_done=seen.done, xcom_value=seen.payload if seen.done else None)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        root = self.root()
+        first = self.poke(context)
+        if isinstance(first, PokeReturnValue) and first.is_done:
+            return first.xcom_value
+        self.defer(trigger=self.trigger(root), method_name="execute_complete")
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
+        if not event or event.get("status") not in ("done", "failed", "timeout", "error"):
+            raise AirflowException(f"unexpected trigger event: {event!r}")
+        if event["status"] != "done":
+            raise self.fail(self.root(), str(event.get("message")))
+        return event.get("payload")
+
+
+class StreamingJobHealthSensor(_JobRootSensor):
+    """Succeed when the job is healthy: driver RUNNING, heartbeat fresh, and (optionally) a batch within
+    ``max_batch_age_s`` and source lag at most ``max_lag`` records. Fail at once when the driver is dead or failed.
+
+    :param generation: default the current one (templated).
+    :param max_heartbeat_age_s: default the driver's own lease.
+    """
+
+    def __init__(self, *, max_heartbeat_age_s: float | None = None, max_batch_age_s: float | None = None,
+                 max_lag: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_heartbeat_age_s = max_heartbeat_age_s
+        self.max_batch_age_s = max_batch_age_s
+        self.max_lag = max_lag
+
+    def observe(self, root: JobRoot) -> watch.Observation:
+        return watch.job_health(root, self.gen(), max_heartbeat_age_s=self.max_heartbeat_age_s,
+                                max_batch_age_s=self.max_batch_age_s, max_lag=self.max_lag)
+
+    def trigger(self, root: JobRoot) -> JobRootTrigger:
+        return JobHealthyTrigger(job_root=root.location.uri, job_name=root.job, generation=self.gen(),
+                                 timeout_s=float(self.timeout), poll_interval_s=float(self.poke_interval),
+                                 max_heartbeat_age_s=self.max_heartbeat_age_s, max_batch_age_s=self.max_batch_age_s,
+                                 max_lag=self.max_lag)
+
+
+class CheckpointCommittedSensor(_JobRootSensor):
+    """Succeed when the generation's checkpoint has committed ``batch`` (or later); fail if its driver failed.
+
+    :param batch: the batch to wait for (templated).
+    """
+
+    template_fields: Sequence[str] = (*_JobRootSensor.template_fields, "batch")
+
+    def __init__(self, *, batch: int | str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch = batch
+
+    def observe(self, root: JobRoot) -> watch.Observation:
+        return watch.batch_committed(root, self.gen(), int(self.batch))
+
+    def trigger(self, root: JobRoot) -> JobRootTrigger:
+        return BatchCommittedTrigger(job_root=root.location.uri, job_name=root.job, generation=self.gen(),
+                                     timeout_s=float(self.timeout), poll_interval_s=float(self.poke_interval),
+                                     batch=int(self.batch))
