@@ -11,19 +11,38 @@ from typing import Any
 
 import pytest
 
+# Airflow reads its configuration once, at first import: point it at this run's folder before anything imports it.
+_GIVEN_RUN_DIR = os.environ.get("ACP_TEST_RUN_DIR")
+_RUN_DIR = Path(_GIVEN_RUN_DIR) if _GIVEN_RUN_DIR else Path(tempfile.mkdtemp(prefix="acp-test-"))
+os.environ["ACP_TEST_RUN_DIR"] = str(_RUN_DIR)
+os.environ.setdefault("AIRFLOW_HOME", str(_RUN_DIR / "airflow-home"))
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
 
 @pytest.fixture(scope="session")
 def run_dir() -> Iterator[Path]:
     """A folder for this test run (scripts/test.sh provides one and removes it afterwards)."""
-    given = os.environ.get("ACP_TEST_RUN_DIR")
-    if given:
-        path = Path(given)
-        path.mkdir(parents=True, exist_ok=True)
-        yield path
-        return
-    path = Path(tempfile.mkdtemp(prefix="acp-test-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    _RUN_DIR.mkdir(parents=True, exist_ok=True)
+    yield _RUN_DIR
+    if not _GIVEN_RUN_DIR:
+        shutil.rmtree(_RUN_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db(run_dir: Path) -> Path:
+    """An initialised Airflow metadata database (SQLite) in this run's Airflow home."""
+    import subprocess
+    import sys
+
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    airflow = Path(sys.executable).parent / "airflow"
+    done = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return home
 
 
 @pytest.fixture(scope="session")

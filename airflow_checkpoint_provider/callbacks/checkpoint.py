@@ -27,6 +27,7 @@ def restart_from_checkpoint(*, job_root: str, job_name: str | None = None, conn_
                             wait_s: float = 0.0) -> Callable[[Any], dict[str, Any]]:
     """Build an ``on_failure_callback`` that restarts the job from its checkpoint (see the module docstring).
 
+    :param job_root: the job root; may be a template (``"{{ params.job_root }}"``), rendered with the failed task.
     :param wait_s: wait up to this long for the restarted driver to report RUNNING (0: do not wait).
     :returns: the callback; it returns what it did (``{"action": ..., "reason": ...}``) for logs and tests.
     """
@@ -35,7 +36,9 @@ def restart_from_checkpoint(*, job_root: str, job_name: str | None = None, conn_
         from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook
         from airflow_checkpoint_provider.operators.checkpoint import run_holder
 
-        root = JobRoot(job_root, job=job_name)
+        task = context.get("task") if hasattr(context, "get") else None
+        where = task.render_template(job_root, context) if task is not None and "{{" in job_root else job_root
+        root = JobRoot(where, job=job_name)
         holder = f"restart:{run_holder(context)}"
         ledger = JobLedger(root)
         try:

@@ -1,0 +1,84 @@
+"""DAGs the integration tests run with ``dag.test(run_conf=...)``: every path comes in through ``params``, so
+the files parse cheaply (no storage, no pyspark) and one file serves every test's job root."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, chain
+
+from airflow_checkpoint_provider.callbacks.checkpoint import restart_from_checkpoint
+from airflow_checkpoint_provider.operators.checkpoint import (
+    CleanupStreamingJobOperator,
+    SnapshotStreamingJobOperator,
+    StartStreamingJobOperator,
+    StopStreamingJobOperator,
+)
+from airflow_checkpoint_provider.sensors.checkpoint import CheckpointCommittedSensor, StreamingJobHealthSensor
+
+START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+PARAMS = {"job_root": "", "app": "", "events": "", "output": "", "run_dir": "", "code_version": "", "master": ""}
+JOB = {"job_root": "{{ params.job_root }}", "poll_interval_s": 0.5}
+SPARK_CONF = {"spark.ui.enabled": "false", "spark.local.dir": "{{ params.run_dir }}/spark-local",
+              "spark.sql.shuffle.partitions": "3", "spark.driver.bindAddress": "127.0.0.1"}
+APP = {
+    "application": "{{ params.app }}",
+    "application_args": ["--events", "{{ params.events }}", "--output", "{{ params.output }}",
+                         "--trigger-seconds", "0.5"],
+    "code_version": "{{ params.code_version }}",
+    "spark_conf": SPARK_CONF,
+    "heartbeat_s": 0.5,
+    "lease_s": 5.0,
+    "start_timeout_s": 300,
+}
+SNAPSHOT = "{{ ti.xcom_pull(task_ids='snapshot') }}"
+
+
+def dag(dag_id: str) -> DAG:
+    return DAG(dag_id, schedule=None, start_date=START, catchup=False, params=PARAMS, tags=["test"])
+
+
+with dag("acp_test_start") as start_dag:
+    chain(
+        StartStreamingJobOperator(task_id="start", **JOB, **APP),
+        CheckpointCommittedSensor(task_id="committed", job_root="{{ params.job_root }}", batch=2, poke_interval=0.5,
+                                  timeout=240),
+        StreamingJobHealthSensor(task_id="healthy", job_root="{{ params.job_root }}", poke_interval=0.5, timeout=60),
+    )
+
+with dag("acp_test_start_deferrable") as start_deferrable_dag:
+    chain(
+        StartStreamingJobOperator(task_id="start", deferrable=True, **JOB, **APP),
+        CheckpointCommittedSensor(task_id="committed", job_root="{{ params.job_root }}", batch=2, poke_interval=0.5,
+                                  timeout=240, deferrable=True),
+    )
+
+with dag("acp_test_redeploy") as redeploy_dag:
+    chain(
+        StopStreamingJobOperator(task_id="stop", timeout_s=120, **JOB),
+        SnapshotStreamingJobOperator(task_id="snapshot", require_stopped=True, spark_conf=SPARK_CONF, **JOB),
+        CleanupStreamingJobOperator(task_id="cleanup", snapshot_id=SNAPSHOT, stop_task_id="stop", keep_last=5, **JOB),
+        StartStreamingJobOperator(task_id="start", snapshot=SNAPSHOT, **JOB, **APP),
+    )
+
+with dag("acp_test_redeploy_deferrable") as redeploy_deferrable_dag:
+    chain(
+        StopStreamingJobOperator(task_id="stop", timeout_s=120, deferrable=True, **JOB),
+        SnapshotStreamingJobOperator(task_id="snapshot", require_stopped=True, spark_conf=SPARK_CONF, **JOB),
+        CleanupStreamingJobOperator(task_id="cleanup", snapshot_id=SNAPSHOT, stop_task_id="stop", **JOB),
+        StartStreamingJobOperator(task_id="start", snapshot=SNAPSHOT, deferrable=True, **JOB, **APP),
+    )
+
+with dag("acp_test_stop") as stop_dag:
+    StopStreamingJobOperator(task_id="stop", timeout_s=120, release_lease=True, **JOB)
+
+with dag("acp_test_start_retry") as start_retry_dag:
+    # Recovery by retry: the first try fails (the test kills the driver it started); the retry resumes.
+    StartStreamingJobOperator(task_id="start", retries=2, retry_delay=dt.timedelta(seconds=0), **JOB, **APP)
+
+with dag("acp_test_health_restart") as health_restart_dag:
+    # Recovery by callback: a health check that finds the driver dead restarts it from its checkpoint.
+    StreamingJobHealthSensor(
+        task_id="healthy", job_root="{{ params.job_root }}", poke_interval=0.5, timeout=30,
+        on_failure_callback=restart_from_checkpoint(job_root="{{ params.job_root }}"),
+    )

@@ -1,0 +1,85 @@
+"""Real Airflow DAG runs (``dag.test()`` on SQLite) of the lifecycle operators against real local Spark."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from tests.support.drivers import APPS, Job
+from tests.support.processes import ROOT
+
+START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def spark_conf(run_dir: Path) -> dict[str, str]:
+    local = run_dir / "spark-local"
+    local.mkdir(parents=True, exist_ok=True)
+    return {"spark.ui.enabled": "false", "spark.local.dir": str(local), "spark.sql.shuffle.partitions": "3",
+            "spark.driver.bindAddress": "127.0.0.1"}
+
+
+def common(job: Job, **extra: Any) -> dict[str, Any]:
+    return {"job_root": str(job.path), "python_path": [str(ROOT)], "poll_interval_s": 0.5, **extra}
+
+
+def start_kwargs(job: Job, app: str, run_dir: Path, **extra: Any) -> dict[str, Any]:
+    return common(job, application=str(APPS[app]), application_args=[
+        "--events", str(job.events), "--output", str(job.output), "--trigger-seconds", "0.5"],
+        code_version=f"event-counter-{app}", spark_conf=spark_conf(run_dir), heartbeat_s=0.5, lease_s=5.0,
+        start_timeout_s=300, **extra)
+
+
+def run(dag: Any, **conf: Any) -> Any:
+    """One real DAG run; returns the DagRun (``dag.test()`` does not raise when a task fails)."""
+    return dag.test(run_conf=conf or None)
+
+
+def states(dag_run: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def xcom(dag_run: Any, task_id: str, key: str = "return_value") -> Any:
+    ti = next(t for t in dag_run.get_task_instances() if t.task_id == task_id)
+    return ti.xcom_pull(task_ids=task_id, key=key)
+
+
+def kill_drivers(path: Path) -> None:
+    """Kill -9 every local driver ever launched under a job root (test teardown: nothing outlives the test)."""
+    root = JobRoot(path)
+    for record in root.generation_records().values():
+        for launch in record.get("launches", []):
+            pid = launch.get("pid")
+            if pid:
+                try:
+                    os.killpg(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
+def kill_current_driver(job: Job, generation: int) -> int:
+    """kill -9 the running driver of a generation (its process group); return its pid."""
+    status = job.status(generation)
+    assert status is not None and status.state == "RUNNING", status
+    launches = (job.root.read_generation_record(generation) or {}).get("launches", [])
+    pid = int(launches[-1]["pid"])
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    return pid
+
+
+def params(job: Job, run_dir: Path, app: str, **extra: Any) -> dict[str, Any]:
+    """``run_conf`` for the DAGs in tests/dags: where this job's root, log, sink and Spark scratch are."""
+    (run_dir / "spark-local").mkdir(parents=True, exist_ok=True)
+    return {"job_root": str(job.path), "app": str(APPS[app]), "events": str(job.events), "output": str(job.output),
+            "run_dir": str(run_dir), "code_version": f"event-counter-{app}", **extra}
