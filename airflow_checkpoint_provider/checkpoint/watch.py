@@ -13,7 +13,8 @@ from typing import Any
 
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
-from airflow_checkpoint_provider.model.records import DriverState
+from airflow_checkpoint_provider.checkpoint.processes import process_gone
+from airflow_checkpoint_provider.model.records import DriverState, DriverStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +37,18 @@ def _lock_age(root: JobRoot, generation: int) -> float | None:
     return None if lock is None else time.time() - float(lock.get("heartbeat_at", 0))
 
 
+def _dead(status: DriverStatus) -> bool:
+    return process_gone(status.pid, status.host)
+
+
 def driver_started(root: JobRoot, generation: int, launch_id: str, *, need_commit: bool = True,
                    process_gone: bool = False) -> Observation:
     """The driver of launch ``launch_id`` reports RUNNING (and, if asked, has a committed batch)."""
     status = root.read_status(generation)
     if status is not None and status.launch_id == launch_id:
         payload = status.to_json()
+        if (process_gone or _dead(status)) and not DriverState(status.state).is_terminal:
+            return Observation(False, True, f"the driver process died ({status.state} in its last report)", payload)
         if status.state == DriverState.FAILED.value:
             return Observation(False, True, f"the driver failed: {status.error}", payload)
         if status.state == DriverState.STOPPED.value:
@@ -52,7 +59,7 @@ def driver_started(root: JobRoot, generation: int, launch_id: str, *, need_commi
             return Observation(True, False, f"driver RUNNING, last committed batch {status.last_committed_batch}",
                                payload)
         return Observation(False, False, f"driver {status.state}, no committed batch yet", payload)
-    if status is not None and status.is_live():
+    if status is not None and status.is_live() and not _dead(status):
         # Another launch's driver holds the generation (a restart callback won the race): ours was refused.
         payload = status.to_json()
         if status.state == DriverState.RUNNING.value and (not need_commit or status.last_committed_batch is not None):
@@ -119,6 +126,9 @@ def job_health(root: JobRoot, generation: int | None = None, *, max_heartbeat_ag
     if DriverState(status.state).is_terminal:
         return Observation(False, True, f"the driver of generation {g} is {status.state}"
                            + (f": {status.error}" if status.error else ""), payload)
+    if process_gone(status.pid, status.host):
+        return Observation(False, True, f"the driver of generation {g} (pid {status.pid} on {status.host}) is gone "
+                           f"without reporting: it died", payload)
     if status.heartbeat_age() > heartbeat_limit:
         return Observation(False, True, f"the driver of generation {g} has not sent a heartbeat for "
                            f"{status.heartbeat_age():.0f}s (limit {heartbeat_limit:.0f}s): it is dead", payload)

@@ -26,6 +26,7 @@ from airflow.sdk import BaseHook
 
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.checkpoint.processes import local_liveness, process_gone
 from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue
 from airflow_checkpoint_provider.exceptions import (
     ExportFailedError,
@@ -53,37 +54,6 @@ from airflow_checkpoint_provider.model.records import DriverStatus
 EXTRAS = ("deploy-mode", "spark-binary", "queue", "namespace", "python", "python-path", "yarn-binary",
           "kubectl-binary")
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
-
-
-def local_liveness(pid: int | None, host: str, launch_id: str) -> Liveness:
-    """Whether the local driver process ``pid`` (started for ``launch_id``) still runs on this host."""
-    if not pid or host != socket.gethostname():
-        return Liveness.UNKNOWN
-    try:  # reap it if it is our own exited child, so a zombie does not look alive
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    except OSError:
-        pass
-    proc = Path(f"/proc/{pid}")
-    if proc.exists():
-        try:
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-        except (OSError, IndexError):
-            return Liveness.GONE
-        if state in ("Z", "X"):
-            return Liveness.GONE
-        return Liveness.ALIVE if (not launch_id or launch_id in cmdline) else Liveness.GONE
-    if Path("/proc/self").exists():
-        return Liveness.GONE
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return Liveness.GONE
-    except PermissionError:
-        return Liveness.ALIVE
-    return Liveness.ALIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,17 +245,22 @@ class StreamingJobHook(BaseHook):
             self._run(cmd, log_path, timeout=120)
 
     def observe(self, root: JobRoot, generation: int) -> DriverView:
-        """Combine the driver's own reports (status, lock) with the backend's answer about its latest launch."""
+        """Combine the driver's own reports (status, lock) with the backend's answer about its latest launch.
+
+        A report counts as alive while its heartbeat is within the lease — unless its process is on this host and
+        provably gone (a kill -9'd local driver is known dead at once, not after the lease)."""
         status = root.read_status(generation)
         handle = latest_handle(root, generation)
         lease = status.lease_s if status else 30.0
         lock = root.read_json(root.driver_lock_file(generation), what="driver lock", generation=generation)
         lock_age = time.time() - float(lock.get("heartbeat_at", 0)) if lock else None
         backend = self.liveness(handle) if handle else Liveness.UNKNOWN
-        if status is not None and status.is_live():
+
+        if status is not None and status.is_live() and not process_gone(status.pid, status.host):
             return DriverView(True, False, f"driver {status.driver_id} is {status.state}, heartbeat "
                               f"{status.heartbeat_age():.1f}s ago", status, handle)
-        if lock_age is not None and lock_age < lease:
+        if lock is not None and lock_age is not None and lock_age < lease and not process_gone(
+                lock.get("pid"), lock.get("host")):
             return DriverView(True, False, f"the driver lock was refreshed {lock_age:.1f}s ago", status, handle)
         if backend is Liveness.ALIVE:
             return DriverView(True, False, f"{handle.describe() if handle else 'driver'} is still running",

@@ -26,6 +26,7 @@ from airflow_checkpoint_provider.checkpoint import watch
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
+from airflow_checkpoint_provider.checkpoint.processes import local_liveness
 from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue, read_manifest, verify_snapshot
 from airflow_checkpoint_provider.exceptions import (
     BatchNotRetainedError,
@@ -38,7 +39,7 @@ from airflow_checkpoint_provider.exceptions import (
     StopTimeoutError,
     error_class,
 )
-from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook, local_liveness
+from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook
 from airflow_checkpoint_provider.model.backends import Liveness
 from airflow_checkpoint_provider.model.decisions import (
     CleanupVerdict,
@@ -84,7 +85,7 @@ class StreamingJobOperator(BaseOperator):
     :param job_root: the job's root folder or URI (templated).
     :param job_name: display name; default the job root's last path element (templated).
     :param conn_id: a ``spark`` connection; None runs drivers locally (``local[2]``) as detached processes.
-    :param master: override the connection's master.
+    :param master: override the connection's master (templated; empty means the connection's).
     :param python_path: folders the driver's Python must import from (the application's package).
     :param lease_ttl_s: how long the job's lease lasts without renewal (a crashed run's lease expires).
     :param release_lease: give the lease up when this task succeeds (the last task of a lifecycle run).
@@ -92,7 +93,7 @@ class StreamingJobOperator(BaseOperator):
     :param deferrable: wait in the triggerer instead of a worker slot.
     """
 
-    template_fields: Sequence[str] = ("job_root", "job_name")
+    template_fields: Sequence[str] = ("job_root", "job_name", "master")
     ui_color = "#f0e4d0"
     lease_operation = "lifecycle"
 
@@ -127,7 +128,7 @@ class StreamingJobOperator(BaseOperator):
         return JobRoot(self.job_root, job=self.job_name or None)
 
     def hook(self) -> StreamingJobHook:
-        return StreamingJobHook(self.conn_id, master=self.master, python_path=self.python_path)
+        return StreamingJobHook(self.conn_id, master=self.master or None, python_path=self.python_path)
 
     def take_lease(self, context: Context, root: JobRoot) -> str:
         holder = run_holder(context)

@@ -35,6 +35,7 @@ from typing import Any
 
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.checkpoint.processes import process_gone
 from airflow_checkpoint_provider.checkpoint.snapshots import Manifest, read_manifest, verify_snapshot
 from airflow_checkpoint_provider.exceptions import (
     CheckpointProviderError,
@@ -113,14 +114,16 @@ class DriverLock:
             return
         holder = self.root.read_json(self.file, what="driver lock") or {}
         age = time.time() - float(holder.get("heartbeat_at", 0))
-        if holder.get("driver_id") != self.driver_id and age < self.lease_s:
+        dead_here = process_gone(holder.get("pid"), holder.get("host"))
+        if holder.get("driver_id") != self.driver_id and age < self.lease_s and not dead_here:
             raise FencedError(
                 f"another live driver ({holder.get('driver_id')} on {holder.get('host')} pid {holder.get('pid')}, "
                 f"heartbeat {age:.1f}s ago) holds this generation; refusing to start a second one",
                 path=self.file.uri, job=self.root.job, generation=self.generation,
                 hint=f"Stop it first, or wait {self.lease_s:.0f}s if it is dead",
             )
-        log.info("taking over the driver lock of a dead driver (heartbeat %.1fs ago, lease %.0fs)", age, self.lease_s)
+        log.info("taking over the driver lock of a dead driver (heartbeat %.1fs ago, lease %.0fs, process %s)", age,
+                 self.lease_s, "gone" if dead_here else "unknown")
         self.file.write_bytes(self._payload())
 
     def refresh(self) -> None:

@@ -72,7 +72,7 @@ class DriverStartedTrigger(JobRootTrigger):
     fields = ("launch_id", "need_commit", "pid", "host")
 
     def observe(self, root: JobRoot) -> watch.Observation:
-        from airflow_checkpoint_provider.hooks.checkpoint import local_liveness
+        from airflow_checkpoint_provider.checkpoint.processes import local_liveness
         from airflow_checkpoint_provider.model.backends import Liveness
 
         gone = bool(self.pid) and local_liveness(self.pid, self.host or "", self.launch_id) is Liveness.GONE  # type: ignore[attr-defined]

@@ -16,9 +16,9 @@ from airflow_checkpoint_provider.operators.checkpoint import (
 )
 from airflow_checkpoint_provider.sensors.checkpoint import CheckpointCommittedSensor, StreamingJobHealthSensor
 
-START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 PARAMS = {"job_root": "", "app": "", "events": "", "output": "", "run_dir": "", "code_version": "", "master": ""}
-JOB = {"job_root": "{{ params.job_root }}", "poll_interval_s": 0.5}
+JOB = {"job_root": "{{ params.job_root }}", "master": "{{ params.master }}", "poll_interval_s": 0.5}
 SPARK_CONF = {"spark.ui.enabled": "false", "spark.local.dir": "{{ params.run_dir }}/spark-local",
               "spark.sql.shuffle.partitions": "3", "spark.driver.bindAddress": "127.0.0.1"}
 APP = {

@@ -13,7 +13,7 @@ from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from tests.support.drivers import APPS, Job
 from tests.support.processes import ROOT
 
-START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def spark_conf(run_dir: Path) -> dict[str, str]:

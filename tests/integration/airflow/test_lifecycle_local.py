@@ -1,8 +1,10 @@
 """The lifecycle operators and sensors in real DAG runs (``dag.test()``) against real local Spark drivers:
-first start, a redeploy v1 -> v2 through stop / snapshot / cleanup / start-from-snapshot, exact totals."""
+first start, a redeploy v1 -> v2 through stop / snapshot / cleanup / start-from-snapshot, then the failure path
+on the new generation (kill -9 brought back by the health callback, then by a start-task retry), exact totals."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,8 @@ from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
 from tests.support.counting import fold_log, partial_batches, sink_totals
 from tests.support.drivers import Job, Producer
-from tests.support.lifecycle import kill_drivers, params, run, states, xcom
+from tests.support.lifecycle import kill_current_driver, kill_drivers, params, run, states, xcom
+from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.spark, pytest.mark.airflow]
 
@@ -40,6 +43,7 @@ def test_first_start_then_redeploy_v1_to_v2_exact_totals(run_dir: Path, airflow_
             assert record1.get("retired_at") and record1.get("final_committed_batch") == stopped["final_committed_batch"]
             assert job.root.checkpoint(1).exists()  # retired in place, never moved
             assert JobLedger(job.root).read().current_generation == 2
+            recover_twice(job, run_dir, dags)
 
             last = run(dags.stop_dag, **params(job, run_dir, "v2"))
             assert last.state == "success", states(last)
@@ -52,3 +56,60 @@ def test_first_start_then_redeploy_v1_to_v2_exact_totals(run_dir: Path, airflow_
     assert info.last_committed_batch == final["final_committed_batch"]
     assert partial_batches(job.output) == []
     assert sink_totals(job.output) == fold_log(job.events, end)
+
+
+def committed_logs(job: Job, generation: int) -> dict[str, bytes]:
+    folder = Path(job.root.checkpoint(generation).path)
+    return {str(p.relative_to(folder)): p.read_bytes() for sub in ("offsets", "commits", "metadata")
+            for p in ([folder / sub] if (folder / sub).is_file() else sorted((folder / sub).glob("*")))
+            if p.is_file()}
+
+
+def launches(job: Job, generation: int) -> list[dict]:  # type: ignore[type-arg]
+    return list((job.root.read_generation_record(generation) or {}).get("launches", []))
+
+
+def recover_twice(job: Job, run_dir: Path, dags) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 generation 2 (started from a snapshot) twice: the health sensor's callback brings it back, then a
+    start task whose first try loses its driver too brings it back on retry. Both resume: same query id, no
+    initial state, the committed logs byte-identical."""
+    wait_for(lambda: job.committed(2) >= 2, 240, "generation 2 to commit batch 2")
+    before = job.status(2)
+    assert before is not None and before.start_mode == "fresh_from_snapshot"
+    kill_current_driver(job, 2)
+    logs = committed_logs(job, 2)
+
+    health = run(dags.health_restart_dag, **params(job, run_dir, "v2"))
+    assert health.state == "failed", states(health)  # the health check found the driver dead ...
+    restart = launches(job, 2)[-1]
+    assert restart["by"].startswith("restart:") and restart["mode"] == "resume"  # ... and its callback acted
+    wait_for(lambda: (s := job.status(2)) is not None and s.launch_id == restart["launch_id"]
+             and s.state == "RUNNING", 240, "the callback's driver to run")
+    resumed = job.status(2)
+    assert resumed is not None and resumed.start_mode == "resume" and resumed.snapshot is None
+    assert resumed.query_id == before.query_id
+    after = committed_logs(job, 2)
+    assert {k: v for k, v in after.items() if k in logs} == logs  # nothing rewritten, only appended
+
+    kill_current_driver(job, 2)
+    seen = len(launches(job, 2))
+
+    def kill_next_launch() -> None:  # the start task's first try loses its driver while waiting for it
+        wait_for(lambda: len(launches(job, 2)) > seen, 120, "the start task to launch a driver")
+        import os
+        import signal
+
+        os.killpg(int(launches(job, 2)[-1]["pid"]), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_next_launch, daemon=True)
+    killer.start()
+    retried = run(dags.start_retry_dag, **params(job, run_dir, "v2"))
+    killer.join(timeout=5)
+    assert retried.state == "success", states(retried)
+    ti = next(t for t in retried.get_task_instances() if t.task_id == "start")
+    assert ti.try_number >= 2
+    result = xcom(retried, "start")
+    assert result["generation"] == 2 and result["mode"] == "resume" and not result["reconnected"]
+    final = job.status(2)
+    assert final is not None and final.snapshot is None and final.query_id == before.query_id
+    assert all(launch["mode"] == "resume" for launch in launches(job, 2)[1:])
