@@ -143,7 +143,10 @@ class LeaseHeldError(CheckpointProviderError, RuntimeError):
 
 
 class DriverStillRunningError(CheckpointProviderError, RuntimeError):
-    """A driver of the generation is (or may be) alive, so its checkpoint must not be retired or replaced."""
+    """A driver of the generation is (or may be) alive, so its checkpoint must not be retired or replaced.
+    Retryable: a driver that is shutting down is gone a moment later."""
+
+    terminal = False
 
 
 class CleanupRefusedError(CheckpointProviderError, RuntimeError):

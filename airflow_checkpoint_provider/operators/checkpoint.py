@@ -163,7 +163,7 @@ class StreamingJobOperator(BaseOperator):
 
     @staticmethod
     def check_event(event: Mapping[str, Any] | None) -> Mapping[str, Any]:
-        if not event or event.get("status") not in ("done", "failed", "timeout", "error"):
+        if not event or event.get("status") not in ("done", "failed", "timeout", "error") or "echo" not in event:
             raise AirflowException(f"unexpected trigger event: {event!r}")
         return event
 
@@ -251,8 +251,8 @@ class StartStreamingJobOperator(StreamingJobOperator):
                 trigger=DriverStartedTrigger(job_root=root.location.uri, job_name=root.job, generation=generation,
                                              timeout_s=self.start_timeout_s, poll_interval_s=self.poll_interval_s,
                                              launch_id=info["launch_id"], need_commit=self.wait_for == "committed",
-                                             pid=pid, host=host),
-                method_name="execute_complete", kwargs={"info": info},
+                                             pid=pid, host=host, echo=info),
+                method_name="execute_complete",
             )
 
         def observe() -> watch.Observation:
@@ -264,10 +264,9 @@ class StartStreamingJobOperator(StreamingJobOperator):
         return self.finish_start(context, root, info, seen.to_json() | {"status": _status_of(seen)})
 
     @classified
-    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None,
-                         info: dict[str, Any] | None = None) -> Any:
+    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
         event = self.check_event(event)
-        return self.finish_start(context, self.root(), dict(info or {}), event)
+        return self.finish_start(context, self.root(), dict(event.get("echo") or {}), event)
 
     def finish_start(self, context: Context, root: JobRoot, info: dict[str, Any], event: Mapping[str, Any]) -> Any:
         generation = int(info["generation"])
@@ -377,17 +376,15 @@ class StopStreamingJobOperator(StreamingJobOperator):
             self.defer(trigger=StopAcknowledgedTrigger(
                 job_root=root.location.uri, job_name=root.job, generation=generation,
                 timeout_s=self.timeout_s + self.grace_s(root, generation), poll_interval_s=self.poll_interval_s,
-                request_id=request.request_id), method_name="execute_complete",
-                kwargs={"generation": generation, "request_id": request.request_id})
+                request_id=request.request_id, echo={"generation": generation}), method_name="execute_complete")
         seen = self.wait(lambda: watch.stop_acknowledged(root, generation, request.request_id),
                          self.timeout_s + self.grace_s(root, generation), f"generation {generation} to stop")
         return self.finish_stop(context, root, generation, seen.to_json() | {"status": _status_of(seen)})
 
     @classified
-    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None,
-                         generation: int | None = None, request_id: str | None = None) -> Any:
+    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
         event = self.check_event(event)
-        return self.finish_stop(context, self.root(), int(generation or 0), event)
+        return self.finish_stop(context, self.root(), int((event.get("echo") or {})["generation"]), event)
 
     def request(self, root: JobRoot, generation: int, context: Context) -> StopRequest:
         pending = root.read_stop_request(generation)
@@ -417,6 +414,14 @@ class StopStreamingJobOperator(StreamingJobOperator):
     def finish_stop(self, context: Context, root: JobRoot, generation: int, event: Mapping[str, Any]) -> Any:
         payload = event.get("payload") or {}
         if event["status"] == "done":
+            # The driver released its lock; wait until its process (the JVM) has gone too: "provably stopped".
+            hook = self.hook()
+            gone = self.wait(lambda: _stopped(hook, root, generation), self.grace_s(root, generation),
+                             f"generation {generation}'s driver process to exit")
+            if not gone.done:
+                raise DriverStillRunningError(f"the driver acknowledged the stop but is still running: {gone.message}",
+                                              path=root.generation_dir(generation).uri, job=root.job,
+                                              generation=generation, hint="A retry waits for it again")
             return self.done(context, root, {
                 "generation": generation, "outcome": payload.get("outcome", "stopped"),
                 "final_committed_batch": payload.get("final_committed_batch"),

@@ -2,7 +2,8 @@
 
 The base trigger owns ``serialize()``; each subclass is configuration (its wire fields and the condition from
 ``checkpoint/watch.py`` it polls). The kwargs are a wire format: never rename or drop one.
-Every event is ``{"status": "done" | "failed" | "timeout" | "error", "message": str, "payload": dict}``.
+Every event is ``{"status": "done" | "failed" | "timeout" | "error", "message": str, "payload": dict,
+"echo": dict}`` (``echo``: the trigger's own ``echo`` argument, handed back to the deferring task).
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ class JobRootTrigger(BaseTrigger):
 
     #: Constructor arguments that travel (besides the common ones), in order.
     fields: ClassVar[tuple[str, ...]] = ()
-    common: ClassVar[tuple[str, ...]] = ("job_root", "job_name", "generation", "timeout_s", "poll_interval_s")
+    common: ClassVar[tuple[str, ...]] = ("job_root", "job_name", "generation", "timeout_s", "poll_interval_s",
+                                         "echo")
 
     def __init__(self, *, job_root: str, job_name: str | None = None, generation: int | None = None,
-                 timeout_s: float = 600.0, poll_interval_s: float = 2.0, **kwargs: Any) -> None:
+                 timeout_s: float = 600.0, poll_interval_s: float = 2.0, echo: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__()
         self.job_root, self.job_name, self.generation = job_root, job_name, generation
+        #: Returned in every event: what the deferring task needs to finish (independent of how the
+        #: executor passes method kwargs back).
+        self.echo = dict(echo or {})
         self.timeout_s, self.poll_interval_s = float(timeout_s), float(poll_interval_s)
         unknown = set(kwargs) - set(self.fields)
         if unknown:
@@ -51,17 +57,18 @@ class JobRootTrigger(BaseTrigger):
             try:
                 seen = await asyncio.to_thread(self.observe, root)
             except Exception as exc:  # a trigger must turn every failure into an event
-                yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}", "payload": {}})
+                yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}", "payload": {},
+                                    "echo": self.echo})
                 return
             if seen.done or seen.failed:
                 yield TriggerEvent({"status": "done" if seen.done else "failed", "message": seen.message,
-                                    "payload": seen.payload})
+                                    "payload": seen.payload, "echo": self.echo})
                 return
             last = seen.message
             self.log.debug("%s: %s", type(self).__name__, last)
             if time.monotonic() >= deadline:
                 yield TriggerEvent({"status": "timeout", "message": f"timed out after {self.timeout_s:.0f}s: {last}",
-                                    "payload": seen.payload})
+                                    "payload": seen.payload, "echo": self.echo})
                 return
             await asyncio.sleep(self.poll_interval_s)
 
