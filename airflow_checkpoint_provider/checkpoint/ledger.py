@@ -78,12 +78,23 @@ class JobLedger:
 
     # --- the lease ------------------------------------------------------------------------------------
 
-    def acquire(self, holder: str, operation: str, ttl_s: float) -> Lease:
-        """Take or renew the job's lease for ``holder``; :class:`LeaseHeldError` naming the holder if taken."""
+    def acquire(self, holder: str, operation: str, ttl_s: float,
+                holder_finished: Callable[[str], bool] | None = None) -> Lease:
+        """Take or renew the job's lease for ``holder``; :class:`LeaseHeldError` naming the holder if taken.
+
+        :param holder_finished: asked about another holder: True if it has ended (a finished DAG run), so its
+            lease is free before it expires.
+        """
         now = time.time()
+        current = self.read().lease
+        ended = bool(current is not None and current.holder != holder and not current.expired(now)
+                     and holder_finished is not None and holder_finished(current.holder))
 
         def change(ledger: Ledger) -> Ledger:
             blocker = lease_blocker(ledger.lease, holder, now)
+            if blocker is not None and ended and current is not None and blocker.holder == current.holder:
+                log.info("taking over the lease of %s: it has finished", blocker.holder)
+                blocker = None
             if blocker is not None:
                 raise LeaseHeldError(
                     f"another lifecycle operation holds this job: {blocker.describe(now)}; refusing to run "

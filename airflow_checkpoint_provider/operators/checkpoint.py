@@ -3,7 +3,7 @@
 A redeploy DAG chains them (stop → snapshot → cleanup → start from the snapshot); a recovery is a start without a
 snapshot, which restarts the current generation on its own checkpoint. Each operator records intent under the job
 root before acting, holds the job's lease (one lifecycle operation per job: a second redeploy fails fast naming
-the holder), and is idempotent: rerunning a failed DAG run finishes the work and never repeats it wrongly.
+the holder, until that run ends or the lease expires), and is idempotent: rerunning a failed DAG run finishes the work and never repeats it wrongly.
 
 Constructors only record intent; hooks are built in ``execute``. Errors that retrying cannot fix (corrupt
 checkpoint, foreign snapshot, lease held, ...) fail the task at once (``AirflowFailException``).
@@ -79,6 +79,18 @@ def run_holder(context: Context) -> str:
     return f"{dag_id}/{run_id}"
 
 
+def run_finished(context: Context, holder: str) -> bool:
+    """Whether the DAG run ``holder`` (``dag_id/run_id``) has ended, so the lease it left behind is free."""
+    dag_id, _, run_id = holder.removeprefix("restart:").partition("/")
+    if not dag_id or not run_id:
+        return False
+    try:
+        state = str(context["ti"].get_dagrun_state(dag_id=dag_id, run_id=run_id))
+    except Exception:  # best effort: unknown means "still running", and the lease only expires
+        return False
+    return state.rsplit(".", 1)[-1].lower() in ("success", "failed")
+
+
 class StreamingJobOperator(BaseOperator):
     """What every lifecycle operator shares: the job root, the Spark target, the lease, waiting.
 
@@ -132,7 +144,8 @@ class StreamingJobOperator(BaseOperator):
 
     def take_lease(self, context: Context, root: JobRoot) -> str:
         holder = run_holder(context)
-        lease = JobLedger(root).acquire(holder, f"{self.lease_operation} ({self.task_id})", self.lease_ttl_s)
+        lease = JobLedger(root).acquire(holder, f"{self.lease_operation} ({self.task_id})", self.lease_ttl_s,
+                                        holder_finished=lambda other: run_finished(context, other))
         self.log.info("job %s: lease held by %s until %s", root.job, holder, time.ctime(lease.expires_at))
         return holder
 

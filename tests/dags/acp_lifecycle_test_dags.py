@@ -17,7 +17,8 @@ from airflow_checkpoint_provider.operators.checkpoint import (
 from airflow_checkpoint_provider.sensors.checkpoint import CheckpointCommittedSensor, StreamingJobHealthSensor
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-PARAMS = {"job_root": "", "app": "", "events": "", "output": "", "run_dir": "", "code_version": "", "master": ""}
+PARAMS = {"job_root": "", "app": "", "events": "", "output": "", "run_dir": "", "code_version": "", "master": "",
+          "generation": "", "snapshot": ""}
 JOB = {"job_root": "{{ params.job_root }}", "master": "{{ params.master }}", "poll_interval_s": 0.5}
 SPARK_CONF = {"spark.ui.enabled": "false", "spark.local.dir": "{{ params.run_dir }}/spark-local",
               "spark.sql.shuffle.partitions": "3", "spark.driver.bindAddress": "127.0.0.1"}
@@ -82,3 +83,12 @@ with dag("acp_test_health_restart") as health_restart_dag:
         task_id="healthy", job_root="{{ params.job_root }}", poke_interval=0.5, timeout=30,
         on_failure_callback=restart_from_checkpoint(job_root="{{ params.job_root }}"),
     )
+
+with dag("acp_test_cleanup") as cleanup_dag:
+    # Refusals are terminal: retries=3 must not be spent on them.
+    CleanupStreamingJobOperator(task_id="cleanup", generation="{{ params.generation }}", mode="delete", retries=3,
+                                retry_delay=dt.timedelta(seconds=0), **JOB)
+
+with dag("acp_test_start_from") as start_from_dag:
+    StartStreamingJobOperator(task_id="start", snapshot="{{ params.snapshot }}", retries=3,
+                              retry_delay=dt.timedelta(seconds=0), **JOB, **APP)
