@@ -18,14 +18,14 @@ from airflow_checkpoint_provider.sensors.checkpoint import CheckpointCommittedSe
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 PARAMS = {"job_root": "", "app": "", "events": "", "output": "", "run_dir": "", "code_version": "", "master": "",
-          "generation": "", "snapshot": ""}
+          "generation": "", "snapshot": "", "slow_batch_seconds": "0"}
 JOB = {"job_root": "{{ params.job_root }}", "master": "{{ params.master }}", "poll_interval_s": 0.5}
 SPARK_CONF = {"spark.ui.enabled": "false", "spark.local.dir": "{{ params.run_dir }}/spark-local",
               "spark.sql.shuffle.partitions": "3", "spark.driver.bindAddress": "127.0.0.1"}
 APP = {
     "application": "{{ params.app }}",
     "application_args": ["--events", "{{ params.events }}", "--output", "{{ params.output }}",
-                         "--trigger-seconds", "0.5"],
+                         "--trigger-seconds", "0.5", "--slow-batch-seconds", "{{ params.slow_batch_seconds }}"],
     "code_version": "{{ params.code_version }}",
     "spark_conf": SPARK_CONF,
     "heartbeat_s": 0.5,
@@ -92,3 +92,10 @@ with dag("acp_test_cleanup") as cleanup_dag:
 with dag("acp_test_start_from") as start_from_dag:
     StartStreamingJobOperator(task_id="start", snapshot="{{ params.snapshot }}", retries=3,
                               retry_delay=dt.timedelta(seconds=0), **JOB, **APP)
+
+with dag("acp_test_stop_kill") as stop_kill_dag:
+    # A driver stuck in a long batch: the graceful stop times out, then the driver is hard-killed as configured.
+    StopStreamingJobOperator(task_id="stop", timeout_s=1, on_timeout="kill", release_lease=True, **JOB)
+
+with dag("acp_test_stop_fail") as stop_fail_dag:
+    StopStreamingJobOperator(task_id="stop", timeout_s=1, on_timeout="fail", release_lease=True, **JOB)

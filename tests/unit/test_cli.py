@@ -59,3 +59,35 @@ def test_errors_are_one_line_on_stderr_naming_the_path(tmp_path: Path) -> None:
 
 def test_usage_error_exit_code() -> None:
     assert run("inspect").returncode == 2
+
+
+def test_status_of_a_job_root(tmp_path: Path) -> None:
+    import time
+
+    from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+    from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
+    from airflow_checkpoint_provider.model.records import DriverStatus
+    from tests.support.crafted import make_snapshot
+
+    root = JobRoot(tmp_path / "counter")
+    make_checkpoint(Path(root.checkpoint(1).path), committed=4)
+    make_checkpoint(Path(root.checkpoint(2).path), committed=2)
+    make_snapshot(Path(root.location.path), "20261101T000000Z-g1-b4", batch=4)
+    root.update_generation_record(1, code_version="v1", retired_at=time.time())
+    root.update_generation_record(2, code_version="v2", snapshot="20261101T000000Z-g1-b4")
+    ledger = JobLedger(root)
+    ledger.set_current(2, by="redeploy/run-1", event="generation_created")
+    ledger.acquire("redeploy/run-1", "start (start)", ttl_s=600)
+    root.write_status(DriverStatus(job="counter", generation=2, state="RUNNING", driver_id="d", host="h", pid=1,
+                                   last_committed_batch=2, heartbeat_at=time.time() - 120, lease_s=30))
+    out = run("status", str(root.location.path), "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["current_generation"] == 2 and report["lease"]["holder"] == "redeploy/run-1"
+    states = {g["generation"]: (g["state"], g["last_committed_batch"]) for g in report["generations"]}
+    assert states == {1: ("RETIRED", 4), 2: ("DEAD", 2)}  # RUNNING in its last report, heartbeat past the lease
+    assert report["generations"][1]["heartbeat_age_s"] >= 120
+    assert [s["snapshot_id"] for s in report["snapshots"]] == ["20261101T000000Z-g1-b4"]
+    text = run("status", str(root.location.path))
+    assert text.returncode == 0 and "held by redeploy/run-1" in text.stdout and "RETIRED" in text.stdout
+    assert run("status", str(tmp_path / "nowhere")).returncode == 0  # an empty job root: nothing to show

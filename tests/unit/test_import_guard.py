@@ -26,7 +26,7 @@ def non_runtime_modules() -> list[str]:
 
 
 def dag_files() -> list[Path]:
-    return sorted(p for p in (ROOT / "dags").glob("*.py"))
+    return sorted([*(ROOT / "dags").glob("*.py"), *(ROOT / "tests" / "dags").glob("*.py")])
 
 
 PROBE = """

@@ -1,0 +1,52 @@
+"""A graceful stop that cannot finish in time (the driver is inside a slow batch), in real DAG runs: with
+``on_timeout="fail"`` the task fails and the driver keeps running; with ``on_timeout="kill"`` the driver is
+hard-killed through its backend. Either way the checkpoint stays valid: a restart resumes and totals are exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.counting import fold_log, sink_totals
+from tests.support.drivers import Job, Producer
+from tests.support.lifecycle import kill_drivers, params, run, states, xcom
+from tests.support.processes import wait_for
+
+pytestmark = [pytest.mark.spark, pytest.mark.airflow]
+
+
+def test_stop_timeout_fails_or_kills_as_configured(run_dir: Path, airflow_db: Path) -> None:
+    from tests.dags import acp_lifecycle_test_dags as dags
+
+    job = Job(run_dir / "airflow-stop-timeout", run_dir)
+    slow = params(job, run_dir, "v1", slow_batch_seconds="10")
+
+    def batch_just_started() -> None:  # so the stop request surely lands inside a 10 s batch
+        seen = job.in_flight(1)
+        wait_for(lambda: (now := job.in_flight(1)) is not None and now != seen, 120, "a new batch to start")
+
+    try:
+        with Producer(job.events):
+            assert run(dags.start_dag, **slow).state == "success"
+            batch_just_started()
+            failed = run(dags.stop_fail_dag, **slow)
+            assert failed.state == "failed", states(failed)
+            ack = job.root.read_stop_ack(1)
+            assert ack is not None and ack.outcome == "timed_out"
+            status = job.status(1)
+            assert status is not None and status.state == "RUNNING"  # left running, as configured
+
+            batch_just_started()
+            killed = run(dags.stop_kill_dag, **slow)
+            assert killed.state == "success", states(killed)
+            assert xcom(killed, "stop")["outcome"] == "killed"
+            restarted = run(dags.start_dag, **params(job, run_dir, "v1"))
+            assert restarted.state == "success", states(restarted)
+            assert xcom(restarted, "start")["mode"] == "resume"
+            final = run(dags.stop_dag, **params(job, run_dir, "v1"))
+            assert final.state == "success", states(final)
+            end = int(xcom(final, "stop")["end_offsets"][0]["offset"])
+    finally:
+        kill_drivers(job.path)
+    assert sink_totals(job.output) == fold_log(job.events, end)
