@@ -1,96 +1,278 @@
-"""The main job, as far as the project goes today: a real streaming query writes a checkpoint on local Spark,
-then the pure-Python inspector reports where it stands, next to what Spark itself reported.
+"""The main job: the whole redeploy story on local Spark, driven through Airflow's example DAGs.
 
-Later issues grow this into the full redeploy story run through Airflow (see the README).
+1. set up Airflow (SQLite, its own AIRFLOW_HOME under the output folder);
+2. write events continuously to the shipped event log (a stand-in for a Kafka partition);
+3. start the v1 counter (``example_start_job``);
+4. redeploy to v2 with the v1 -> v2 state migration (``example_redeploy``: stop, snapshot, cleanup, start);
+5. kill -9 the v2 driver in the middle of a batch, and let the watchdog (``example_watchdog``) bring it back
+   from its checkpoint;
+6. stop the events, let the job drain, stop it (``example_stop_job``);
+7. report generations, snapshots, batches, stop latency, redeploy downtime, wall time, and the per-key totals
+   against the event log — they must be equal.
+
+Nothing is left running when it ends or is interrupted. Airflow's and Spark's logs go to files in the output folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+DAGS = ROOT / "dags"
 sys.path.insert(0, str(ROOT))
 
+from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint  # noqa: E402
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot  # noqa: E402
 from airflow_checkpoint_provider.runtime import eventlog  # noqa: E402
+
+T0 = time.monotonic()
+
+
+def say(text: str) -> None:
+    print(f"[{time.monotonic() - T0:6.1f}s] {text}", flush=True)
+
+
+class Producer:
+    """Appends events for 13 keys at a steady rate until stopped."""
+
+    def __init__(self, log: Path, rate: int) -> None:
+        self.writer = eventlog.EventLogWriter(str(log), segment_records=2000)
+        self.rate = rate
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.written = 0
+
+    def run(self) -> None:
+        tick = 0.1
+        per_tick = max(1, int(self.rate * tick))
+        while not self.stopped.is_set():
+            i = self.written
+            self.writer.append({"key": f"user-{(i + j) % 13}", "value": (i + j) * 7 % 101, "ts": time.time()}
+                               for j in range(per_tick))
+            self.written += per_tick
+            time.sleep(tick)
+
+    def stop(self) -> None:
+        if not self.stopped.is_set():
+            self.stopped.set()
+            self.thread.join()
+            self.writer.close()
+
+
+class Demo:
+    def __init__(self, out: Path, rate: int) -> None:
+        self.out = out
+        self.job = out / "jobs" / "counter"
+        self.events, self.sink = out / "events", out / "sink"
+        self.root = JobRoot(self.job)
+        self.producer = Producer(self.events, rate)
+        self.env = dict(os.environ)
+        self.env.update({
+            "AIRFLOW_HOME": str(out / "airflow-home"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "PYTHONPATH": os.pathsep.join([str(DAGS), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+        })
+        self.running: subprocess.Popen[str] | None = None
+
+    def params(self, app: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "job_root": str(self.job),
+            "application": str(DAGS / "apps" / f"event_counter_{app}.py"),
+            "application_args": ["--events", str(self.events), "--output", str(self.sink), "--trigger-seconds", "1"],
+            "code_version": f"event-counter-{app}",
+            "spark_conf": {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "3",
+                           "spark.local.dir": str(self.out / "spark-local"), "spark.driver.bindAddress": "127.0.0.1",
+                           "spark.ui.showConsoleProgress": "false"},
+            **extra,
+        }
+
+    def airflow_db(self) -> None:
+        say("setting up Airflow (SQLite metadata database, airflow db migrate)")
+        with open(self.out / "airflow.log", "a") as log:
+            subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=self.env,
+                           stdout=log, stderr=subprocess.STDOUT, check=True, timeout=600)
+
+    def dag(self, module: str, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
+        """Run one DAG (``dag.test()``, in a child process whose logs go to airflow.log); return its outcome."""
+        started = time.monotonic()
+        with open(self.out / "airflow.log", "a") as log:
+            log.write(f"\n===== {dag_id} =====\n")
+            log.flush()
+            self.running = subprocess.Popen(
+                [sys.executable, str(ROOT / "scripts" / "run_dag.py"), module, dag_id, json.dumps(conf)],
+                env=self.env, stdout=subprocess.PIPE, stderr=log, text=True)
+            lines = []
+            assert self.running.stdout is not None
+            for line in self.running.stdout:
+                log.write(line)
+                lines.append(line)
+            self.running.wait()
+            self.running = None
+        outcome = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {"state": "crashed", "tasks": {}}
+        tasks = ", ".join(f"{t} {v['state'].split('.')[-1].lower()}" for t, v in outcome["tasks"].items())
+        say(f"  {dag_id}: {outcome['state'].split('.')[-1].lower()} in {time.monotonic() - started:.0f}s ({tasks})")
+        return outcome
+
+    def wait(self, condition: Any, what: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"demo: timed out waiting for {what} (see {self.out}/airflow.log and the driver "
+                                 f"logs under {self.job}/generations/*/logs)")
+            time.sleep(0.3)
+
+    def committed(self, generation: int) -> int:
+        info = inspect_checkpoint(self.root.checkpoint(generation), allow_empty=True)
+        return -1 if info.last_committed_batch is None else info.last_committed_batch
+
+    def kill_driver(self, generation: int) -> int:
+        launch = (self.root.read_generation_record(generation) or {})["launches"][-1]
+        os.killpg(int(launch["pid"]), signal.SIGKILL)
+        return int(launch["pid"])
+
+    def cleanup(self) -> None:
+        """Leave nothing running: the producer, a DAG run in progress, every driver this demo launched."""
+        self.producer.stop()
+        if self.running is not None and self.running.poll() is None:
+            self.running.kill()
+        for record in self.root.generation_records().values():
+            for launch in record.get("launches", []):
+                try:
+                    os.killpg(int(launch["pid"]), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError, KeyError, TypeError, ValueError):
+                    pass
+
+    def run(self) -> int:
+        self.airflow_db()
+        self.producer.thread.start()
+        say(f"writing events continuously to {self.events} ({self.producer.rate}/s, 13 keys)")
+
+        say("1/5 start the v1 counter: example_start_job (a cold Spark driver takes ~20 s)")
+        started = self.dag("example_job_control", "example_start_job", self.params("v1"))
+        if started["state"].split(".")[-1] != "success":
+            return self.fail("the start failed")
+        self.wait(lambda: self.committed(1) >= 3, "v1 to commit 3 batches")
+        say(f"  v1 running: generation 1 at batch {self.committed(1)}")
+
+        say("2/5 redeploy to v2 with the v1 -> v2 state migration: example_redeploy (stop, snapshot, cleanup, start)")
+        redeploy = self.dag("example_redeploy", "example_redeploy", self.params("v2", migration="v1_to_v2"))
+        if redeploy["state"].split(".")[-1] != "success":
+            return self.fail("the redeploy failed")
+        stop, snap = redeploy["tasks"]["stop"]["result"], redeploy["tasks"]["snapshot"]["result"]
+        say(f"  v1 stopped at batch {stop['final_committed_batch']} after {stop['stop_latency_s']}s "
+            f"({stop['method']}); snapshot {snap}; v2 runs as generation {redeploy['tasks']['start']['result']['generation']}")
+
+        say("3/5 kill -9 the v2 driver in the middle of a batch")
+        self.wait(lambda: self.committed(2) >= 2, "v2 to commit 2 batches")
+        self.wait(lambda: inspect_checkpoint(self.root.checkpoint(2), allow_empty=True).in_flight_batch is not None,
+                  "a batch in flight")
+        in_flight = inspect_checkpoint(self.root.checkpoint(2)).in_flight_batch
+        say(f"  killed pid {self.kill_driver(2)} inside batch {in_flight}")
+        say("  the watchdog's health check fails, its callback restarts the job from its checkpoint: example_watchdog")
+        self.dag("example_watchdog", "example_watchdog", {"job_root": str(self.job)})
+        restart = (self.root.read_generation_record(2) or {})["launches"][-1]
+        self.wait(lambda: (s := self.root.read_status(2)) is not None and s.launch_id == restart["launch_id"]
+                  and s.state == "RUNNING", "the restarted driver")
+        status = self.root.read_status(2)
+        assert status is not None
+        say(f"  restarted by {restart['by']}: {status.start_mode} ({status.start_reason})")
+
+        say("4/5 stop the events and let the job drain")
+        self.producer.stop()
+        end = eventlog.EventLogIndex(str(self.events)).end()
+        self.wait(lambda: (info := inspect_checkpoint(self.root.checkpoint(2))).committed is not None
+                  and info.committed.end_offsets_json()[0]["offset"] == end, f"the job to reach offset {end}")
+        say(f"  all {end} events committed (generation 2, batch {self.committed(2)})")
+        final = self.dag("example_job_control", "example_stop_job", self.params("v2"))
+        if final["state"].split(".")[-1] != "success":
+            return self.fail("the stop failed")
+
+        say("5/5 report")
+        return self.report(end, stop)
+
+    def fail(self, what: str) -> int:
+        say(f"demo FAILED: {what}; see {self.out}/airflow.log")
+        return 1
+
+    def report(self, end: int, stop: dict[str, Any]) -> int:
+        import pyarrow.parquet as pq
+
+        subprocess.run([str(Path(sys.executable).parent / "airflow-checkpoint"), "status", str(self.job)], check=True)
+        request = self.root.read_stop_request(1)
+        first_commit = Path(self.root.checkpoint(2).path) / "commits" / "0"
+        downtime = first_commit.stat().st_mtime - request.requested_at if request else float("nan")
+        expected: dict[str, tuple[int, int]] = {}
+        snapshot_end = int(json.loads((Path(self.root.location.path) / "generations" / "2" / "generation.json")
+                                      .read_text())["starting_offsets"][0]["offset"])
+        most: dict[str, int] = {}
+        for i, record in enumerate(eventlog.read_records(str(self.events), 0, end)):
+            n, t = expected.get(record["key"], (0, 0))
+            expected[record["key"]] = (n + 1, t + record["value"])
+            if i >= snapshot_end:
+                most[record["key"]] = max(most.get(record["key"], record["value"]), record["value"])
+        latest: dict[str, dict[str, Any]] = {}
+        folders = sorted(((int(f.parent.name[2:]), int(f.name[6:])), f) for f in self.sink.glob("g=*/batch=*")
+                         if (f / "_SUCCESS").exists())
+        for _, folder in folders:
+            for row in pq.read_table(folder).to_pylist():
+                latest[row["key"]] = row
+        got = {k: (r["n"], r["total"]) for k, r in latest.items()}
+        got_max = {k: r.get("max") for k, r in latest.items() if r.get("max") is not None}
+        generations = self.root.generation_records()
+        batches = {g: self.committed(g) + 1 for g in generations}
+        print()
+        print(f"  generations            {len(generations)} (v1 retired, v2 current); batches committed "
+              + ", ".join(f"g{g}: {b}" for g, b in batches.items()))
+        print("  driver launches        " + ", ".join(f"g{g}: {len(r.get('launches', []))}"
+                                                      for g, r in generations.items()))
+        print(f"  stop latency (v1)      {stop['stop_latency_s']:.2f} s (request -> acknowledged at a batch boundary)")
+        print(f"  redeploy downtime      {downtime:.1f} s (stop request -> first committed batch of v2)")
+        print(f"  events                 {end}")
+        print(f"  wall time              {time.monotonic() - T0:.0f} s")
+        checks = {
+            "per-key (count, total) in the sink == the event log": got == expected,
+            "v2's max == the maximum over the events since the snapshot": got_max == most,
+        }
+        for name, ok in checks.items():
+            print(f"  [{'ok' if ok else 'MISMATCH'}] {name}")
+        if got != expected:
+            for key in sorted(set(got) | set(expected)):
+                if got.get(key) != expected.get(key):
+                    print(f"      {key}: sink {got.get(key)} vs log {expected.get(key)}")
+        print(f"\n  files: {self.out} (airflow.log; driver logs under jobs/counter/generations/*/logs)")
+        return 0 if all(checks.values()) else 1
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "demo-output"), help="where the demo writes (wiped first)")
-    parser.add_argument("--events", type=int, default=500)
-    parser.add_argument("--per-batch", type=int, default=100)
+    parser.add_argument("--rate", type=int, default=200, help="events per second")
     args = parser.parse_args()
-
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    log, checkpoint = out / "events", out / "checkpoint"
-    started = time.monotonic()
-
-    print(f"==> writing {args.events} events to the event log {log}")
-    with eventlog.EventLogWriter(str(log), segment_records=200) as writer:
-        writer.append({"key": f"user-{i % 7}", "value": i % 13, "ts": time.time()} for i in range(args.events))
-
-    print("==> starting a local Spark session (10-20 s on a cold JVM)")
-    from pyspark.sql import SparkSession
-    from pyspark.sql import functions as F
-
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .appName("airflow-checkpoint-demo")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.local.dir", str(out / "spark-local"))
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
-    eventlog.register(spark)
-    events = (
-        spark.readStream.format("eventlog").option("path", str(log)).option("maxRecordsPerBatch", args.per_batch).load()
-    )
-    totals = events.groupBy("key").agg(F.count("*").alias("events"), F.sum("value").alias("total"))
-    print(f"==> running a streaming aggregation, {args.per_batch} events per batch, checkpoint {checkpoint}")
-    query = (
-        totals.writeStream.outputMode("complete").format("memory").queryName("demo_totals")
-        .option("checkpointLocation", str(checkpoint)).start()
-    )
-    query.processAllAvailable()
-    progress = query.lastProgress
-    query.stop()
-    state = {r["key"]: (r["events"], r["total"]) for r in spark.table("demo_totals").collect()}
-    spark.stop()
-
-    print("==> the inspector's report (airflow-checkpoint inspect, no JVM):\n")
-    report_cmd = [str(Path(sys.executable).parent / "airflow-checkpoint"), "inspect", str(checkpoint)]
-    subprocess.run(report_cmd, check=True)
-    report = json.loads(subprocess.run([*report_cmd, "--json"], check=True, capture_output=True, text=True).stdout)
-
-    spark_end = [json.loads(s["endOffset"]) if isinstance(s["endOffset"], str) else s["endOffset"] for s in progress["sources"]]
-    expected: dict[str, tuple[int, int]] = {}
-    for record in eventlog.read_records(str(log), 0, args.events):
-        n, t = expected.get(record["key"], (0, 0))
-        expected[record["key"]] = (n + 1, t + record["value"])
-    checks = {
-        "last committed batch (Spark's lastProgress vs inspector)": (progress["batchId"], report["last_committed_batch"]),
-        "end offsets (Spark vs inspector)": (spark_end, report["committed_end_offsets"]),
-        "query id (Spark vs inspector)": (progress["id"], report["query_id"]),
-        "per-key totals (streaming state vs event log)": (state, expected),
-    }
-    print("\n==> checks")
-    ok = True
-    for name, (a, b) in checks.items():
-        same = a == b
-        ok &= same
-        print(f"  [{'ok' if same else 'MISMATCH'}] {name}" + ("" if same else f": {a!r} != {b!r}"))
-    print(f"\n==> done in {time.monotonic() - started:.1f} s; files left in {out}")
-    return 0 if ok else 1
+    demo = Demo(out, args.rate)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return demo.run()
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    finally:
+        demo.cleanup()
+        say("nothing left running")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,15 @@ _GIVEN_RUN_DIR = os.environ.get("ACP_TEST_RUN_DIR")
 _RUN_DIR = Path(_GIVEN_RUN_DIR) if _GIVEN_RUN_DIR else Path(tempfile.mkdtemp(prefix="acp-test-"))
 os.environ["ACP_TEST_RUN_DIR"] = str(_RUN_DIR)
 os.environ.setdefault("AIRFLOW_HOME", str(_RUN_DIR / "airflow-home"))
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent / "dags")
+_ROOT = Path(__file__).resolve().parents[1]
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_ROOT / "dags")
+# Two DAG bundles: the example DAGs (dags/, the documentation) and the DAGs only the tests run (tests/dags/).
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps([
+    {"name": name, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": str(path)}}
+    for name, path in (("examples", _ROOT / "dags"), ("tests", _ROOT / "tests" / "dags"))
+])
+# Airflow puts the DAGs folder on sys.path; the example DAGs import their shared module from there.
+sys.path.insert(0, str(_ROOT / "dags"))
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 

@@ -96,7 +96,8 @@ class StreamingJobOperator(BaseOperator):
 
     :param job_root: the job's root folder or URI (templated).
     :param job_name: display name; default the job root's last path element (templated).
-    :param conn_id: a ``spark`` connection; None runs drivers locally (``local[2]``) as detached processes.
+    :param conn_id: a ``spark`` connection (templated); None or empty runs drivers locally (``local[2]``) as
+        detached processes.
     :param master: override the connection's master (templated; empty means the connection's).
     :param python_path: folders the driver's Python must import from (the application's package).
     :param lease_ttl_s: how long the job's lease lasts without renewal (a crashed run's lease expires).
@@ -105,7 +106,7 @@ class StreamingJobOperator(BaseOperator):
     :param deferrable: wait in the triggerer instead of a worker slot.
     """
 
-    template_fields: Sequence[str] = ("job_root", "job_name", "master")
+    template_fields: Sequence[str] = ("job_root", "job_name", "conn_id", "master")
     ui_color = "#f0e4d0"
     lease_operation = "lifecycle"
 
@@ -140,7 +141,7 @@ class StreamingJobOperator(BaseOperator):
         return JobRoot(self.job_root, job=self.job_name or None)
 
     def hook(self) -> StreamingJobHook:
-        return StreamingJobHook(self.conn_id, master=self.master or None, python_path=self.python_path)
+        return StreamingJobHook(self.conn_id or None, master=self.master or None, python_path=self.python_path)
 
     def take_lease(self, context: Context, root: JobRoot) -> str:
         holder = run_holder(context)
@@ -173,6 +174,16 @@ class StreamingJobOperator(BaseOperator):
                 return watch.Observation(False, False, f"timed out after {timeout_s:.0f}s waiting for {what}: "
                                          f"{seen.message}", seen.payload)
             time.sleep(self.poll_interval_s)
+
+    def retention(self, root: JobRoot, keep_last: int | None,
+                  max_age: str | timedelta | None) -> dict[str, Any] | None:
+        """Apply snapshot retention when asked (protected snapshots are always kept); return the plan."""
+        if keep_last is None and max_age in (None, ""):
+            return None
+        age = parse_duration(max_age) if isinstance(max_age, str) and max_age else max_age
+        plan = SnapshotCatalogue(root).apply_retention(keep_last=keep_last, max_age=age or None)
+        self.log.info("snapshot retention: kept %s, deleted %s", plan.keep, plan.delete)
+        return plan.to_json()
 
     @staticmethod
     def check_event(event: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -224,10 +235,11 @@ class StartStreamingJobOperator(StreamingJobOperator):
         if wait_for not in ("committed", "running"):
             raise ValueError(f"wait_for must be 'committed' or 'running', got {wait_for!r}")
         self.application = application
-        self.application_args = list(application_args)
+        # Kept as given: a template string renders to a list (DAGs with render_template_as_native_obj).
+        self.application_args = application_args if isinstance(application_args, str) else list(application_args)
         self.snapshot = snapshot
         self.code_version = code_version
-        self.spark_conf = dict(spark_conf or {})
+        self.spark_conf = spark_conf if isinstance(spark_conf, str) else dict(spark_conf or {})
         self.wait_for = wait_for
         self.start_timeout_s = start_timeout_s
         self.heartbeat_s = heartbeat_s
@@ -305,9 +317,11 @@ class StartStreamingJobOperator(StreamingJobOperator):
         if not plan.create and retired:
             raise FencedError(plan.reason, path=root.generation_dir(plan.generation).uri, job=root.job,
                               generation=plan.generation, hint="Pass snapshot= to start a new generation")
-        launch = {"application": self.application, "application_args": self.application_args,
-                  "code_version": self.code_version, "conf": self.spark_conf, "heartbeat_s": self.heartbeat_s,
-                  "lease_s": self.lease_s}
+        launch = {"application": self.application,
+                  "application_args": [str(a) for a in _rendered(self.application_args, list, "application_args")],
+                  "code_version": self.code_version,
+                  "conf": {str(k): str(v) for k, v in _rendered(self.spark_conf, dict, "spark_conf").items()},
+                  "heartbeat_s": self.heartbeat_s, "lease_s": self.lease_s}
         if plan.create:
             if plan.snapshot:
                 verify_snapshot(root, plan.snapshot, generation=plan.generation)  # present, intact, ours
@@ -332,6 +346,21 @@ class StartStreamingJobOperator(StreamingJobOperator):
                              "(new code needs a new generation: pass snapshot=)", plan.generation,
                              record.get("application"), self.application)
         return plan.generation
+
+
+def _rendered(value: Any, kind: type, name: str) -> Any:
+    """A templated list/dict field after rendering; a string left over means the DAG renders to text."""
+    if isinstance(value, str):
+        import ast
+
+        try:
+            value = ast.literal_eval(value) if value.strip() else kind()
+        except (ValueError, SyntaxError) as exc:
+            raise InvalidLaunchError(f"{name} rendered to text that is not a {kind.__name__}: {value[:200]!r}",
+                                     hint="Use render_template_as_native_obj=True on the DAG") from exc
+    if not isinstance(value, kind):
+        raise InvalidLaunchError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
+    return value
 
 
 def _status_of(seen: watch.Observation) -> str:
@@ -481,6 +510,8 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
     :param batch: default the last committed batch (templated).
     :param deep: also compare every row with the checkpoint (slower).
     :param require_stopped: refuse while a driver runs (what a redeploy wants: the final batch).
+    :param keep_last: then apply snapshot retention: keep the newest N (protected ones are always kept).
+    :param max_age: ... and drop snapshots older than this (``"7d"`` or a timedelta).
     """
 
     template_fields: Sequence[str] = (*StreamingJobOperator.template_fields, "generation", "batch", "spark_conf")
@@ -488,13 +519,16 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
 
     def __init__(self, *, generation: int | str | None = None, batch: int | str | None = None, deep: bool = False,
                  require_stopped: bool = False, spark_conf: Mapping[str, str] | None = None,
-                 exporter: str | None = None, export_timeout_s: float = 1800.0, **kwargs: Any) -> None:
+                 exporter: str | None = None, export_timeout_s: float = 1800.0, keep_last: int | None = None,
+                 max_age: str | timedelta | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.keep_last = keep_last
+        self.max_age = max_age
         self.generation = generation
         self.batch = batch
         self.deep = deep
         self.require_stopped = require_stopped
-        self.spark_conf = dict(spark_conf or {})
+        self.spark_conf = spark_conf if isinstance(spark_conf, str) else dict(spark_conf or {})
         self.exporter = exporter
         self.export_timeout_s = export_timeout_s
 
@@ -526,13 +560,15 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
             record = root.read_generation_record(generation) or {}
             snapshot_id = hook.export_snapshot(root, generation, batch=batch, deep=self.deep,
                                                code_version=str(record.get("code_version") or ""),
-                                               conf=self.spark_conf, exporter=self.exporter,
+                                               conf=_rendered(self.spark_conf, dict, "spark_conf"),
+                                               exporter=self.exporter,
                                                timeout=self.export_timeout_s)
         verification = verify_snapshot(root, snapshot_id, generation=generation)
         self.log.info("snapshot %s verified: generation %s, batch %s, %s rows in %s files", snapshot_id, generation,
                       batch, verification.rows, verification.files)
         context["ti"].xcom_push(key="snapshot", value={"snapshot_id": snapshot_id, "generation": generation,
                                                        "batch": batch, "rows": verification.rows})
+        self.retention(root, self.keep_last, self.max_age)
         return self.done(context, root, snapshot_id)
 
 
@@ -613,9 +649,7 @@ class CleanupStreamingJobOperator(StreamingJobOperator):
                       reason)
         result: dict[str, Any] = {"generation": generation, "verdict": verdict.value, "reason": reason,
                                   "mode": self.mode}
-        if self.keep_last is not None or self.max_age is not None:
-            age = parse_duration(self.max_age) if isinstance(self.max_age, str) else self.max_age
-            plan = SnapshotCatalogue(root).apply_retention(keep_last=self.keep_last, max_age=age)
-            self.log.info("snapshot retention: kept %s, deleted %s", plan.keep, plan.delete)
-            result["retention"] = plan.to_json()
+        retention = self.retention(root, self.keep_last, self.max_age)
+        if retention is not None:
+            result["retention"] = retention
         return self.done(context, root, result)

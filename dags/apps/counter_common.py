@@ -23,17 +23,27 @@ def app_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="fence: the shipped source stops admitting data; gate: read the log as any other "
                         "source would be read, and let the foreachBatch gate refuse the next batch")
     parser.add_argument("--slow-batch-seconds", type=float, default=0.0, help="testing: sleep inside each batch")
+    parser.add_argument("--migration", default="auto",
+                        help="how to turn a snapshot's state into this code's state: auto (the app's default), none, "
+                        "or a named migration the app offers (v2: v1_to_v2)")
     return parser.parse_args(list(argv))
 
 
 def run_counter(argv: Sequence[str], *, processor: Callable[[], Any], state: Any, output: Any, code_version: str,
-                migrate: Callable[[Any], Any] | None = None) -> int:
-    """The managed query both counters share: event log -> transformWithState(key) -> idempotent sink."""
+                migrations: dict[str, Callable[[Any], Any] | None] | None = None) -> int:
+    """The managed query both counters share: event log -> transformWithState(key) -> idempotent sink.
+
+    :param migrations: the snapshot migrations this code offers, by name (``auto`` is the default one).
+    """
     from airflow_checkpoint_provider.model.launch import parse_launch_args
     from airflow_checkpoint_provider.runtime import managed
 
     _, rest = parse_launch_args(argv)
     args = app_args(rest)
+    offered = {"auto": None, "none": None, **(migrations or {})}
+    if args.migration not in offered:
+        raise SystemExit(f"{code_version}: unknown migration {args.migration!r} (offered: {', '.join(sorted(offered))})")
+    migrate = offered[args.migration]
 
     def build(ctx: managed.ManagedContext) -> Any:
         options = {"maxRecordsPerBatch": args.max_records_per_batch} if args.max_records_per_batch else {}

@@ -62,7 +62,7 @@ class CounterV2(StatefulProcessor):  # type: ignore[misc]
 
 def main(argv: list[str]) -> int:
     return run_counter(argv, processor=CounterV2, state=STATE, output=OUTPUT, code_version=CODE_VERSION,
-                       migrate=migrate_v1_to_v2)
+                       migrations={"auto": migrate_v1_to_v2, "v1_to_v2": migrate_v1_to_v2})
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ def dag_files() -> list[Path]:
 
 PROBE = """
 import importlib, importlib.util, json, sys
+sys.path.insert(0, "dags")  # Airflow puts the DAGs folder on sys.path
 loaded = {}
 for name in json.loads(sys.argv[1]):
     importlib.import_module(name)

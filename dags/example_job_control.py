@@ -1,0 +1,32 @@
+"""Start a streaming job (first start, or a restart of its current generation from its own checkpoint) and stop
+it gracefully — the two DAGs a team triggers by hand.
+
+``example_start_job``: start → wait for a committed batch. Without a snapshot it never creates a generation: on an
+existing job it resumes the current one, and a live driver is reconnected to, never submitted twice.
+``example_stop_job``: a graceful stop at a batch boundary; an already stopped job is success.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, chain
+
+from airflow_checkpoint_provider.operators.checkpoint import (
+    StartStreamingJobOperator,
+    StopStreamingJobOperator,
+)
+from airflow_checkpoint_provider.sensors.checkpoint import CheckpointCommittedSensor
+from example_common import APPLICATION, JOB, PARAMS, START_DATE
+
+# [START example_start_job]
+with DAG("example_start_job", schedule=None, start_date=START_DATE, catchup=False, tags=["example"],
+         params=PARAMS, render_template_as_native_obj=True) as start_job:
+    chain(
+        StartStreamingJobOperator(task_id="start", retries=2, **APPLICATION, **JOB),
+        CheckpointCommittedSensor(task_id="committed", job_root="{{ params.job_root }}", batch=0, poke_interval=2,
+                                  timeout=300),
+    )
+# [END example_start_job]
+
+with DAG("example_stop_job", schedule=None, start_date=START_DATE, catchup=False, tags=["example"],
+         params=PARAMS, render_template_as_native_obj=True) as stop_job:
+    StopStreamingJobOperator(task_id="stop", timeout_s=120, release_lease=True, **JOB)

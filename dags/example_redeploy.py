@@ -1,0 +1,48 @@
+"""Redeploy a stateful streaming job to new code without losing or double-counting a single event.
+
+stop the old driver at a batch boundary → snapshot its state and source offsets at its last committed batch (and
+verify it) → retire the old checkpoint in place → start the new code on a fresh checkpoint with the snapshot as
+initial state, its source starting right after that batch → wait until it is healthy.
+
+Params: ``job_root``, the new ``application`` (+ ``application_args``, ``code_version``) and the ``migration`` the
+new code applies to the old state. Safe to rerun after any failure: each task finds what an earlier try did (the
+stop is already done, the snapshot exists, the generation was created, its driver runs) and finishes the work.
+One redeploy per job at a time: a second run fails fast naming the run that holds the job's lease.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import DAG, chain
+
+from airflow_checkpoint_provider.operators.checkpoint import (
+    CleanupStreamingJobOperator,
+    SnapshotStreamingJobOperator,
+    StartStreamingJobOperator,
+    StopStreamingJobOperator,
+)
+from airflow_checkpoint_provider.sensors.checkpoint import StreamingJobHealthSensor
+from example_common import APPLICATION, JOB, PARAMS, START_DATE
+
+SNAPSHOT = "{{ ti.xcom_pull(task_ids='snapshot') }}"
+
+
+def redeploy_dag(dag_id: str = "example_redeploy", default_args: dict[str, Any] | None = None) -> DAG:
+    """The redeploy DAG (a function so a test can build it with fault-injecting ``default_args``)."""
+    # [START example_redeploy]
+    with DAG(dag_id, schedule=None, start_date=START_DATE, catchup=False, tags=["example"], params=PARAMS,
+             render_template_as_native_obj=True, default_args=default_args or {}) as dag:
+        stop = StopStreamingJobOperator(task_id="stop", timeout_s=120, on_timeout="fail", **JOB)
+        snapshot = SnapshotStreamingJobOperator(task_id="snapshot", require_stopped=True, **JOB)
+        cleanup = CleanupStreamingJobOperator(task_id="cleanup", snapshot_id=SNAPSHOT, stop_task_id="stop",
+                                              mode="retire", keep_last=10, **JOB)
+        start = StartStreamingJobOperator(task_id="start", snapshot=SNAPSHOT, retries=2, **APPLICATION, **JOB)
+        healthy = StreamingJobHealthSensor(task_id="healthy", job_root="{{ params.job_root }}", poke_interval=2,
+                                           timeout=300)
+        chain(stop, snapshot, cleanup, start, healthy)
+    # [END example_redeploy]
+    return dag
+
+
+dag = redeploy_dag()
