@@ -8,20 +8,22 @@ existing job it resumes the current one, and a live driver is reconnected to, ne
 
 from __future__ import annotations
 
+import datetime as dt
+
 from airflow.sdk import DAG, chain
+from example_common import APPLICATION, JOB, PARAMS, START_DATE
 
 from airflow_checkpoint_provider.operators.checkpoint import (
     StartStreamingJobOperator,
     StopStreamingJobOperator,
 )
 from airflow_checkpoint_provider.sensors.checkpoint import CheckpointCommittedSensor
-from example_common import APPLICATION, JOB, PARAMS, START_DATE
 
 # [START example_start_job]
 with DAG("example_start_job", schedule=None, start_date=START_DATE, catchup=False, tags=["example"],
          params=PARAMS, render_template_as_native_obj=True) as start_job:
     chain(
-        StartStreamingJobOperator(task_id="start", retries=2, **APPLICATION, **JOB),
+        StartStreamingJobOperator(task_id="start", retries=2, retry_delay=dt.timedelta(seconds=20), **APPLICATION, **JOB),
         CheckpointCommittedSensor(task_id="committed", job_root="{{ params.job_root }}", batch=0, poke_interval=2,
                                   timeout=300),
     )

@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import DAG
+from example_common import JOB, PARAMS, START_DATE
 
 from airflow_checkpoint_provider.operators.checkpoint import SnapshotStreamingJobOperator
-from example_common import JOB, PARAMS, START_DATE
 
 # [START example_periodic_snapshot]
 with DAG("example_periodic_snapshot", schedule=dt.timedelta(minutes=30), start_date=START_DATE, catchup=False,

@@ -12,9 +12,11 @@ One redeploy per job at a time: a second run fails fast naming the run that hold
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from airflow.sdk import DAG, chain
+from example_common import APPLICATION, JOB, PARAMS, START_DATE
 
 from airflow_checkpoint_provider.operators.checkpoint import (
     CleanupStreamingJobOperator,
@@ -23,7 +25,6 @@ from airflow_checkpoint_provider.operators.checkpoint import (
     StopStreamingJobOperator,
 )
 from airflow_checkpoint_provider.sensors.checkpoint import StreamingJobHealthSensor
-from example_common import APPLICATION, JOB, PARAMS, START_DATE
 
 SNAPSHOT = "{{ ti.xcom_pull(task_ids='snapshot') }}"
 
@@ -37,7 +38,7 @@ def redeploy_dag(dag_id: str = "example_redeploy", default_args: dict[str, Any] 
         snapshot = SnapshotStreamingJobOperator(task_id="snapshot", require_stopped=True, **JOB)
         cleanup = CleanupStreamingJobOperator(task_id="cleanup", snapshot_id=SNAPSHOT, stop_task_id="stop",
                                               mode="retire", keep_last=10, **JOB)
-        start = StartStreamingJobOperator(task_id="start", snapshot=SNAPSHOT, retries=2, **APPLICATION, **JOB)
+        start = StartStreamingJobOperator(task_id="start", snapshot=SNAPSHOT, retries=2, retry_delay=dt.timedelta(seconds=20), **APPLICATION, **JOB)
         healthy = StreamingJobHealthSensor(task_id="healthy", job_root="{{ params.job_root }}", poke_interval=2,
                                            timeout=300)
         chain(stop, snapshot, cleanup, start, healthy)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import DAG
+from example_common import PARAMS, START_DATE
 
 from airflow_checkpoint_provider.callbacks.checkpoint import restart_from_checkpoint
 from airflow_checkpoint_provider.sensors.checkpoint import StreamingJobHealthSensor
-from example_common import PARAMS, START_DATE
 
 # [START example_watchdog]
 with DAG("example_watchdog", schedule=dt.timedelta(minutes=5), start_date=START_DATE, catchup=False,

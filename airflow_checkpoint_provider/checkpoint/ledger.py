@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 MUTEX_STALE_S = 30.0
 MUTEX_WAIT_S = 20.0
 HISTORY_KEPT = 200
+RUNS_KEPT = 100
 
 
 class JobLedger:
@@ -73,6 +74,7 @@ class JobLedger:
                 raw = self.root.read_json(self.file, what="job ledger") or {}
                 raw.update(after.to_json())
                 raw["history"] = list(after.history)[-HISTORY_KEPT:]
+                raw["runs"] = dict(list(after.runs.items())[-RUNS_KEPT:])
                 self.root.write_json(self.file, raw)
             return after
 
@@ -125,6 +127,21 @@ class JobLedger:
         return released
 
     # --- generations ----------------------------------------------------------------------------------
+
+    def pinned_generation(self, holder: str) -> int | None:
+        """The generation run ``holder`` acts on: the current one when the run first asks, the same ever after."""
+        pinned: int | None = None
+
+        def change(ledger: Ledger) -> Ledger:
+            nonlocal pinned
+            if holder in ledger.runs:
+                pinned = ledger.runs[holder]
+                return ledger
+            pinned = ledger.current_generation
+            return replace(ledger, runs={**ledger.runs, holder: pinned})
+
+        self.transaction(change)
+        return pinned
 
     def set_current(self, generation: int, *, by: str, event: str, **details: Any) -> Ledger:
         def change(ledger: Ledger) -> Ledger:

@@ -38,6 +38,9 @@ class Ledger:
     current_generation: int | None = None
     lease: Lease | None = None
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    #: Per lifecycle run (lease holder): the generation it acts on, pinned when it first touched the job, so a
+    #: cleared-and-rerun redeploy stops and snapshots the *old* generation again, never the one it created.
+    runs: dict[str, int | None] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -53,6 +56,7 @@ class Ledger:
             current_generation=None if current is None else int(current),
             lease=Lease.from_json(lease) if isinstance(lease, dict) else None,
             history=tuple(h for h in data.get("history", []) if isinstance(h, dict)),
+            runs={str(k): (None if v is None else int(v)) for k, v in (data.get("runs") or {}).items()},
         )
 
 

@@ -80,15 +80,15 @@ def run_holder(context: Context) -> str:
 
 
 def run_finished(context: Context, holder: str) -> bool:
-    """Whether the DAG run ``holder`` (``dag_id/run_id``) has ended, so the lease it left behind is free."""
+    """Whether the DAG run ``holder`` (``dag_id/run_id``) is no longer active, so the lease it left is free."""
     dag_id, _, run_id = holder.removeprefix("restart:").partition("/")
     if not dag_id or not run_id:
         return False
-    try:
-        state = str(context["ti"].get_dagrun_state(dag_id=dag_id, run_id=run_id))
+    try:  # active = queued or running; a finished, cleared-and-recreated or deleted run holds nothing
+        active = context["ti"].get_dr_count(dag_id=dag_id, run_ids=[run_id], states=["queued", "running"])
     except Exception:  # best effort: unknown means "still running", and the lease only expires
         return False
-    return state.rsplit(".", 1)[-1].lower() in ("success", "failed")
+    return int(active) == 0
 
 
 class StreamingJobOperator(BaseOperator):
@@ -156,8 +156,17 @@ class StreamingJobOperator(BaseOperator):
             self.log.info("job %s: lease released", root.job)
         return result
 
-    def current_generation(self, root: JobRoot) -> int | None:
-        return JobLedger(root).read().current_generation
+    def run_generation(self, context: Context, root: JobRoot, generation: int | str | None) -> int | None:
+        """The generation to act on: the one given, else the one this run pinned when it first touched the job
+        (a cleared-and-rerun redeploy acts on the old generation again, not on the one it created)."""
+        if generation not in (None, "", "None"):
+            return int(generation)  # type: ignore[arg-type]
+        pinned = JobLedger(root).pinned_generation(run_holder(context))
+        current = JobLedger(root).read().current_generation
+        if pinned != current:
+            self.log.info("this run acts on generation %s (pinned when it started; the current one is %s)", pinned,
+                          current)
+        return pinned
 
     def wait(self, observe: Callable[[], watch.Observation], timeout_s: float, what: str) -> watch.Observation:
         """Poll ``observe`` until done (returned), failed or timed out (returned with failed / done False)."""
@@ -401,7 +410,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
     def execute(self, context: Context) -> Any:
         root = self.root()
         self.take_lease(context, root)
-        generation = _generation(root, self.generation)
+        generation = self.run_generation(context, root, self.generation)
         if generation is None:
             return self.done(context, root, {"generation": None, "outcome": "already_stopped",
                                              "final_committed_batch": None, "end_offsets": None})
@@ -493,12 +502,6 @@ def _stopped(hook: StreamingJobHook, root: JobRoot, generation: int) -> watch.Ob
     return watch.Observation(view.provably_stopped, False, view.reason)
 
 
-def _generation(root: JobRoot, generation: int | str | None) -> int | None:
-    if generation in (None, "", "None"):
-        return JobLedger(root).read().current_generation
-    return int(generation)  # type: ignore[arg-type]
-
-
 class SnapshotStreamingJobOperator(StreamingJobOperator):
     """Export a generation's state and source offsets at one committed batch, verify it, return its id (XCom).
 
@@ -536,7 +539,7 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
     def execute(self, context: Context) -> Any:
         root = self.root()
         self.take_lease(context, root)
-        generation = _generation(root, self.generation)
+        generation = self.run_generation(context, root, self.generation)
         if generation is None:
             raise InvalidLaunchError("the job has no generation to snapshot", path=root.location.uri, job=root.job)
         hook = self.hook()
