@@ -38,7 +38,8 @@ def redeploy_dag(dag_id: str = "example_redeploy", default_args: dict[str, Any] 
         snapshot = SnapshotStreamingJobOperator(task_id="snapshot", require_stopped=True, **JOB)
         cleanup = CleanupStreamingJobOperator(task_id="cleanup", snapshot_id=SNAPSHOT, stop_task_id="stop",
                                               mode="retire", keep_last=10, **JOB)
-        start = StartStreamingJobOperator(task_id="start", snapshot=SNAPSHOT, retries=2, retry_delay=dt.timedelta(seconds=20), **APPLICATION, **JOB)
+        start = StartStreamingJobOperator(task_id="start", snapshot=SNAPSHOT, retries=2,
+                                          retry_delay=dt.timedelta(seconds=20), **APPLICATION, **JOB)
         healthy = StreamingJobHealthSensor(task_id="healthy", job_root="{{ params.job_root }}", poke_interval=2,
                                            timeout=300)
         chain(stop, snapshot, cleanup, start, healthy)
