@@ -27,6 +27,7 @@ def example_params(job: Job, run_dir: Path, app: str, **extra: Any) -> dict[str,
         "application_args": ["--events", str(job.events), "--output", str(job.output), "--trigger-seconds", "0.5"],
         "spark_conf": {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "3",
                        "spark.local.dir": str(run_dir / "spark-local"), "spark.driver.bindAddress": "127.0.0.1"},
+        "conn_id": "", "migration": "auto",  # every param, every time (dag.test() keeps earlier runs' conf)
         **extra,
     }
 

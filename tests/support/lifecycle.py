@@ -35,8 +35,11 @@ def start_kwargs(job: Job, app: str, run_dir: Path, **extra: Any) -> dict[str, A
 
 
 def run(dag: Any, **conf: Any) -> Any:
-    """One real DAG run; returns the DagRun (``dag.test()`` does not raise when a task fails)."""
-    return dag.test(run_conf=conf or None)
+    """One real DAG run; returns the DagRun (``dag.test()`` does not raise when a task fails). Params not given
+    get the DAG file's defaults (an in-process DAG otherwise keeps what an earlier run's conf set)."""
+    from tests.dags.acp_lifecycle_test_dags import PARAMS
+
+    return dag.test(run_conf={**PARAMS, **conf})
 
 
 def states(dag_run: Any) -> dict[str, str]:
@@ -81,5 +84,7 @@ def kill_current_driver(job: Job, generation: int) -> int:
 def params(job: Job, run_dir: Path, app: str, **extra: Any) -> dict[str, Any]:
     """``run_conf`` for the DAGs in tests/dags: where this job's root, log, sink and Spark scratch are."""
     (run_dir / "spark-local").mkdir(parents=True, exist_ok=True)
+    # Every param, every time: dag.test() on an in-process DAG keeps params a previous run's conf set.
     return {"job_root": str(job.path), "app": str(APPS[app]), "events": str(job.events), "output": str(job.output),
-            "run_dir": str(run_dir), "code_version": f"event-counter-{app}", **extra}
+            "run_dir": str(run_dir), "code_version": f"event-counter-{app}", "master": "", "generation": "",
+            "snapshot": "", "slow_batch_seconds": "0", **extra}
