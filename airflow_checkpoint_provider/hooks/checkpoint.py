@@ -9,6 +9,7 @@ driver a detached process that outlives the Airflow task.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -164,8 +165,8 @@ class StreamingJobHook(BaseHook):
         """Submit a managed driver detached from this process; return how to find it again."""
         target = self.target
         backend = target.backend
-        launch_id = spec.launch_id or uuid.uuid4().hex
-        if spec.launch_id != launch_id:
+        launch_id = spec.launch_id
+        if not launch_id:
             raise InvalidLaunchError("submit_driver needs a launch id in the spec", path=root.location.uri,
                                      job=root.job, generation=spec.generation)
         pod = driver_pod_name(root.job, spec.generation, launch_id) if backend is Backend.KUBERNETES else None
@@ -338,8 +339,6 @@ class StreamingJobHook(BaseHook):
                                     generation=generation, batch=batch) from exc
         for line in reversed(output.splitlines()):
             if line.startswith('{"snapshot_id"'):
-                import json
-
                 return str(json.loads(line)["snapshot_id"])
         # Cluster mode: the result line is in the driver's log, not here; the catalogue has the answer.
         found = [e for e in SnapshotCatalogue(root).list() if e.complete

@@ -358,17 +358,10 @@ class StartStreamingJobOperator(StreamingJobOperator):
 
 
 def _rendered(value: Any, kind: type, name: str) -> Any:
-    """A templated list/dict field after rendering; a string left over means the DAG renders to text."""
-    if isinstance(value, str):
-        import ast
-
-        try:
-            value = ast.literal_eval(value) if value.strip() else kind()
-        except (ValueError, SyntaxError) as exc:
-            raise InvalidLaunchError(f"{name} rendered to text that is not a {kind.__name__}: {value[:200]!r}",
-                                     hint="Use render_template_as_native_obj=True on the DAG") from exc
+    """A templated list/dict field after rendering (a whole-field template needs native rendering)."""
     if not isinstance(value, kind):
-        raise InvalidLaunchError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
+        raise InvalidLaunchError(f"{name} must be a {kind.__name__}, got {type(value).__name__} {str(value)[:200]!r}",
+                                 hint="Use render_template_as_native_obj=True on the DAG")
     return value
 
 

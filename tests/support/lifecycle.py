@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import signal
 import time
@@ -11,27 +10,6 @@ from typing import Any
 
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from tests.support.drivers import APPS, Job
-from tests.support.processes import ROOT
-
-START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-
-
-def spark_conf(run_dir: Path) -> dict[str, str]:
-    local = run_dir / "spark-local"
-    local.mkdir(parents=True, exist_ok=True)
-    return {"spark.ui.enabled": "false", "spark.local.dir": str(local), "spark.sql.shuffle.partitions": "3",
-            "spark.driver.bindAddress": "127.0.0.1"}
-
-
-def common(job: Job, **extra: Any) -> dict[str, Any]:
-    return {"job_root": str(job.path), "python_path": [str(ROOT)], "poll_interval_s": 0.5, **extra}
-
-
-def start_kwargs(job: Job, app: str, run_dir: Path, **extra: Any) -> dict[str, Any]:
-    return common(job, application=str(APPS[app]), application_args=[
-        "--events", str(job.events), "--output", str(job.output), "--trigger-seconds", "0.5"],
-        code_version=f"event-counter-{app}", spark_conf=spark_conf(run_dir), heartbeat_s=0.5, lease_s=5.0,
-        start_timeout_s=300, **extra)
 
 
 def run(dag: Any, **conf: Any) -> Any:

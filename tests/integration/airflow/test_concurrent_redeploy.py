@@ -33,8 +33,9 @@ def test_second_concurrent_redeploy_fails_with_the_lease_error(run_dir: Path, ai
             assert run(dags.start_deferrable_dag, **params(job, run_dir, "v1")).state == "success"
             conf = json.dumps(params(job, run_dir, "v2"))
             with open(log, "wb") as out:
-                first = subprocess.Popen([sys.executable, "-m", "tests.support.run_dag",
-                                          "acp_test_redeploy_deferrable", conf], cwd=ROOT, stdout=out,
+                first = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_dag.py"),
+                                          "tests.dags.acp_lifecycle_test_dags", "acp_test_redeploy_deferrable", conf],
+                                         cwd=ROOT, stdout=out,
                                          stderr=subprocess.STDOUT, env=dict(os.environ))
             wait_for(lambda: (lease := JobLedger(job.root).read().lease) is not None
                      and lease.holder.startswith("acp_test_redeploy_deferrable/"), 120,

@@ -110,3 +110,16 @@ def test_health_fails_at_once_for_a_dead_driver(tmp_path: Path) -> None:
     out = events(JobHealthyTrigger(job_root=str(root.location.path), max_lag=100, timeout_s=0.3,
                                    poll_interval_s=0.1))
     assert out[0]["status"] == "timeout" and "lag 500" in out[0]["message"]
+
+
+def test_a_driver_error_keeps_its_type(tmp_path: Path) -> None:
+    """The driver writes ``TypeName: message`` in status.json; the start operator raises that type when it is ours
+    (so a terminal one stays terminal), else a retryable DriverFailedError."""
+    from airflow_checkpoint_provider.exceptions import DriverFailedError, ForeignSnapshotError
+    from airflow_checkpoint_provider.operators.checkpoint import driver_error
+
+    root = JobRoot(tmp_path / "counter")
+    ours = driver_error(root, 2, "did not start", {"error": "ForeignSnapshotError: snapshot s1 belongs to job x"})
+    assert isinstance(ours, ForeignSnapshotError) and ours.terminal and "belongs to job x" in str(ours)
+    other = driver_error(root, 2, "did not start", {"error": "Py4JJavaError: boom"})
+    assert isinstance(other, DriverFailedError) and not other.terminal and "generation=2" in str(other)
