@@ -1,8 +1,9 @@
 """Redeploy a stateful streaming job to new code without losing or double-counting a single event.
 
-stop the old driver at a batch boundary → snapshot its state and source offsets at its last committed batch (and
-verify it) → retire the old checkpoint in place → start the new code on a fresh checkpoint with the snapshot as
-initial state, its source starting right after that batch → wait until it is healthy.
+stop the old driver at a batch boundary and have it export its state and source offsets at its last committed
+batch before it exits → verify that snapshot (or export it here, if the driver could not) → retire the old
+checkpoint in place → start the new code on a fresh checkpoint with the snapshot as initial state, its source
+starting right after that batch → wait until it is healthy.
 
 Params: ``job_root``, the new ``application`` (+ ``application_args``, ``code_version``) and the ``migration`` the
 new code applies to the old state. Safe to rerun after any failure: each task finds what an earlier try did (the
@@ -34,7 +35,7 @@ def redeploy_dag(dag_id: str = "example_redeploy", default_args: dict[str, Any] 
     # [START example_redeploy]
     with DAG(dag_id, schedule=None, start_date=START_DATE, catchup=False, tags=["example"], params=PARAMS,
              render_template_as_native_obj=True, default_args=default_args or {}) as dag:
-        stop = StopStreamingJobOperator(task_id="stop", timeout_s=120, on_timeout="fail", **JOB)
+        stop = StopStreamingJobOperator(task_id="stop", timeout_s=120, on_timeout="fail", snapshot=True, **JOB)
         snapshot = SnapshotStreamingJobOperator(task_id="snapshot", require_stopped=True, **JOB)
         cleanup = CleanupStreamingJobOperator(task_id="cleanup", snapshot_id=SNAPSHOT, stop_task_id="stop",
                                               mode="retire", keep_last=10, **JOB)

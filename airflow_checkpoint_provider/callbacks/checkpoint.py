@@ -14,10 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from airflow_checkpoint_provider.checkpoint import watch
-from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
-from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
+from airflow_checkpoint_provider._lazy import lazy
 from airflow_checkpoint_provider.exceptions import LeaseHeldError
+
+# What the callback runs, imported when it runs (a DAG file importing this module stays cheap to parse).
+watch = lazy("airflow_checkpoint_provider.checkpoint.watch")
+_jobroot = lazy("airflow_checkpoint_provider.checkpoint.jobroot")
+_ledger = lazy("airflow_checkpoint_provider.checkpoint.ledger")
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +41,9 @@ def restart_from_checkpoint(*, job_root: str, job_name: str | None = None, conn_
 
         task = context.get("task") if hasattr(context, "get") else None
         where = task.render_template(job_root, context) if task is not None and "{{" in job_root else job_root
-        root = JobRoot(where, job=job_name)
+        root = _jobroot.JobRoot(where, job=job_name)
         holder = f"restart:{run_holder(context)}"
-        ledger = JobLedger(root)
+        ledger = _ledger.JobLedger(root)
         try:
             ledger.acquire(holder, "restart from checkpoint", ttl_s=max(600.0, wait_s + 60))
         except LeaseHeldError as exc:

@@ -86,12 +86,15 @@ def stop_acknowledged(root: JobRoot, generation: int, request_id: str) -> Observ
             return Observation(True, False, f"stopped ({ack.outcome}, {ack.method}) at batch "
                                f"{ack.final_committed_batch} after {ack.stop_latency_s}s; driver exited", payload)
         return Observation(False, False, f"acknowledged ({ack.outcome}); waiting for the driver to exit", payload)
-    if status is not None and not status.is_live():
+    if status is not None and (not status.is_live() or process_gone(status.pid, status.host)):
+        # It ended (or was killed) before it acknowledged: stopped all the same. Its checkpoint ends at its last
+        # committed batch; a batch it had in flight was never committed and is read again by whoever continues.
         info = inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
-        payload = {"state": status.state, "final_committed_batch": info.last_committed_batch,
-                   "error": status.error}
-        return Observation(False, True, f"the driver ended ({status.state}) without acknowledging the stop "
-                           f"request; the checkpoint is intact at batch {info.last_committed_batch}", payload)
+        payload = {"outcome": "ended", "request_id": request_id, "state": status.state, "error": status.error,
+                   "final_committed_batch": info.last_committed_batch,
+                   "end_offsets": info.committed.end_offsets_json() if info.committed else None}
+        return Observation(True, False, f"the driver ended ({status.state}) before it acknowledged the stop; its "
+                           f"checkpoint is intact at batch {info.last_committed_batch}", payload)
     return Observation(False, False, "waiting for the driver to reach a batch boundary", {})
 
 

@@ -133,7 +133,7 @@ def decide_cleanup(
         return CleanupVerdict.ALREADY_DONE, "already retired"
     if not driver_stopped:
         return CleanupVerdict.DRIVER_ALIVE, "its driver is not provably stopped"
-    if require_stop and stop_outcome not in ("stopped", "forced", "killed", "already_stopped"):
+    if require_stop and stop_outcome not in ("stopped", "forced", "killed", "ended", "already_stopped"):
         return CleanupVerdict.STOP_INCOMPLETE, (
             f"the stop in this run did not complete (outcome: {stop_outcome or 'none recorded'})")
     if last_committed_batch is None:

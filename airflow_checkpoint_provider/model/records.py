@@ -91,6 +91,9 @@ class StopRequest:
     timeout_s: float = 120.0
     on_timeout: str = OnStopTimeout.KEEP_RUNNING.value
     requested_by: str = ""
+    #: Export a snapshot of the final committed batch in the stopping driver, before it exits (its own session:
+    #: no second JVM). The acknowledgement names it, or says why it failed (a separate export can still run).
+    snapshot: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,6 +117,9 @@ class StopAck:
     in_flight_batch: int | None
     acknowledged_at: float
     stop_latency_s: float
+    snapshot_id: str | None = None  # exported by the stopping driver (the request asked for it)
+    snapshot_s: float | None = None
+    snapshot_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

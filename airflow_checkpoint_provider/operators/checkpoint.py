@@ -22,12 +22,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_checkpoint_provider.checkpoint import watch
-from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
-from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
-from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
-from airflow_checkpoint_provider.checkpoint.processes import local_liveness
-from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue, read_manifest, verify_snapshot
+from airflow_checkpoint_provider._lazy import lazy
 from airflow_checkpoint_provider.exceptions import (
     BatchNotRetainedError,
     CheckpointProviderError,
@@ -39,19 +34,26 @@ from airflow_checkpoint_provider.exceptions import (
     StopTimeoutError,
     error_class,
 )
-from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook
-from airflow_checkpoint_provider.model.backends import Liveness
-from airflow_checkpoint_provider.model.decisions import (
-    CleanupVerdict,
-    decide_cleanup,
-    parse_duration,
-    plan_generation,
-)
-from airflow_checkpoint_provider.model.records import OnStopTimeout, StopRequest
-from airflow_checkpoint_provider.triggers.checkpoint import DriverStartedTrigger, StopAcknowledgedTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+    from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook
+    from airflow_checkpoint_provider.model.records import StopRequest
+
+# What the tasks run, imported when a task executes (a DAG file importing this module stays cheap to parse).
+watch = lazy("airflow_checkpoint_provider.checkpoint.watch")
+_inspector = lazy("airflow_checkpoint_provider.checkpoint.inspector")
+_jobroot = lazy("airflow_checkpoint_provider.checkpoint.jobroot")
+_ledger = lazy("airflow_checkpoint_provider.checkpoint.ledger")
+_processes = lazy("airflow_checkpoint_provider.checkpoint.processes")
+_snapshots = lazy("airflow_checkpoint_provider.checkpoint.snapshots")
+_hooks = lazy("airflow_checkpoint_provider.hooks.checkpoint")
+_backends = lazy("airflow_checkpoint_provider.model.backends")
+_decisions = lazy("airflow_checkpoint_provider.model.decisions")
+_records = lazy("airflow_checkpoint_provider.model.records")
+_triggers = lazy("airflow_checkpoint_provider.triggers.checkpoint")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -138,21 +140,21 @@ class StreamingJobOperator(BaseOperator):
     # --- shared helpers --------------------------------------------------------------------------------
 
     def root(self) -> JobRoot:
-        return JobRoot(self.job_root, job=self.job_name or None)
+        return _jobroot.JobRoot(self.job_root, job=self.job_name or None)
 
     def hook(self) -> StreamingJobHook:
-        return StreamingJobHook(self.conn_id or None, master=self.master or None, python_path=self.python_path)
+        return _hooks.StreamingJobHook(self.conn_id or None, master=self.master or None, python_path=self.python_path)
 
     def take_lease(self, context: Context, root: JobRoot) -> str:
         holder = run_holder(context)
-        lease = JobLedger(root).acquire(holder, f"{self.lease_operation} ({self.task_id})", self.lease_ttl_s,
+        lease = _ledger.JobLedger(root).acquire(holder, f"{self.lease_operation} ({self.task_id})", self.lease_ttl_s,
                                         holder_finished=lambda other: run_finished(context, other))
         self.log.info("job %s: lease held by %s until %s", root.job, holder, time.ctime(lease.expires_at))
         return holder
 
     def done(self, context: Context, root: JobRoot, result: Any) -> Any:
         if self.release_lease:
-            JobLedger(root).release(run_holder(context))
+            _ledger.JobLedger(root).release(run_holder(context))
             self.log.info("job %s: lease released", root.job)
         return result
 
@@ -161,8 +163,8 @@ class StreamingJobOperator(BaseOperator):
         (a cleared-and-rerun redeploy acts on the old generation again, not on the one it created)."""
         if generation not in (None, "", "None"):
             return int(generation)  # type: ignore[arg-type]
-        pinned = JobLedger(root).pinned_generation(run_holder(context))
-        current = JobLedger(root).read().current_generation
+        pinned = _ledger.JobLedger(root).pinned_generation(run_holder(context))
+        current = _ledger.JobLedger(root).read().current_generation
         if pinned != current:
             self.log.info("this run acts on generation %s (pinned when it started; the current one is %s)", pinned,
                           current)
@@ -189,8 +191,8 @@ class StreamingJobOperator(BaseOperator):
         """Apply snapshot retention when asked (protected snapshots are always kept); return the plan."""
         if keep_last is None and max_age in (None, ""):
             return None
-        age = parse_duration(max_age) if isinstance(max_age, str) and max_age else max_age
-        plan = SnapshotCatalogue(root).apply_retention(keep_last=keep_last, max_age=age or None)
+        age = _decisions.parse_duration(max_age) if isinstance(max_age, str) and max_age else max_age
+        plan = _snapshots.SnapshotCatalogue(root).apply_retention(keep_last=keep_last, max_age=age or None)
         self.log.info("snapshot retention: kept %s, deleted %s", plan.keep, plan.delete)
         return plan.to_json()
 
@@ -282,7 +284,7 @@ class StartStreamingJobOperator(StreamingJobOperator):
             pid, host = handle.pid, handle.host
         if self.deferrable:
             self.defer(
-                trigger=DriverStartedTrigger(job_root=root.location.uri, job_name=root.job, generation=generation,
+                trigger=_triggers.DriverStartedTrigger(job_root=root.location.uri, job_name=root.job, generation=generation,
                                              timeout_s=self.start_timeout_s, poll_interval_s=self.poll_interval_s,
                                              launch_id=info["launch_id"], need_commit=self.wait_for == "committed",
                                              pid=pid, host=host, echo=info),
@@ -290,7 +292,7 @@ class StartStreamingJobOperator(StreamingJobOperator):
             )
 
         def observe() -> watch.Observation:
-            gone = bool(pid) and local_liveness(pid, host, info["launch_id"]) is Liveness.GONE
+            gone = bool(pid) and _processes.local_liveness(pid, host, info["launch_id"]) is _backends.Liveness.GONE
             return watch.driver_started(root, generation, info["launch_id"],
                                         need_commit=self.wait_for == "committed", process_gone=gone)
 
@@ -316,11 +318,11 @@ class StartStreamingJobOperator(StreamingJobOperator):
 
     def prepare_generation(self, root: JobRoot, hook: StreamingJobHook, holder: str) -> int:
         """Record the generation to start before acting (a retry finds and reuses it)."""
-        ledger = JobLedger(root)
+        ledger = _ledger.JobLedger(root)
         current = ledger.read().current_generation
         record = (root.read_generation_record(current) if current is not None else None) or {}
         retired = bool(record.get("retired_at") or record.get("deleted_at"))
-        plan = plan_generation(current=current, existing=root.generations(), snapshot=self.snapshot or None,
+        plan = _decisions.plan_generation(current=current, existing=root.generations(), snapshot=self.snapshot or None,
                                current_snapshot=record.get("snapshot"), current_retired=retired)
         self.log.info("%s", plan.reason)
         if not plan.create and retired:
@@ -333,7 +335,7 @@ class StartStreamingJobOperator(StreamingJobOperator):
                   "heartbeat_s": self.heartbeat_s, "lease_s": self.lease_s}
         if plan.create:
             if plan.snapshot:
-                verify_snapshot(root, plan.snapshot, generation=plan.generation)  # present, intact, ours
+                _snapshots.verify_snapshot(root, plan.snapshot, generation=plan.generation)  # present, intact, ours
             if current is not None:
                 view = hook.observe(root, current)
                 if view.alive:
@@ -376,22 +378,28 @@ class StopStreamingJobOperator(StreamingJobOperator):
     acknowledgement with its final committed batch and offsets. An already stopped job is success. On timeout:
     ``on_timeout="fail"`` (default; the driver keeps running), ``"force_stop"`` (the driver stops its query
     anyway; the abandoned batch is re-run by whoever resumes the checkpoint) or ``"kill"`` (hard-kill the driver
-    through its backend). Returns (XCom) ``generation``, ``outcome`` (stopped, forced, killed, already_stopped),
-    ``final_committed_batch`` and ``end_offsets``.
+    through its backend). A driver that dies before it acknowledges is stopped all the same (outcome ``ended``,
+    with its state and error): its checkpoint ends at its last committed batch. Returns (XCom) ``generation``,
+    ``outcome`` (stopped, forced, killed, ended, already_stopped), ``final_committed_batch`` and ``end_offsets``.
 
     :param generation: the generation to stop (templated); default the current one.
     :param timeout_s: how long the driver may take to reach a batch boundary.
+    :param snapshot: have the stopping driver export its final committed batch before it exits, with its own
+        Spark session (a redeploy's snapshot then costs no second JVM start). The XCom gains ``snapshot_id`` (or
+        ``snapshot_error``); a following :class:`SnapshotStreamingJobOperator` finds and verifies it, or exports
+        itself when the driver could not (it died, or its export failed).
     """
 
     template_fields: Sequence[str] = (*StreamingJobOperator.template_fields, "generation")
     lease_operation = "stop"
 
     def __init__(self, *, generation: int | str | None = None, timeout_s: float = 120.0, on_timeout: str = "fail",
-                 **kwargs: Any) -> None:
+                 snapshot: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if on_timeout not in ("fail", "force_stop", "kill"):
             raise ValueError(f"on_timeout must be fail, force_stop or kill, got {on_timeout!r}")
         self.generation = generation
+        self.snapshot = snapshot
         self.timeout_s = timeout_s
         self.on_timeout = on_timeout
 
@@ -417,7 +425,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
             return self.done(context, root, self.already_stopped(root, generation, view.reason))
         request = self.request(root, generation, context)
         if self.deferrable:
-            self.defer(trigger=StopAcknowledgedTrigger(
+            self.defer(trigger=_triggers.StopAcknowledgedTrigger(
                 job_root=root.location.uri, job_name=root.job, generation=generation,
                 timeout_s=self.timeout_s + self.grace_s(root, generation), poll_interval_s=self.poll_interval_s,
                 request_id=request.request_id, echo={"generation": generation}), method_name="execute_complete")
@@ -437,10 +445,10 @@ class StopStreamingJobOperator(StreamingJobOperator):
             self.log.info("stop request %s is already pending for generation %s: waiting on it",
                           pending.request_id, generation)
             return pending
-        request = StopRequest(
+        request = _records.StopRequest(
             request_id=uuid.uuid4().hex, requested_at=time.time(), timeout_s=self.timeout_s,
-            on_timeout=(OnStopTimeout.FORCE_STOP if self.on_timeout == "force_stop" else OnStopTimeout.KEEP_RUNNING).value,
-            requested_by=run_holder(context),
+            on_timeout=(_records.OnStopTimeout.FORCE_STOP if self.on_timeout == "force_stop" else _records.OnStopTimeout.KEEP_RUNNING).value,
+            requested_by=run_holder(context), snapshot=self.snapshot,
         )
         root.write_stop_request(generation, request)
         self.log.info("stop requested for generation %s of %s (request %s, timeout %.0fs, on timeout: %s)",
@@ -448,7 +456,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
         return request
 
     def already_stopped(self, root: JobRoot, generation: int, reason: str) -> dict[str, Any]:
-        info = inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
+        info = _inspector.inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
         self.log.info("generation %s is already stopped (%s) at batch %s", generation, reason,
                       info.last_committed_batch)
         return {"generation": generation, "outcome": "already_stopped",
@@ -466,11 +474,17 @@ class StopStreamingJobOperator(StreamingJobOperator):
                 raise DriverStillRunningError(f"the driver acknowledged the stop but is still running: {gone.message}",
                                               path=root.generation_dir(generation).uri, job=root.job,
                                               generation=generation, hint="A retry waits for it again")
+            if payload.get("outcome") == "ended":
+                self.log.warning("generation %s's driver ended (%s) before it acknowledged the stop: %s", generation,
+                                 payload.get("state"), payload.get("error") or "no error reported")
             return self.done(context, root, {
                 "generation": generation, "outcome": payload.get("outcome", "stopped"),
+                "driver_state": payload.get("state"), "error": payload.get("error"),
                 "final_committed_batch": payload.get("final_committed_batch"),
                 "end_offsets": payload.get("end_offsets"), "stop_latency_s": payload.get("stop_latency_s"),
-                "method": payload.get("method"), "request_id": payload.get("request_id")})
+                "method": payload.get("method"), "request_id": payload.get("request_id"),
+                "snapshot_id": payload.get("snapshot_id"), "snapshot_s": payload.get("snapshot_s"),
+                "snapshot_error": payload.get("snapshot_error")})
         hook = self.hook()
         if self.on_timeout == "kill" and event["status"] in ("failed", "timeout"):
             view = hook.observe(root, generation)
@@ -480,11 +494,6 @@ class StopStreamingJobOperator(StreamingJobOperator):
                 if seen.done:
                     result = self.already_stopped(root, generation, "killed")
                     return self.done(context, root, {**result, "outcome": "killed"})
-        view = hook.observe(root, generation)
-        if not view.alive and view.provably_stopped and "without acknowledging" in str(event.get("message")):
-            raise DriverFailedError(f"{event.get('message')}", path=root.generation_dir(generation).uri,
-                                    job=root.job, generation=generation,
-                                    hint="Its checkpoint is intact; a retry of this task reports it stopped")
         raise StopTimeoutError(f"generation {generation} did not stop: {event.get('message')}",
                                path=root.generation_dir(generation).uri, job=root.job, generation=generation,
                                hint="Retry, or set on_timeout='force_stop' or 'kill'")
@@ -542,12 +551,12 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
                 raise DriverStillRunningError(f"refusing to snapshot a running generation: {view.reason}",
                                               path=root.generation_dir(generation).uri, job=root.job,
                                               generation=generation, hint="Stop it first")
-        info = inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
+        info = _inspector.inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
         batch = int(self.batch) if self.batch not in (None, "", "None") else info.last_committed_batch
         if batch is None:
             raise BatchNotRetainedError("the generation has no committed batch to snapshot",
                                         path=root.checkpoint(generation).uri, job=root.job, generation=generation)
-        existing = SnapshotCatalogue(root).find(generation=generation, batch=batch)
+        existing = _snapshots.SnapshotCatalogue(root).find(generation=generation, batch=batch)
         if existing is not None:
             self.log.info("snapshot %s of generation %s at batch %s already exists: verifying it",
                           existing.snapshot_id, generation, batch)
@@ -559,7 +568,7 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
                                                conf=_rendered(self.spark_conf, dict, "spark_conf"),
                                                exporter=self.exporter,
                                                timeout=self.export_timeout_s)
-        verification = verify_snapshot(root, snapshot_id, generation=generation)
+        verification = _snapshots.verify_snapshot(root, snapshot_id, generation=generation)
         self.log.info("snapshot %s verified: generation %s, batch %s, %s rows in %s files", snapshot_id, generation,
                       batch, verification.rows, verification.files)
         context["ti"].xcom_push(key="snapshot", value={"snapshot_id": snapshot_id, "generation": generation,
@@ -604,8 +613,8 @@ class CleanupStreamingJobOperator(StreamingJobOperator):
         root = self.root()
         holder = self.take_lease(context, root)
         if self.snapshot_id:
-            generation = read_manifest(root, str(self.snapshot_id)).generation
-            verify_snapshot(root, str(self.snapshot_id), generation=generation)
+            generation = _snapshots.read_manifest(root, str(self.snapshot_id)).generation
+            _snapshots.verify_snapshot(root, str(self.snapshot_id), generation=generation)
         elif self.generation not in (None, "", "None"):
             generation = int(self.generation)  # type: ignore[arg-type]
         else:
@@ -615,23 +624,23 @@ class CleanupStreamingJobOperator(StreamingJobOperator):
         record = root.read_generation_record(generation) or {}
         done_already = bool(record.get("deleted_at")) or (self.mode == "retire" and bool(record.get("retired_at")))
         view = self.hook().observe(root, generation)
-        last = None if record.get("deleted_at") else inspect_checkpoint(checkpoint, allow_empty=True).last_committed_batch
-        verified = [e.batch for e in SnapshotCatalogue(root).list()
+        last = None if record.get("deleted_at") else _inspector.inspect_checkpoint(checkpoint, allow_empty=True).last_committed_batch
+        verified = [e.batch for e in _snapshots.SnapshotCatalogue(root).list()
                     if e.verified and e.generation == generation and e.batch is not None]
         stop_outcome = None
         if self.stop_task_id:
             pulled = context["ti"].xcom_pull(task_ids=self.stop_task_id)
             stop_outcome = pulled.get("outcome") if isinstance(pulled, dict) else None
-        verdict, reason = decide_cleanup(driver_stopped=view.provably_stopped, last_committed_batch=last,
+        verdict, reason = _decisions.decide_cleanup(driver_stopped=view.provably_stopped, last_committed_batch=last,
                                          verified_snapshot_batches=verified, stop_outcome=stop_outcome,
                                          require_stop=bool(self.stop_task_id), already_done=done_already)
-        if verdict is CleanupVerdict.DRIVER_ALIVE:
+        if verdict is _decisions.CleanupVerdict.DRIVER_ALIVE:
             raise DriverStillRunningError(f"refusing to retire generation {generation}: {reason} ({view.reason})",
                                           path=checkpoint.uri, job=root.job, generation=generation)
-        if verdict not in (CleanupVerdict.ALLOWED, CleanupVerdict.ALREADY_DONE):
+        if verdict not in (_decisions.CleanupVerdict.ALLOWED, _decisions.CleanupVerdict.ALREADY_DONE):
             raise CleanupRefusedError(f"refusing to retire generation {generation}: {reason}", path=checkpoint.uri,
                                       job=root.job, generation=generation, batch=last)
-        if verdict is CleanupVerdict.ALLOWED:
+        if verdict is _decisions.CleanupVerdict.ALLOWED:
             now = time.time()
             changes: dict[str, Any] = {"retired_at": record.get("retired_at") or now, "retired_by": holder,
                                        "final_committed_batch": last, "final_snapshot": self.snapshot_id}
@@ -639,7 +648,7 @@ class CleanupStreamingJobOperator(StreamingJobOperator):
                 checkpoint.remove(recursive=True)
                 changes["deleted_at"] = now
             root.update_generation_record(generation, **changes)
-            JobLedger(root).record(f"generation_{'deleted' if self.mode == 'delete' else 'retired'}", by=holder,
+            _ledger.JobLedger(root).record(f"generation_{'deleted' if self.mode == 'delete' else 'retired'}", by=holder,
                                    generation=generation, batch=last, snapshot=self.snapshot_id)
         self.log.info("generation %s: %s (%s)", generation, "already done" if done_already else self.mode + "d",
                       reason)

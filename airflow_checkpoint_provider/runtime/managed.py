@@ -599,6 +599,10 @@ def _at_boundary(ctx: ManagedContext, query: Any, request: StopRequest) -> bool:
 
 def _acknowledge(ctx: ManagedContext, request: StopRequest, outcome: str, since: float, status: StatusWriter) -> int:
     info = inspect_checkpoint(ctx.checkpoint_location, allow_empty=True)
+    latency = round(time.monotonic() - since, 3)
+    exported: dict[str, Any] = {}
+    if request.snapshot and outcome != "timed_out" and info.last_committed_batch is not None:
+        exported = _export_on_stop(ctx, info.last_committed_batch)
     ack = StopAck(
         request_id=request.request_id,
         outcome=outcome,
@@ -607,7 +611,8 @@ def _acknowledge(ctx: ManagedContext, request: StopRequest, outcome: str, since:
         end_offsets=info.committed.end_offsets_json() if info.committed else None,
         in_flight_batch=info.in_flight_batch,
         acknowledged_at=time.time(),
-        stop_latency_s=round(time.monotonic() - since, 3),
+        stop_latency_s=latency,
+        **exported,
     )
     ctx.root.write_json(ctx.root.stop_ack_file(ctx.generation), ack.to_json())
     log.info("stop request %s: %s at batch %s (in flight: %s) after %.2fs", request.request_id, outcome,
@@ -615,3 +620,21 @@ def _acknowledge(ctx: ManagedContext, request: StopRequest, outcome: str, since:
     if outcome != "timed_out":
         status.update(state=DriverState.STOPPED.value, last_committed_batch=info.last_committed_batch)
     return 0
+
+
+def _export_on_stop(ctx: ManagedContext, batch: int) -> dict[str, Any]:
+    """Export the final committed batch with this driver's own session (the query has stopped): no second JVM
+    to start. A failure is reported, not raised: the stop stands, and a separate export can still run."""
+    from airflow_checkpoint_provider.runtime.export import export_snapshot
+
+    started = time.monotonic()
+    try:
+        manifest = export_snapshot(ctx.spark, ctx.root.location.uri, ctx.generation, batch=batch,
+                                   code_version=ctx.spec.code_version, job_name=ctx.root.job)
+    except Exception as exc:  # reported in the acknowledgement; the operator falls back to its own export
+        log.exception("exporting batch %s on stop failed", batch)
+        return {"snapshot_error": f"{type(exc).__name__}: {str(exc)[:2000]}",
+                "snapshot_s": round(time.monotonic() - started, 3)}
+    log.info("exported snapshot %s of batch %s on stop in %.2fs", manifest.snapshot_id, batch,
+             time.monotonic() - started)
+    return {"snapshot_id": manifest.snapshot_id, "snapshot_s": round(time.monotonic() - started, 3)}

@@ -13,17 +13,19 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_checkpoint_provider.checkpoint import watch
-from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider._lazy import lazy
 from airflow_checkpoint_provider.exceptions import CheckpointProviderError, JobUnhealthyError
-from airflow_checkpoint_provider.triggers.checkpoint import (
-    BatchCommittedTrigger,
-    JobHealthyTrigger,
-    JobRootTrigger,
-)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+    from airflow_checkpoint_provider.triggers.checkpoint import JobRootTrigger
+
+# What a poke runs, imported when the sensor executes (a DAG file importing this module stays cheap to parse).
+watch = lazy("airflow_checkpoint_provider.checkpoint.watch")
+_jobroot = lazy("airflow_checkpoint_provider.checkpoint.jobroot")
+_triggers = lazy("airflow_checkpoint_provider.triggers.checkpoint")
 
 
 class _JobRootSensor(BaseSensorOperator):
@@ -39,7 +41,7 @@ class _JobRootSensor(BaseSensorOperator):
         self.deferrable = deferrable
 
     def root(self) -> JobRoot:
-        return JobRoot(self.job_root, job=self.job_name or None)
+        return _jobroot.JobRoot(self.job_root, job=self.job_name or None)
 
     def gen(self) -> int | None:
         return None if self.generation in (None, "", "None") else int(self.generation)  # type: ignore[arg-type]
@@ -104,7 +106,7 @@ class StreamingJobHealthSensor(_JobRootSensor):
                                 max_batch_age_s=self.max_batch_age_s, max_lag=self.max_lag)
 
     def trigger(self, root: JobRoot) -> JobRootTrigger:
-        return JobHealthyTrigger(job_root=root.location.uri, job_name=root.job, generation=self.gen(),
+        return _triggers.JobHealthyTrigger(job_root=root.location.uri, job_name=root.job, generation=self.gen(),
                                  timeout_s=float(self.timeout), poll_interval_s=float(self.poke_interval),
                                  max_heartbeat_age_s=self.max_heartbeat_age_s, max_batch_age_s=self.max_batch_age_s,
                                  max_lag=self.max_lag)
@@ -126,6 +128,6 @@ class CheckpointCommittedSensor(_JobRootSensor):
         return watch.batch_committed(root, self.gen(), int(self.batch))
 
     def trigger(self, root: JobRoot) -> JobRootTrigger:
-        return BatchCommittedTrigger(job_root=root.location.uri, job_name=root.job, generation=self.gen(),
+        return _triggers.BatchCommittedTrigger(job_root=root.location.uri, job_name=root.job, generation=self.gen(),
                                      timeout_s=float(self.timeout), poll_interval_s=float(self.poke_interval),
                                      batch=int(self.batch))

@@ -25,7 +25,7 @@ def app_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--slow-batch-seconds", type=float, default=0.0, help="testing: sleep inside each batch")
     parser.add_argument("--migration", default="auto",
                         help="how to turn a snapshot's state into this code's state: auto (the app's default), none, "
-                        "or a named migration the app offers (v2: v1_to_v2)")
+                        "or a named migration the app offers (v2: v1_to_v2; v1: v2_to_v1)")
     return parser.parse_args(list(argv))
 
 

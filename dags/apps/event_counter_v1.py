@@ -2,6 +2,9 @@
 
 State part ``counts``: one row per key ``(key STRING, n BIGINT, total BIGINT)``.
 
+A rollback from v2 goes through a snapshot too (v2's checkpoint pins a state schema v1 cannot read): v1's
+migration :func:`migrate_v2_to_v1` drops v2's ``max`` column and keeps ``n`` and ``total`` exactly.
+
     spark-submit dags/apps/event_counter_v1.py --acp-job-root <root> --acp-generation <g> [--acp-snapshot <id>] \\
         -- --events <event log> --output <sink folder>
 """
@@ -21,6 +24,11 @@ from dags.apps.counter_common import run_counter
 STATE = StructType([StructField("n", LongType()), StructField("total", LongType())])
 OUTPUT = StructType([StructField("key", StringType()), StructField("n", LongType()), StructField("total", LongType())])
 CODE_VERSION = "event-counter-v1"
+
+
+def migrate_v2_to_v1(df: Any) -> Any:
+    """v2 state rows -> v1 state rows: drop ``max`` (a v1 snapshot passes through unchanged)."""
+    return df.drop("max") if "max" in df.columns else df
 
 
 class CounterV1(StatefulProcessor):  # type: ignore[misc]
@@ -43,7 +51,8 @@ class CounterV1(StatefulProcessor):  # type: ignore[misc]
 
 
 def main(argv: list[str]) -> int:
-    return run_counter(argv, processor=CounterV1, state=STATE, output=OUTPUT, code_version=CODE_VERSION)
+    return run_counter(argv, processor=CounterV1, state=STATE, output=OUTPUT, code_version=CODE_VERSION,
+                       migrations={"auto": migrate_v2_to_v1, "v2_to_v1": migrate_v2_to_v1})
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ Per-key totals equal the event log; nothing was done twice (one new generation, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pendulum
 import pytest
@@ -13,23 +12,11 @@ import pytest
 from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
 from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue
 from tests.support.counting import fold_log, partial_batches, sink_totals
-from tests.support.drivers import APPS, Job, Producer
-from tests.support.lifecycle import kill_drivers, states, xcom
+from tests.support.drivers import Job, Producer
+from tests.support.lifecycle import example_params, kill_drivers, states, xcom
 from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.spark, pytest.mark.airflow]
-
-
-def example_params(job: Job, run_dir: Path, app: str, **extra: Any) -> dict[str, Any]:
-    (run_dir / "spark-local").mkdir(parents=True, exist_ok=True)
-    return {
-        "job_root": str(job.path), "application": str(APPS[app]), "code_version": f"event-counter-{app}",
-        "application_args": ["--events", str(job.events), "--output", str(job.output), "--trigger-seconds", "0.5"],
-        "spark_conf": {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "3",
-                       "spark.local.dir": str(run_dir / "spark-local"), "spark.driver.bindAddress": "127.0.0.1"},
-        "conn_id": "", "migration": "auto",  # every param, every time (dag.test() keeps earlier runs' conf)
-        **extra,
-    }
 
 
 def test_example_dags_with_a_fault_after_every_redeploy_task(run_dir: Path, airflow_db: Path) -> None:
