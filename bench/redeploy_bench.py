@@ -2,10 +2,10 @@
 
     bash ./scripts/bench.sh redeploy [--rounds 2]
 
-For each round and each target application (v2, then back to v1):
+First the floors, each alone on the machine: the cold start of each application on an empty checkpoint
+(``example_start_job`` on a fresh job root), from the driver's submission to its first committed batch (median of
+``--rounds``). Then, for each round, two redeploys of one running job (to v2, then back to v1):
 
-- ``floor``: the cold start of that application on an empty checkpoint (``example_start_job`` on a fresh job root):
-  from the driver's submission to its first committed batch;
 - ``downtime``: a redeploy of the running job to that application (``example_redeploy``): from the stop request to
   the first committed batch of the new generation (stop, snapshot, verification, retire, submit, load, batch 0).
 
@@ -97,12 +97,18 @@ def main() -> int:
     try:
         bench.airflow_db()
         bench.producer.thread.start()
+        floors: dict[str, list[float]] = {"v1": [], "v2": []}
+        for r in range(args.rounds):  # each cold start alone on the machine, as the redeploy's new driver is
+            for app in ("v2", "v1"):
+                floors[app].append(bench.floor(app, r))
+                print(f"  cold start of {app} (round {r + 1}): {floors[app][-1]:.1f}s", flush=True)
         started = bench.dag("example_job_control", "example_start_job", bench.params("v1"))
         if started["state"].split(".")[-1] != "success":
             raise SystemExit("bench: v1 did not start")
         for r in range(args.rounds):
             for app, migration in (("v2", "v1_to_v2"), ("v1", "v2_to_v1")):
-                floor = bench.floor(app, r)
+                bench.wait(lambda: bench.committed(max(bench.root.generations())) >= 2, "two committed batches")
+                floor = statistics.median(floors[app])
                 result = bench.redeploy(app, migration)
                 rows.append({"round": r + 1, "app": app, "floor_s": round(floor, 2), **result,
                              "ratio": round(result["downtime_s"] / floor, 2)})

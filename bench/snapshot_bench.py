@@ -9,8 +9,10 @@ session), then measures, in the same run:
 - ``export``: :func:`export_snapshot` end to end (state-metadata, statestore read, Parquet write, SHA-256 of every
   file, manifest, shallow verification);
 - ``plain_write``: ``spark.range(K)`` shaped like the state, written as Parquet — the floor for the export;
-- ``load``: a transformWithState query (the v1 counter) started with the snapshot as ``initialState``: time from
-  start to its first committed batch, and keys per second.
+- ``seed_load``: the v3 counter's query shape (Spark's streaming aggregation over the events unioned with the
+  snapshot read as a file stream, ``ManagedContext.seed_stream``): time from start to its first committed batch;
+- ``tws_load``: a Python transformWithState query (the v1 counter) started with the snapshot as ``initialState``
+  (up to ``--tws-max-keys``: it loads a few thousand keys per second).
 
 Prints a table and writes ``bench/results/snapshot_bench.json``. Ratios, not absolute numbers, are the point: the
 machine is shared and noisy.
@@ -101,12 +103,43 @@ def load(spark: Any, work: Path, job: Path, snapshot_id: str) -> float:
     return time.perf_counter() - started
 
 
-def run(keys_list: list[int], out: Path) -> dict[str, Any]:
+def load_seeded(spark: Any, work: Path, job: Path, snapshot_id: str) -> float:
+    """Start the v3 counter's query shape: Spark's streaming aggregation over the events unioned with the snapshot
+    read as a file stream (``ManagedContext.seed_stream``); time to its first committed batch."""
+    from pyspark.sql import functions as F
+
+    from dags.apps.event_counter_v3 import SEED, seed_rows
+
+    part = job / "snapshots" / snapshot_id / "parts" / "op0"
+    schema = spark.read.parquet(str(part)).schema
+    seed = seed_rows(spark.readStream.schema(schema).parquet(str(part))
+                     .select("key", F.col("count").alias("n"), F.col("sum").alias("total")))
+    one = work / "one-event-v3"
+    spark.createDataFrame([("k000000000", 1)], "key string, value bigint").write.mode("overwrite").parquet(str(one))
+    events = (spark.readStream.schema("key string, value bigint").parquet(str(one))
+              .select("key", F.lit(1).cast("bigint").alias("n"), F.col("value").alias("total"),
+                      F.col("value").alias("max"), F.lit(1).alias("touched")))
+    assert seed.schema.simpleString() == spark.createDataFrame([], SEED).schema.simpleString()
+    counts = events.unionByName(seed).groupBy("key").agg(
+        F.sum("n").alias("n"), F.sum("total").alias("total"), F.max("max").alias("max"),
+        F.max("touched").alias("touched"))
+    started = time.perf_counter()
+    q = (counts.writeStream.outputMode("update")
+         .foreachBatch(lambda df, _: df.where("touched = 1").write.mode("overwrite").format("noop").save())
+         .option("checkpointLocation", str(work / "v3-checkpoint")).start())
+    q.processAllAvailable()
+    q.stop()
+    return time.perf_counter() - started
+
+
+def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="acp-bench-"))
     spark = session(base / "spark-local")
     rows = []
     try:
         spark.range(1000).write.mode("overwrite").parquet(str(base / "warmup"))  # JVM warm-up, not measured
+        warm, _ = build_state(spark, base / "warmup-state", 1000)
+        export_snapshot(spark, warm, 1, code_version="bench")  # the state reader's classes too
         for keys in keys_list:
             work = base / f"k{keys}"
             job, build_s = build_state(spark, work, keys)
@@ -115,13 +148,16 @@ def run(keys_list: list[int], out: Path) -> dict[str, Any]:
             manifest = export_snapshot(spark, job, 1, code_version="bench")
             export_s = time.perf_counter() - started
             assert manifest.rows == keys, (manifest.rows, keys)
-            load_s = load(spark, work, job, manifest.snapshot_id)
+            seeded_s = load_seeded(spark, work, job, manifest.snapshot_id)
+            load_s = load(spark, work, job, manifest.snapshot_id) if keys <= tws_max_keys else None
             size = sum(f.size for p in manifest.parts.values() for f in p.files)
             rows.append({
                 "keys": keys, "build_state_s": round(build_s, 2), "plain_write_s": round(plain_s, 2),
                 "export_s": round(export_s, 2), "export_write_s": manifest.export_seconds,
-                "export_vs_plain": round(export_s / plain_s, 2), "snapshot_mb": round(size / 1e6, 1),
-                "load_s": round(load_s, 2), "load_keys_per_s": int(keys / load_s),
+                "export_rate_vs_plain": round(plain_s / export_s, 2), "snapshot_mb": round(size / 1e6, 1),
+                "seed_load_s": round(seeded_s, 2), "seed_keys_per_s": int(keys / seeded_s),
+                "tws_load_s": round(load_s, 2) if load_s else None,
+                "tws_keys_per_s": int(keys / load_s) if load_s else None,
             })
             print_row(rows[-1])
             shutil.rmtree(work, ignore_errors=True)
@@ -135,7 +171,8 @@ def run(keys_list: list[int], out: Path) -> dict[str, Any]:
     return result
 
 
-HEADER = ("keys", "plain_write_s", "export_s", "export_vs_plain", "snapshot_mb", "load_s", "load_keys_per_s")
+HEADER = ("keys", "plain_write_s", "export_s", "export_rate_vs_plain", "snapshot_mb", "seed_load_s", "seed_keys_per_s",
+          "tws_load_s", "tws_keys_per_s")
 
 
 def print_row(row: dict[str, Any]) -> None:
@@ -148,9 +185,11 @@ def print_row(row: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--tws-max-keys", type=int, default=1_000_000,
+                        help="load through Python transformWithState only up to this many keys (5M takes ~10 min)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "snapshot_bench.json")
     args = parser.parse_args(argv)
-    result = run(args.keys, args.out)
+    result = run(args.keys, args.out, args.tws_max_keys)
     print(f"wrote {args.out} ({len(result['rows'])} rows)")
     return 0
 

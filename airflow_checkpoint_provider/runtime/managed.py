@@ -22,6 +22,7 @@ keeps ``status.json`` current, and serves stop requests. Exit code 0 when stoppe
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -190,14 +191,14 @@ class ManagedContext:
 
     def initial_state(
         self,
-        part: str,
+        part: str | None,
         key: str | Sequence[str] | None = None,
         *,
         expect: Any = None,
         migrate: Callable[[Any], Any] | None = None,
     ) -> Any:
-        """The snapshot's state part ``part`` grouped by its key, for ``initialState=`` — or None unless this
-        start loads a snapshot (never on resume: promise 2).
+        """The snapshot's state part ``part`` (None: its only part) grouped by its key, for ``initialState=`` —
+        or None unless this start loads a snapshot (never on resume: promise 2).
 
         :param key: key column(s); default the part's key columns as exported.
         :param expect: the state schema the new code declares for this part (a ``StructType`` or DDL string of
@@ -208,6 +209,13 @@ class ManagedContext:
         if not self.decision.load_initial_state or self.manifest is None:
             return None
         folder = self.root.snapshot_dir(str(self.spec.snapshot))
+        if part is None:
+            if len(self.manifest.parts) != 1:
+                raise ForeignSnapshotError(
+                    f"snapshot {self.spec.snapshot!r} has {len(self.manifest.parts)} state parts "
+                    f"({', '.join(sorted(self.manifest.parts))}): name the one to load",
+                    path=folder.uri, job=self.root.job, generation=self.generation)
+            part = next(iter(self.manifest.parts))
         spec = self.manifest.parts.get(part)
         if spec is None:
             raise ForeignSnapshotError(
@@ -224,6 +232,51 @@ class ManagedContext:
                                where=folder.uri, job=self.root.job, generation=self.generation)
         self.initial_state_parts.append(part)
         return df.groupBy(*keys)
+
+    def seed_stream(self, schema: Any, part: str | None = None, *,
+                    migrate: Callable[[Any], Any] | None = None) -> Any:
+        """The snapshot's state as *input*: a streaming DataFrame that yields the rows of state part ``part``
+        once, in this generation's first batch, and nothing ever after — for state that is a mergeable aggregate
+        (count, sum, min, max, ...): union it with the events and let Spark's own aggregation fold both, so the
+        state loads at the speed of a Parquet scan instead of one Python call per key.
+
+        Exactly once comes from Spark's checkpoint: it is a file stream source over the snapshot's (immutable)
+        Parquet files, and the source's own log in the checkpoint records them as read with batch 0. A restart
+        after a commit reads nothing (promise 2); a re-run batch 0 reads the same files again. A generation that
+        did not start from a snapshot gets an empty folder: the query has the same shape either way.
+
+        :param schema: the seed's schema after ``migrate`` (a ``StructType`` or DDL string); the empty stream of a
+            generation without a snapshot has it.
+        :param part: the snapshot's state part; default its only part.
+        :param migrate: old state rows -> seed rows (rename, add or drop columns); applied on read.
+        """
+        record = self.root.read_generation_record(self.generation) or {}
+        snapshot = record.get("snapshot") or (self.spec.snapshot if self.decision.load_initial_state else None)
+        if not snapshot:  # this generation started without a snapshot: an empty folder, same plan shape
+            empty = self.root.generation_dir(self.generation).child("no-seed")
+            empty.makedirs()
+            return self.spark.readStream.schema(schema).parquet(empty.uri)
+        manifest = self.manifest if self.manifest is not None else read_manifest(self.root, str(snapshot),
+                                                                                  generation=self.generation)
+        folder = self.root.snapshot_dir(str(snapshot))
+        if part is None and len(manifest.parts) != 1:
+            raise ForeignSnapshotError(
+                f"snapshot {snapshot!r} has {len(manifest.parts)} state parts ({', '.join(sorted(manifest.parts))}): "
+                "name the one to seed from", path=folder.uri, job=self.root.job, generation=self.generation)
+        name = part if part is not None else next(iter(manifest.parts))
+        spec = manifest.parts.get(name)
+        if spec is None:
+            raise ForeignSnapshotError(
+                f"snapshot {snapshot!r} has no state part {name!r} (it has: {', '.join(sorted(manifest.parts))})",
+                path=folder.uri, job=self.root.job, generation=self.generation)
+        from pyspark.sql.types import StructType
+
+        df = self.spark.readStream.schema(StructType.fromJson(json.loads(spec.spark_schema))).parquet(
+            folder.child(spec.path).uri)
+        if migrate is not None:
+            df = migrate(df)
+        self.initial_state_parts.append(name)
+        return df
 
     def gated(self, fn: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
         """Wrap a ``foreachBatch`` function: it refuses a batch, before touching it, once this driver must stop

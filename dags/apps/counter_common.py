@@ -54,7 +54,7 @@ def run_counter(argv: Sequence[str], *, processor: Callable[[], Any], state: Any
                       .options(**ctx.source_options("eventlog")).options(**options).load())
         counts = events.groupBy("key").transformWithState(
             statefulProcessor=processor(), outputStructType=output, outputMode="Update", timeMode="None",
-            initialState=ctx.initial_state("counts", "key", expect=state, migrate=migrate),
+            initialState=ctx.initial_state(None, "key", expect=state, migrate=migrate),
         )
         sink = idempotent_sink(args.output, ctx.generation, args.slow_batch_seconds)
         return (
@@ -74,3 +74,14 @@ def idempotent_sink(output: str, generation: int, slow_s: float = 0.0) -> Callab
         df.write.mode("overwrite").parquet(f"{output}/g={generation}/batch={batch_id}")
 
     return write
+
+
+def counter_state(df: Any) -> Any:
+    """Any counter's exported state -> ``(key, n, total[, max])``: v1 and v2 export their state variable
+    ``counts`` with these names; v3 (Spark's aggregation) exports its buffers ``(sum, sum_2, max, max_2)`` =
+    count, sum, maximum and "touched", in the order its query declares them."""
+    from pyspark.sql import functions as F
+
+    if "sum" in df.columns and "n" not in df.columns:
+        return df.select("key", F.col("sum").alias("n"), F.col("sum_2").alias("total"), F.col("max").alias("max"))
+    return df

@@ -19,7 +19,7 @@ from pyspark.sql import Row
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from dags.apps.counter_common import run_counter
+from dags.apps.counter_common import counter_state, run_counter
 
 STATE = StructType([StructField("n", LongType()), StructField("total", LongType())])
 OUTPUT = StructType([StructField("key", StringType()), StructField("n", LongType()), StructField("total", LongType())])
@@ -27,7 +27,8 @@ CODE_VERSION = "event-counter-v1"
 
 
 def migrate_v2_to_v1(df: Any) -> Any:
-    """v2 state rows -> v1 state rows: drop ``max`` (a v1 snapshot passes through unchanged)."""
+    """v2 or v3 state rows -> v1 state rows: drop ``max`` (a v1 snapshot passes through unchanged)."""
+    df = counter_state(df)
     return df.drop("max") if "max" in df.columns else df
 
 

@@ -23,7 +23,7 @@ from pyspark.sql import Row
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from dags.apps.counter_common import run_counter
+from dags.apps.counter_common import counter_state, run_counter
 
 STATE = StructType([StructField("n", LongType()), StructField("total", LongType()), StructField("max", LongType())])
 OUTPUT = StructType([StructField("key", StringType()), StructField("n", LongType()), StructField("total", LongType()),
@@ -32,9 +32,10 @@ CODE_VERSION = "event-counter-v2"
 
 
 def migrate_v1_to_v2(df: Any) -> Any:
-    """v1 state rows -> v2 state rows (a v2 snapshot passes through unchanged)."""
+    """v1 state rows -> v2 state rows (a v2 or v3 snapshot passes through unchanged)."""
     from pyspark.sql import functions as F
 
+    df = counter_state(df)
     if "max" in df.columns:
         return df
     return df.withColumn("max", F.lit(None).cast("bigint"))

@@ -1,6 +1,7 @@
 """A seeded fault campaign against the example DAGs on real local Spark.
 
-A seed gives a sequence of operations: redeploys that change the code (v1 <-> v2, each with its state migration),
+A seed gives a sequence of operations: redeploys that change the code (between v1, v2 and v3, each with its state
+migration; v3 loads its state through its input, the others as initial state),
 kill -9 of the driver at a random moment (the watchdog DAG brings it back from its checkpoint), kill -9 of the
 exporter during a redeploy's snapshot, of the new driver during a start, of the old driver during a stop, of the
 driver while the periodic snapshot reads it, and a second redeploy started while one runs. A failed DAG run is
@@ -40,6 +41,9 @@ from tests.support.drivers import Job
 from tests.support.lifecycle import example_params, kill_drivers, states, xcom
 from tests.support.processes import ROOT, wait_for
 
+#: The code a redeploy deploys: the counter as Python transformWithState (v1: count and sum; v2: + max, loaded as
+#: initial state) or as Spark's own aggregation (v3: the same as v2, its state seeded through its input).
+APPS = ("v1", "v2", "v3")
 #: Every sequence holds each of these once (the faults the campaign exists for); the rest is drawn at random.
 REQUIRED = ("redeploy+kill-exporter", "redeploy+kill-new-driver", "concurrent-redeploy", "kill-driver",
             "snapshot+kill-driver")
@@ -79,7 +83,7 @@ def plan(seed: int, ops: int) -> list[Step]:
         step = Step(kind)
         if "redeploy" in kind:
             if rng.random() < 0.7:
-                app, switched = ("v2" if app == "v1" else "v1"), True
+                app, switched = rng.choice([a for a in APPS if a != app]), True
             step.app = app
         fault = kind.split("+", 1)[1] if "+" in kind else kind
         if fault in DELAYS or kind in DELAYS:

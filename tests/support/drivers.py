@@ -16,7 +16,7 @@ from airflow_checkpoint_provider.model.records import DriverStatus, StopRequest
 from airflow_checkpoint_provider.runtime.eventlog import EventLogWriter
 from tests.support.processes import ROOT, spark_submit, wait_for
 
-APPS = {"v1": ROOT / "dags" / "apps" / "event_counter_v1.py", "v2": ROOT / "dags" / "apps" / "event_counter_v2.py"}
+APPS = {v: ROOT / "dags" / "apps" / f"event_counter_{v}.py" for v in ("v1", "v2", "v3")}
 EXPORTER = ROOT / "airflow_checkpoint_provider" / "runtime" / "export.py"
 
 
