@@ -7,10 +7,11 @@ For each key count K it builds a real state of K keys (a streaming aggregation, 
 session), then measures, in the same run:
 
 - ``export``: :func:`export_snapshot` end to end (state-metadata, statestore read, Parquet write, SHA-256 of every
-  file, manifest, shallow verification);
+  file, manifest);
 - ``plain_write``: ``spark.range(K)`` shaped like the state, written as Parquet — the floor for the export;
 - ``seed_load``: the v3 counter's query shape (Spark's streaming aggregation over the events unioned with the
-  snapshot read as a file stream, ``ManagedContext.seed_stream``): time from start to its first committed batch;
+  snapshot read as a file stream, ``ManagedContext.seed_stream``): time from start to its first committed batch,
+  and the marginal rate (keys over the time beyond the same query's start with an empty seed);
 - ``tws_load``: a Python transformWithState query (the v1 counter) started with the snapshot as ``initialState``
   (up to ``--tws-max-keys``: it loads a few thousand keys per second).
 
@@ -25,6 +26,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -103,14 +105,14 @@ def load(spark: Any, work: Path, job: Path, snapshot_id: str) -> float:
     return time.perf_counter() - started
 
 
-def load_seeded(spark: Any, work: Path, job: Path, snapshot_id: str) -> float:
+def load_seeded(spark: Any, work: Path, job: Path, snapshot_id: str, part_dir: Path | None = None) -> float:
     """Start the v3 counter's query shape: Spark's streaming aggregation over the events unioned with the snapshot
     read as a file stream (``ManagedContext.seed_stream``); time to its first committed batch."""
     from pyspark.sql import functions as F
 
     from dags.apps.event_counter_v3 import SEED, seed_rows
 
-    part = job / "snapshots" / snapshot_id / "parts" / "op0"
+    part = part_dir or job / "snapshots" / snapshot_id / "parts" / "op0"
     schema = spark.read.parquet(str(part)).schema
     seed = seed_rows(spark.readStream.schema(schema).parquet(str(part))
                      .select("key", F.col("count").alias("n"), F.col("sum").alias("total")))
@@ -139,7 +141,12 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000) -> dict[
     try:
         spark.range(1000).write.mode("overwrite").parquet(str(base / "warmup"))  # JVM warm-up, not measured
         warm, _ = build_state(spark, base / "warmup-state", 1000)
-        export_snapshot(spark, warm, 1, code_version="bench")  # the state reader's classes too
+        warm_id = export_snapshot(spark, warm, 1, code_version="bench").snapshot_id  # the state reader's classes too
+        empty = base / "empty-seed"  # the same query over a seed with no rows: what a start costs without state
+        spark.read.parquet(str(warm / "snapshots" / warm_id / "parts" / "op0")).limit(0).write.parquet(str(empty))
+        load_seeded(spark, base / "warmup-load", warm, warm_id)
+        fixed_s = statistics.median(load_seeded(spark, base / f"empty-{i}", warm, warm_id, empty) for i in range(3))
+        print(f"seeded start with an empty seed (fixed cost, subtracted for the marginal rate): {fixed_s:.2f}s")
         for keys in keys_list:
             work = base / f"k{keys}"
             job, build_s = build_state(spark, work, keys)
@@ -156,6 +163,8 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000) -> dict[
                 "export_s": round(export_s, 2), "export_write_s": manifest.export_seconds,
                 "export_rate_vs_plain": round(plain_s / export_s, 2), "snapshot_mb": round(size / 1e6, 1),
                 "seed_load_s": round(seeded_s, 2), "seed_keys_per_s": int(keys / seeded_s),
+                "seed_fixed_s": round(fixed_s, 2),
+                "seed_marginal_keys_per_s": int(keys / max(seeded_s - fixed_s, 1e-3)),
                 "tws_load_s": round(load_s, 2) if load_s else None,
                 "tws_keys_per_s": int(keys / load_s) if load_s else None,
             })
@@ -172,14 +181,14 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000) -> dict[
 
 
 HEADER = ("keys", "plain_write_s", "export_s", "export_rate_vs_plain", "snapshot_mb", "seed_load_s", "seed_keys_per_s",
-          "tws_load_s", "tws_keys_per_s")
+          "seed_marginal_keys_per_s", "tws_load_s", "tws_keys_per_s")
 
 
 def print_row(row: dict[str, Any]) -> None:
     if not getattr(print_row, "started", False):
         print(" | ".join(f"{h:>15}" for h in HEADER))
         print_row.started = True  # type: ignore[attr-defined]
-    print(" | ".join(f"{row[h]:>15}" for h in HEADER), flush=True)
+    print(" | ".join(f"{'-' if row[h] is None else row[h]:>15}" for h in HEADER), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

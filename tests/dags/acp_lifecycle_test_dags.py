@@ -64,7 +64,7 @@ with dag("acp_test_redeploy") as redeploy_dag:
 
 with dag("acp_test_redeploy_deferrable") as redeploy_deferrable_dag:
     chain(
-        StopStreamingJobOperator(task_id="stop", timeout_s=120, deferrable=True, **JOB),
+        StopStreamingJobOperator(task_id="stop", timeout_s=120, deferrable=True, snapshot=True, **JOB),
         SnapshotStreamingJobOperator(task_id="snapshot", require_stopped=True, spark_conf=SPARK_CONF, **JOB),
         CleanupStreamingJobOperator(task_id="cleanup", snapshot_id=SNAPSHOT, stop_task_id="stop", **JOB),
         StartStreamingJobOperator(task_id="start", snapshot=SNAPSHOT, deferrable=True, **JOB, **APP),

@@ -57,6 +57,8 @@ def test_second_concurrent_redeploy_fails_with_the_lease_error(run_dir: Path, ai
             assert first.wait(timeout=600) == 0, log.read_text()[-4000:]
             outcome = json.loads(log.read_text().strip().splitlines()[-1])
             assert outcome["state"] == "success", outcome
+            stop = outcome["tasks"]["stop"]["result"]  # the stopping driver exported; the snapshot task verified it
+            assert stop["snapshot_id"] and stop["snapshot_id"] == outcome["tasks"]["snapshot"]["result"], outcome
             assert JobLedger(job.root).read().current_generation == 2
             history = [h["event"] for h in JobLedger(job.root).read().history]
             assert history.count("generation_created") == 2  # generation 1, then exactly one redeploy

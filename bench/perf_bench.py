@@ -1,0 +1,117 @@
+"""The performance table: every target of the performance issue, measured on this machine in one run.
+
+    bash ./scripts/bench.sh perf              # runs the three benchmarks below (~20 min on 2 cores), then the table
+    bash ./scripts/bench.sh perf --table-only # the table from the latest bench/results/*.json
+
+- redeploy downtime vs the floor (a cold start of the same application): ``redeploy_bench.py``;
+- initial-state load rate at 100k / 1M / 5M keys and snapshot export vs a plain Parquet write: ``snapshot_bench.py``;
+- import time each operator, sensor and example DAG module adds over ``airflow.sdk``: ``imports_bench.py``.
+
+Prints one table and writes ``bench/results/perf.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+RUNS = {
+    "redeploy": ["--rounds", "1"],
+    "snapshot": ["--keys", "100000", "1000000", "5000000", "--tws-max-keys", "1000000"],
+    "imports": ["--repeat", "7"],
+}
+#: Modules the import target covers (operators, sensors, example DAGs); the rest is shown for information.
+IMPORT_TARGET = ("operators", "sensors", "example_")
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = ""
+    try:
+        kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal")))
+        mem = f", {kb / 1024 / 1024:.0f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}){mem}, Python {platform.python_version()}, {platform.system()}"
+
+
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """(what, measured, target, met) for the table."""
+    out: list[tuple[str, str, str, bool | None]] = []
+    redeploy = results.get("redeploy")
+    if redeploy:
+        for r in redeploy["rows"]:
+            now = r.get("flow", "export on stop") == "export on stop"
+            out.append((f"redeploy downtime -> {r['app']}, {r.get('flow', 'export on stop')}"
+                        f"{'' if now else ' (before)'}, round {r['round']}",
+                        f"{r['downtime_s']:.1f} s vs cold start {r['floor_s']:.1f} s = {r['ratio']:.2f}x",
+                        "<= 1.3x" if now else "(before)", r["ratio"] <= 1.3 if now else None))
+    snapshot = results.get("snapshot")
+    if snapshot:
+        for r in snapshot["rows"]:
+            k = f"{r['keys'] // 1000}k" if r["keys"] < 1_000_000 else f"{r['keys'] // 1_000_000}M"
+            target_met = r["seed_keys_per_s"] >= 100_000 and (r["keys"] < 5_000_000 or r["seed_load_s"] < 60)
+            tws = (f"; as transformWithState initialState: {r['tws_keys_per_s']:,} keys/s"
+                   if r.get("tws_keys_per_s") else "")
+            out.append((f"initial-state load, {k} keys (seeded through input)",
+                        f"{r['seed_keys_per_s']:,} keys/s ({r['seed_load_s']:.1f} s){tws}",
+                        ">= 100k keys/s" + (", < 60 s" if r["keys"] >= 5_000_000 else ""), target_met))
+        for r in snapshot["rows"]:
+            k = f"{r['keys'] // 1000}k" if r["keys"] < 1_000_000 else f"{r['keys'] // 1_000_000}M"
+            out.append((f"snapshot export vs plain Parquet write, {k} keys",
+                        f"{r['export_s']:.2f} s vs {r['plain_write_s']:.2f} s = {r['export_rate_vs_plain']:.2f}x "
+                        "the throughput", ">= 0.8x", r["export_rate_vs_plain"] >= 0.8))
+    imports = results.get("imports")
+    if imports:
+        for module, r in imports["modules"].items():
+            covered = any(t in module for t in IMPORT_TARGET)
+            out.append((f"import {module.replace('airflow_checkpoint_provider.', '')}",
+                        f"+{r['added_ms']:.0f} ms over airflow.sdk{', imports pyspark!' if r['pyspark'] else ''}",
+                        "<= 50 ms" if covered else "(info)", (r["added_ms"] <= 50 and not r["pyspark"])
+                        if covered else None))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table-only", action="store_true", help="do not run the benchmarks; use their latest JSON")
+    args = parser.parse_args()
+    if not args.table_only:
+        for name, extra in RUNS.items():
+            print(f"==> {name} benchmark", flush=True)
+            subprocess.run([sys.executable, str(ROOT / "bench" / f"{name}_bench.py"), *extra], check=True)
+    results = {}
+    for name in RUNS:
+        path = RESULTS / f"{name}_bench.json"
+        if path.exists():
+            results[name] = json.loads(path.read_text())
+    table = rows(results)
+    width = max(len(r[0]) for r in table)
+    mwidth = max(len(r[1]) for r in table)
+    print(f"\nmachine: {machine()}\n")
+    print(f"{'what':<{width}}  {'measured':<{mwidth}}  {'target':<16} met")
+    for what, measured, target, met in table:
+        print(f"{what:<{width}}  {measured:<{mwidth}}  {target:<16} {'-' if met is None else ('yes' if met else 'NO')}")
+    out = RESULTS / "perf.json"
+    out.write_text(json.dumps({"machine": machine(), "rows": [
+        {"what": w, "measured": m, "target": t, "met": ok} for w, m, t, ok in table]}, indent=1))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
