@@ -29,10 +29,11 @@ MODULES = [
     "example_job_control",
     "example_watchdog",
     "example_periodic_snapshot",
+    "bench_reference_dag",  # a DAG of the same shape with no provider operator: Airflow's own cost
 ]
 PROBE = """
 import sys, time, json
-sys.path[:0] = [{root!r}, {dags!r}]
+sys.path[:0] = [{root!r}, {dags!r}, {bench_dags!r}]
 t0 = time.perf_counter()
 import airflow.sdk
 t1 = time.perf_counter()
@@ -44,7 +45,8 @@ print(json.dumps({{"sdk": t1 - t0, "module": t2 - t1,
 
 
 def measure(module: str | None, repeat: int) -> dict[str, float | bool]:
-    code = PROBE.format(root=str(ROOT), dags=str(ROOT / "dags"), imp=f"import {module}" if module else "pass")
+    code = PROBE.format(root=str(ROOT), dags=str(ROOT / "dags"), bench_dags=str(ROOT / "bench" / "dags"),
+                        imp=f"import {module}" if module else "pass")
     runs = []
     for _ in range(repeat):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
