@@ -148,7 +148,7 @@ class StreamingJobOperator(BaseOperator):
     def take_lease(self, context: Context, root: JobRoot) -> str:
         holder = run_holder(context)
         lease = _ledger.JobLedger(root).acquire(holder, f"{self.lease_operation} ({self.task_id})", self.lease_ttl_s,
-                                        holder_finished=lambda other: run_finished(context, other))
+                                                holder_finished=lambda other: run_finished(context, other))
         self.log.info("job %s: lease held by %s until %s", root.job, holder, time.ctime(lease.expires_at))
         return holder
 
@@ -284,10 +284,11 @@ class StartStreamingJobOperator(StreamingJobOperator):
             pid, host = handle.pid, handle.host
         if self.deferrable:
             self.defer(
-                trigger=_triggers.DriverStartedTrigger(job_root=root.location.uri, job_name=root.job, generation=generation,
-                                             timeout_s=self.start_timeout_s, poll_interval_s=self.poll_interval_s,
-                                             launch_id=info["launch_id"], need_commit=self.wait_for == "committed",
-                                             pid=pid, host=host, echo=info),
+                trigger=_triggers.DriverStartedTrigger(
+                    job_root=root.location.uri, job_name=root.job, generation=generation,
+                    timeout_s=self.start_timeout_s, poll_interval_s=self.poll_interval_s,
+                    launch_id=info["launch_id"], need_commit=self.wait_for == "committed",
+                    pid=pid, host=host, echo=info),
                 method_name="execute_complete",
             )
 
@@ -323,7 +324,7 @@ class StartStreamingJobOperator(StreamingJobOperator):
         record = (root.read_generation_record(current) if current is not None else None) or {}
         retired = bool(record.get("retired_at") or record.get("deleted_at"))
         plan = _decisions.plan_generation(current=current, existing=root.generations(), snapshot=self.snapshot or None,
-                               current_snapshot=record.get("snapshot"), current_retired=retired)
+                                          current_snapshot=record.get("snapshot"), current_retired=retired)
         self.log.info("%s", plan.reason)
         if not plan.create and retired:
             raise FencedError(plan.reason, path=root.generation_dir(plan.generation).uri, job=root.job,
@@ -447,7 +448,8 @@ class StopStreamingJobOperator(StreamingJobOperator):
             return pending
         request = _records.StopRequest(
             request_id=uuid.uuid4().hex, requested_at=time.time(), timeout_s=self.timeout_s,
-            on_timeout=(_records.OnStopTimeout.FORCE_STOP if self.on_timeout == "force_stop" else _records.OnStopTimeout.KEEP_RUNNING).value,
+            on_timeout=(_records.OnStopTimeout.FORCE_STOP if self.on_timeout == "force_stop"
+                        else _records.OnStopTimeout.KEEP_RUNNING).value,
             requested_by=run_holder(context), snapshot=self.snapshot,
         )
         root.write_stop_request(generation, request)
@@ -624,7 +626,8 @@ class CleanupStreamingJobOperator(StreamingJobOperator):
         record = root.read_generation_record(generation) or {}
         done_already = bool(record.get("deleted_at")) or (self.mode == "retire" and bool(record.get("retired_at")))
         view = self.hook().observe(root, generation)
-        last = None if record.get("deleted_at") else _inspector.inspect_checkpoint(checkpoint, allow_empty=True).last_committed_batch
+        last = None if record.get("deleted_at") else _inspector.inspect_checkpoint(
+            checkpoint, allow_empty=True).last_committed_batch
         verified = [e.batch for e in _snapshots.SnapshotCatalogue(root).list()
                     if e.verified and e.generation == generation and e.batch is not None]
         stop_outcome = None
@@ -632,8 +635,8 @@ class CleanupStreamingJobOperator(StreamingJobOperator):
             pulled = context["ti"].xcom_pull(task_ids=self.stop_task_id)
             stop_outcome = pulled.get("outcome") if isinstance(pulled, dict) else None
         verdict, reason = _decisions.decide_cleanup(driver_stopped=view.provably_stopped, last_committed_batch=last,
-                                         verified_snapshot_batches=verified, stop_outcome=stop_outcome,
-                                         require_stop=bool(self.stop_task_id), already_done=done_already)
+                                                    verified_snapshot_batches=verified, stop_outcome=stop_outcome,
+                                                    require_stop=bool(self.stop_task_id), already_done=done_already)
         if verdict is _decisions.CleanupVerdict.DRIVER_ALIVE:
             raise DriverStillRunningError(f"refusing to retire generation {generation}: {reason} ({view.reason})",
                                           path=checkpoint.uri, job=root.job, generation=generation)
@@ -649,7 +652,7 @@ class CleanupStreamingJobOperator(StreamingJobOperator):
                 changes["deleted_at"] = now
             root.update_generation_record(generation, **changes)
             _ledger.JobLedger(root).record(f"generation_{'deleted' if self.mode == 'delete' else 'retired'}", by=holder,
-                                   generation=generation, batch=last, snapshot=self.snapshot_id)
+                                           generation=generation, batch=last, snapshot=self.snapshot_id)
         self.log.info("generation %s: %s (%s)", generation, "already done" if done_already else self.mode + "d",
                       reason)
         result: dict[str, Any] = {"generation": generation, "verdict": verdict.value, "reason": reason,

@@ -106,10 +106,10 @@ class StreamingJobHealthSensor(_JobRootSensor):
                                 max_batch_age_s=self.max_batch_age_s, max_lag=self.max_lag)
 
     def trigger(self, root: JobRoot) -> JobRootTrigger:
-        return _triggers.JobHealthyTrigger(job_root=root.location.uri, job_name=root.job, generation=self.gen(),
-                                 timeout_s=float(self.timeout), poll_interval_s=float(self.poke_interval),
-                                 max_heartbeat_age_s=self.max_heartbeat_age_s, max_batch_age_s=self.max_batch_age_s,
-                                 max_lag=self.max_lag)
+        return _triggers.JobHealthyTrigger(
+            job_root=root.location.uri, job_name=root.job, generation=self.gen(), timeout_s=float(self.timeout),
+            poll_interval_s=float(self.poke_interval), max_heartbeat_age_s=self.max_heartbeat_age_s,
+            max_batch_age_s=self.max_batch_age_s, max_lag=self.max_lag)
 
 
 class CheckpointCommittedSensor(_JobRootSensor):
@@ -129,5 +129,5 @@ class CheckpointCommittedSensor(_JobRootSensor):
 
     def trigger(self, root: JobRoot) -> JobRootTrigger:
         return _triggers.BatchCommittedTrigger(job_root=root.location.uri, job_name=root.job, generation=self.gen(),
-                                     timeout_s=float(self.timeout), poll_interval_s=float(self.poke_interval),
-                                     batch=int(self.batch))
+                                               timeout_s=float(self.timeout), poll_interval_s=float(self.poke_interval),
+                                               batch=int(self.batch))

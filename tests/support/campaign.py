@@ -419,10 +419,11 @@ class Campaign:
         final = xcom(stopped, "stop")
         snapped = self.dag_run(example_periodic_snapshot.dag, self.params(self.app), entry)
         manifest = read_manifest(self.job.root, xcom(snapped, "snapshot"))
-        part = manifest.parts["counts"]
+        (part,) = manifest.parts.values()  # v1/v2: state variable "counts"; v3: the aggregation's buffers "op0"
         rows = pq.read_table(Path(self.job.root.snapshot_dir(manifest.snapshot_id).child(part.path).uri)).to_pylist()
+        n, total = ("n", "total") if "n" in part.value_columns else ("sum", "sum_2")  # see counter_state
         self.log.append(entry)
-        return {"stop": final, "state": {r["key"]: (r["n"], r["total"]) for r in rows},
+        return {"stop": final, "state": {r["key"]: (r[n], r[total]) for r in rows},
                 "generation": manifest.generation, "batch": manifest.batch}
 
     def report(self, path: Path) -> None:
