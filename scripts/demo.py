@@ -171,8 +171,11 @@ class Demo:
         if redeploy["state"].split(".")[-1] != "success":
             return self.fail("the redeploy failed")
         stop, snap = redeploy["tasks"]["stop"]["result"], redeploy["tasks"]["snapshot"]["result"]
+        exported = (f"exported by the stopping driver in {stop['snapshot_s']}s" if stop.get("snapshot_id")
+                    else "exported by the exporter application")
         say(f"  v1 stopped at batch {stop['final_committed_batch']} after {stop['stop_latency_s']}s "
-            f"({stop['method']}); snapshot {snap}; v2 runs as generation {redeploy['tasks']['start']['result']['generation']}")
+            f"({stop['method']}); snapshot {snap} ({exported}); v2 runs as generation "
+            f"{redeploy['tasks']['start']['result']['generation']}")
 
         say("3/5 kill -9 the v2 driver in the middle of a batch")
         self.wait(lambda: self.committed(2) >= 2, "v2 to commit 2 batches")

@@ -47,27 +47,12 @@ with dag("acp_test_start") as start_dag:
         StreamingJobHealthSensor(task_id="healthy", job_root="{{ params.job_root }}", poke_interval=0.5, timeout=60),
     )
 
-with dag("acp_test_start_deferrable") as start_deferrable_dag:
-    chain(
-        StartStreamingJobOperator(task_id="start", deferrable=True, **JOB, **APP),
-        CheckpointCommittedSensor(task_id="committed", job_root="{{ params.job_root }}", batch=2, poke_interval=0.5,
-                                  timeout=240, deferrable=True),
-    )
-
 with dag("acp_test_redeploy") as redeploy_dag:
     chain(
         StopStreamingJobOperator(task_id="stop", timeout_s=120, **JOB),
         SnapshotStreamingJobOperator(task_id="snapshot", require_stopped=True, spark_conf=SPARK_CONF, **JOB),
         CleanupStreamingJobOperator(task_id="cleanup", snapshot_id=SNAPSHOT, stop_task_id="stop", keep_last=5, **JOB),
         StartStreamingJobOperator(task_id="start", snapshot=SNAPSHOT, **JOB, **APP),
-    )
-
-with dag("acp_test_redeploy_deferrable") as redeploy_deferrable_dag:
-    chain(
-        StopStreamingJobOperator(task_id="stop", timeout_s=120, deferrable=True, snapshot=True, **JOB),
-        SnapshotStreamingJobOperator(task_id="snapshot", require_stopped=True, spark_conf=SPARK_CONF, **JOB),
-        CleanupStreamingJobOperator(task_id="cleanup", snapshot_id=SNAPSHOT, stop_task_id="stop", **JOB),
-        StartStreamingJobOperator(task_id="start", snapshot=SNAPSHOT, deferrable=True, **JOB, **APP),
     )
 
 with dag("acp_test_stop") as stop_dag:

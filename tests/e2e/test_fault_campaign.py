@@ -36,6 +36,7 @@ def test_plan_replays_from_its_seed_and_holds_every_required_fault() -> None:
         assert any(a != b for a, b in zip(apps, apps[1:], strict=False)), apps  # at least one code change
 
 
+@pytest.mark.timeout(300 + 150 * OPS)  # about 50 s per operation on 2 cores; a by-hand run may be long
 def test_fault_campaign_totals_equal_the_event_log(run_dir: Path, airflow_db: Path) -> None:
     job = Job(run_dir / f"campaign-{SEED}", run_dir)
     result = run_campaign(job, run_dir, SEED, OPS, say=say)
