@@ -209,20 +209,7 @@ class ManagedContext:
         if not self.decision.load_initial_state or self.manifest is None:
             return None
         folder = self.root.snapshot_dir(str(self.spec.snapshot))
-        if part is None:
-            if len(self.manifest.parts) != 1:
-                raise ForeignSnapshotError(
-                    f"snapshot {self.spec.snapshot!r} has {len(self.manifest.parts)} state parts "
-                    f"({', '.join(sorted(self.manifest.parts))}): name the one to load",
-                    path=folder.uri, job=self.root.job, generation=self.generation)
-            part = next(iter(self.manifest.parts))
-        spec = self.manifest.parts.get(part)
-        if spec is None:
-            raise ForeignSnapshotError(
-                f"snapshot {self.spec.snapshot!r} has no state part {part!r} (it has: "
-                f"{', '.join(sorted(self.manifest.parts)) or 'none'})",
-                path=folder.uri, job=self.root.job, generation=self.generation,
-            )
+        part, spec = self._part(self.manifest, part)
         df = self.spark.read.parquet(folder.child(spec.path).uri)
         keys = list(spec.key_columns) if key is None else ([key] if isinstance(key, str) else list(key))
         if migrate is not None:
@@ -258,25 +245,30 @@ class ManagedContext:
             return self.spark.readStream.schema(schema).parquet(empty.uri)
         manifest = self.manifest if self.manifest is not None else read_manifest(self.root, str(snapshot),
                                                                                   generation=self.generation)
-        folder = self.root.snapshot_dir(str(snapshot))
-        if part is None and len(manifest.parts) != 1:
-            raise ForeignSnapshotError(
-                f"snapshot {snapshot!r} has {len(manifest.parts)} state parts ({', '.join(sorted(manifest.parts))}): "
-                "name the one to seed from", path=folder.uri, job=self.root.job, generation=self.generation)
-        name = part if part is not None else next(iter(manifest.parts))
-        spec = manifest.parts.get(name)
-        if spec is None:
-            raise ForeignSnapshotError(
-                f"snapshot {snapshot!r} has no state part {name!r} (it has: {', '.join(sorted(manifest.parts))})",
-                path=folder.uri, job=self.root.job, generation=self.generation)
+        name, spec = self._part(manifest, part)
         from pyspark.sql.types import StructType
 
         df = self.spark.readStream.schema(StructType.fromJson(json.loads(spec.spark_schema))).parquet(
-            folder.child(spec.path).uri)
+            self.root.snapshot_dir(str(snapshot)).child(spec.path).uri)
         if migrate is not None:
             df = migrate(df)
         self.initial_state_parts.append(name)
         return df
+
+    def _part(self, manifest: Manifest, part: str | None) -> tuple[str, Any]:
+        """The snapshot's state part by name (None: its only one), or ForeignSnapshotError naming what it has."""
+        folder = self.root.snapshot_dir(manifest.snapshot_id)
+        has = ", ".join(sorted(manifest.parts)) or "none"
+        if part is None:
+            if len(manifest.parts) != 1:
+                raise ForeignSnapshotError(
+                    f"snapshot {manifest.snapshot_id!r} has {len(manifest.parts)} state parts ({has}): name one",
+                    path=folder.uri, job=self.root.job, generation=self.generation)
+            part = next(iter(manifest.parts))
+        if part not in manifest.parts:
+            raise ForeignSnapshotError(f"snapshot {manifest.snapshot_id!r} has no state part {part!r} (it has: {has})",
+                                       path=folder.uri, job=self.root.job, generation=self.generation)
+        return part, manifest.parts[part]
 
     def gated(self, fn: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
         """Wrap a ``foreachBatch`` function: it refuses a batch, before touching it, once this driver must stop

@@ -40,7 +40,7 @@ from airflow_checkpoint_provider.checkpoint.snapshots import read_manifest
 from airflow_checkpoint_provider.model.backends import Liveness
 from tests.support.counting import fold_log, sink_totals
 from tests.support.drivers import Job
-from tests.support.lifecycle import example_params, kill_drivers, states, xcom
+from tests.support.lifecycle import driver_pid, example_params, kill_driver, kill_drivers, states, xcom
 from tests.support.processes import ROOT, wait_for
 
 #: The code a redeploy deploys: the counter as Python transformWithState (v1: count and sum; v2: + max, loaded as
@@ -142,23 +142,6 @@ def kill_tree(pid: int) -> None:
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def driver_pid(job: Job, generation: int) -> int | None:
-    launches = (job.root.read_generation_record(generation) or {}).get("launches") or []
-    return int(launches[-1]["pid"]) if launches and launches[-1].get("pid") else None
-
-
-def kill_driver(job: Job, generation: int) -> int | None:
-    """kill -9 a generation's latest driver (its own process group: the JVM and its Python workers)."""
-    pid = driver_pid(job, generation)
-    if pid is None:
-        return None
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return None
-    return pid
 
 
 def live_drivers(job: Job) -> list[tuple[int, int]]:

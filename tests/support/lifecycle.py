@@ -42,13 +42,31 @@ def kill_drivers(path: Path) -> None:
                     pass
 
 
+def driver_pid(job: Job, generation: int) -> int | None:
+    """The pid of a generation's latest driver launch (None before its first launch)."""
+    launches = (job.root.read_generation_record(generation) or {}).get("launches") or []
+    return int(launches[-1]["pid"]) if launches and launches[-1].get("pid") else None
+
+
+def kill_driver(job: Job, generation: int) -> int | None:
+    """kill -9 a generation's latest driver (its own process group: the JVM and its Python workers); return its
+    pid, or None when there was nothing to kill."""
+    pid = driver_pid(job, generation)
+    if pid is None:
+        return None
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
 def kill_current_driver(job: Job, generation: int) -> int:
-    """kill -9 the running driver of a generation (its process group); return its pid."""
+    """kill -9 the running driver of a generation and wait until it is gone; return its pid."""
     status = job.status(generation)
     assert status is not None and status.state == "RUNNING", status
-    launches = (job.root.read_generation_record(generation) or {}).get("launches", [])
-    pid = int(launches[-1]["pid"])
-    os.killpg(pid, signal.SIGKILL)
+    pid = kill_driver(job, generation)
+    assert pid is not None, f"generation {generation} has no live driver launch"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
         try:
