@@ -49,7 +49,9 @@ def render_inspect(report: dict[str, Any]) -> str:
         *_offsets_text(report["committed_end_offsets"], report["source_ids"]),
     ]
     if report["in_flight_batch"] is not None:
-        lines.append(f"end offsets planned for in-flight batch {report['in_flight_batch']} (re-run on restart):")
+        lines.append(
+            f"end offsets planned for in-flight batch {report['in_flight_batch']} (re-run on restart):"
+        )
         lines.extend(_offsets_text(report["in_flight_end_offsets"], report["source_ids"]))
     if report["operators"]:
         lines.append("stateful operators:")
@@ -106,15 +108,19 @@ def _duration(text: str) -> Any:
 def render_snapshots(root: str, entries: list[dict[str, Any]]) -> str:
     if not entries:
         return f"job root {root}: no snapshots"
-    lines = [f"job root {root}: {len(entries)} snapshot folder(s), newest first",
-             f"  {'id':<32} {'gen':>4} {'batch':>6} {'rows':>10}  {'state':<14} created"]
+    lines = [
+        f"job root {root}: {len(entries)} snapshot folder(s), newest first",
+        f"  {'id':<32} {'gen':>4} {'batch':>6} {'rows':>10}  {'state':<14} created",
+    ]
     for e in entries:
         if not e["complete"]:
             state = "UNFINISHED" if not e.get("error") else "UNREADABLE"
         else:
             state = "deep-verified" if e["deep_verified"] else "verified" if e["verified"] else "unverified"
-        lines.append(f"  {e['snapshot_id']:<32} {_or_none(e['generation']):>4} {_or_none(e['batch']):>6} "
-                     f"{_or_none(e['rows']):>10}  {state:<14} {e['created_at'] or '-'}")
+        lines.append(
+            f"  {e['snapshot_id']:<32} {_or_none(e['generation']):>4} {_or_none(e['batch']):>6} "
+            f"{_or_none(e['rows']):>10}  {state:<14} {e['created_at'] or '-'}"
+        )
         if e.get("error"):
             lines.append(f"      {e['error']}")
     return "\n".join(lines)
@@ -132,7 +138,8 @@ def _cmd_snapshots(args: argparse.Namespace) -> int:
         result["verified"] = [verify_snapshot(root, i).to_json() for i in ids]
     if args.keep_last is not None or args.max_age is not None:
         plan = (catalogue.apply_retention if args.apply else catalogue.plan_retention)(
-            keep_last=args.keep_last, max_age=args.max_age)
+            keep_last=args.keep_last, max_age=args.max_age
+        )
         result["retention"] = {**plan.to_json(), "applied": bool(args.apply)}
     entries = [e.to_json() for e in catalogue.list()]
     result["snapshots"] = entries
@@ -168,7 +175,11 @@ def job_status(job_root: str, job_name: str | None = None) -> dict[str, Any]:
     for g, record in root.generation_records().items():
         status = root.read_status(g)
         try:
-            info = inspect_checkpoint(root.checkpoint(g), allow_empty=True) if not record.get("deleted_at") else None
+            info = (
+                inspect_checkpoint(root.checkpoint(g), allow_empty=True)
+                if not record.get("deleted_at")
+                else None
+            )
             committed = None if info is None else info.last_committed_batch
         except CheckpointProviderError as exc:
             committed = f"unreadable: {exc}"
@@ -182,40 +193,72 @@ def job_status(job_root: str, job_name: str | None = None) -> dict[str, Any]:
             state = status.state
         else:
             state = status.state if status.state in ("STOPPED", "FAILED") else "DEAD"
-        generations.append({
-            "generation": g, "current": g == ledger.current_generation, "state": state,
-            "last_committed_batch": committed, "code_version": record.get("code_version"),
-            "snapshot": record.get("snapshot"), "application": record.get("application"),
-            "heartbeat_age_s": None if status is None else round(status.heartbeat_age(now), 1),
-            "driver": None if status is None else {
-                "driver_id": status.driver_id, "app_id": status.app_id, "pid": status.pid, "host": status.host,
-                "start_mode": status.start_mode, "launch_id": status.launch_id, "error": status.error,
-                "source_lag": status.source_lag},
-            "launches": len(record.get("launches", [])),
-        })
+        generations.append(
+            {
+                "generation": g,
+                "current": g == ledger.current_generation,
+                "state": state,
+                "last_committed_batch": committed,
+                "code_version": record.get("code_version"),
+                "snapshot": record.get("snapshot"),
+                "application": record.get("application"),
+                "heartbeat_age_s": None if status is None else round(status.heartbeat_age(now), 1),
+                "driver": None
+                if status is None
+                else {
+                    "driver_id": status.driver_id,
+                    "app_id": status.app_id,
+                    "pid": status.pid,
+                    "host": status.host,
+                    "start_mode": status.start_mode,
+                    "launch_id": status.launch_id,
+                    "error": status.error,
+                    "source_lag": status.source_lag,
+                },
+                "launches": len(record.get("launches", [])),
+            }
+        )
     lease = ledger.lease
     return {
-        "job_root": root.location.uri, "job": root.job, "current_generation": ledger.current_generation,
-        "lease": None if lease is None or lease.expired(now) else {
-            "holder": lease.holder, "operation": lease.operation, "expires_in_s": round(lease.expires_at - now)},
+        "job_root": root.location.uri,
+        "job": root.job,
+        "current_generation": ledger.current_generation,
+        "lease": None
+        if lease is None or lease.expired(now)
+        else {
+            "holder": lease.holder,
+            "operation": lease.operation,
+            "expires_in_s": round(lease.expires_at - now),
+        },
         "generations": generations,
         "snapshots": [e.to_json() for e in SnapshotCatalogue(root).list()],
     }
 
 
 def render_status(report: dict[str, Any]) -> str:
-    lines = [f"job {report['job']} at {report['job_root']}",
-             f"current generation  {_or_none(report['current_generation'])}"]
+    lines = [
+        f"job {report['job']} at {report['job_root']}",
+        f"current generation  {_or_none(report['current_generation'])}",
+    ]
     lease = report["lease"]
-    lines.append("lease               " + ("free" if lease is None else
-                                           f"held by {lease['holder']} ({lease['operation']}, "
-                                           f"{lease['expires_in_s']}s left)"))
-    lines.append(f"  {'gen':>4} {'state':<14} {'batch':>6} {'heartbeat':>10}  {'code version':<22} started from")
+    lines.append(
+        "lease               "
+        + (
+            "free"
+            if lease is None
+            else f"held by {lease['holder']} ({lease['operation']}, {lease['expires_in_s']}s left)"
+        )
+    )
+    lines.append(
+        f"  {'gen':>4} {'state':<14} {'batch':>6} {'heartbeat':>10}  {'code version':<22} started from"
+    )
     for g in report["generations"]:
         marker = "*" if g["current"] else " "
         age = "-" if g["heartbeat_age_s"] is None else f"{g['heartbeat_age_s']}s"
-        lines.append(f"{marker} {g['generation']:>4} {g['state']:<14} {_or_none(g['last_committed_batch']):>6} "
-                     f"{age:>10}  {g['code_version'] or '-':<22} {g['snapshot'] or '-'}")
+        lines.append(
+            f"{marker} {g['generation']:>4} {g['state']:<14} {_or_none(g['last_committed_batch']):>6} "
+            f"{age:>10}  {g['code_version'] or '-':<22} {g['snapshot'] or '-'}"
+        )
         if g["driver"] and g["driver"]["error"] and g["state"] in ("FAILED", "DEAD"):
             lines.append(f"        error: {g['driver']['error'][:300]}")
     lines.append(render_snapshots(report["job_root"], report["snapshots"]))
@@ -243,13 +286,24 @@ def build_parser() -> argparse.ArgumentParser:
     snaps.add_argument("job_root", help="the job root: a path or URI")
     snaps.add_argument("--job-name", help="the job's name (default: the job root's last path element)")
     snaps.add_argument("--json", action="store_true", help="print one JSON object")
-    snaps.add_argument("--verify", nargs="?", const="", metavar="ID",
-                       help="re-check files, checksums and row counts (one snapshot, or every complete one)")
+    snaps.add_argument(
+        "--verify",
+        nargs="?",
+        const="",
+        metavar="ID",
+        help="re-check files, checksums and row counts (one snapshot, or every complete one)",
+    )
     snaps.add_argument("--keep-last", type=int, metavar="N", help="retention: keep the newest N snapshots")
-    snaps.add_argument("--max-age", type=_duration, metavar="AGE", help="retention: drop snapshots older (7d, 12h)")
-    snaps.add_argument("--apply", action="store_true", help="delete what retention selects (default: dry run)")
+    snaps.add_argument(
+        "--max-age", type=_duration, metavar="AGE", help="retention: drop snapshots older (7d, 12h)"
+    )
+    snaps.add_argument(
+        "--apply", action="store_true", help="delete what retention selects (default: dry run)"
+    )
     snaps.set_defaults(func=_cmd_snapshots)
-    status = sub.add_parser("status", help="a job's generations, driver states, batches, heartbeats, snapshots")
+    status = sub.add_parser(
+        "status", help="a job's generations, driver states, batches, heartbeats, snapshots"
+    )
     status.add_argument("job_root", help="the job root: a path or URI")
     status.add_argument("--job-name", help="the job's name (default: the job root's last path element)")
     status.add_argument("--json", action="store_true", help="print one JSON object")

@@ -26,12 +26,28 @@ def get_provider_info() -> dict[str, Any]:
         ],
         # Drivers are submitted through the Spark provider's own ``spark`` connection type.
         "connection-types": [],
-        "operators": [{"integration-name": "Spark Structured Streaming checkpoints",
-                       "python-modules": ["airflow_checkpoint_provider.operators.checkpoint"]}],
-        "sensors": [{"integration-name": "Spark Structured Streaming checkpoints",
-                     "python-modules": ["airflow_checkpoint_provider.sensors.checkpoint"]}],
-        "hooks": [{"integration-name": "Spark Structured Streaming checkpoints",
-                   "python-modules": ["airflow_checkpoint_provider.hooks.checkpoint"]}],
-        "triggers": [{"integration-name": "Spark Structured Streaming checkpoints",
-                      "python-modules": ["airflow_checkpoint_provider.triggers.checkpoint"]}],
+        "operators": [
+            {
+                "integration-name": "Spark Structured Streaming checkpoints",
+                "python-modules": ["airflow_checkpoint_provider.operators.checkpoint"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Spark Structured Streaming checkpoints",
+                "python-modules": ["airflow_checkpoint_provider.sensors.checkpoint"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Spark Structured Streaming checkpoints",
+                "python-modules": ["airflow_checkpoint_provider.hooks.checkpoint"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Spark Structured Streaming checkpoints",
+                "python-modules": ["airflow_checkpoint_provider.triggers.checkpoint"],
+            }
+        ],
     }

@@ -45,15 +45,23 @@ print(json.dumps({{"sdk": t1 - t0, "module": t2 - t1,
 
 
 def measure(module: str | None, repeat: int) -> dict[str, float | bool]:
-    code = PROBE.format(root=str(ROOT), dags=str(ROOT / "dags"), bench_dags=str(ROOT / "bench" / "dags"),
-                        imp=f"import {module}" if module else "pass")
+    code = PROBE.format(
+        root=str(ROOT),
+        dags=str(ROOT / "dags"),
+        bench_dags=str(ROOT / "bench" / "dags"),
+        imp=f"import {module}" if module else "pass",
+    )
     runs = []
     for _ in range(repeat):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        )
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return {"sdk_ms": statistics.median(r["sdk"] for r in runs) * 1000,
-            "added_ms": statistics.median(r["module"] for r in runs) * 1000,
-            "pyspark": any(r["pyspark"] for r in runs)}
+    return {
+        "sdk_ms": statistics.median(r["sdk"] for r in runs) * 1000,
+        "added_ms": statistics.median(r["module"] for r in runs) * 1000,
+        "pyspark": any(r["pyspark"] for r in runs),
+    }
 
 
 def main() -> int:
@@ -66,9 +74,21 @@ def main() -> int:
         print(f"{module:<52} {r['added_ms']:>10.1f} {r['sdk_ms']:>17.0f} {str(r['pyspark']):>9}")
     out = ROOT / "bench" / "results" / "imports_bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
-                                           "platform": platform.platform()},
-                               "repeat": args.repeat, "target_ms": 50, "modules": results}, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "python": platform.python_version(),
+                    "cpus": __import__("os").cpu_count(),
+                    "platform": platform.platform(),
+                },
+                "repeat": args.repeat,
+                "target_ms": 50,
+                "modules": results,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {out}")
     return 0
 

@@ -35,14 +35,22 @@ IMPORT_TARGET = ("operators", "sensors", "example_")
 def machine() -> str:
     cpu = "?"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     mem = ""
     try:
-        kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal")))
+        kb = int(
+            next(
+                line.split()[1]
+                for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")
+            )
+        )
         mem = f", {kb / 1024 / 1024:.0f} GiB"
     except (OSError, StopIteration, ValueError):
         pass
@@ -56,33 +64,57 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     if redeploy:
         for r in redeploy["rows"]:
             now = r.get("flow", "export on stop") == "export on stop"
-            out.append((f"redeploy downtime -> {r['app']}, {r.get('flow', 'export on stop')}"
-                        f"{'' if now else ' (before)'}, round {r['round']}",
-                        f"{r['downtime_s']:.1f} s vs cold start {r['floor_s']:.1f} s = {r['ratio']:.2f}x",
-                        "<= 1.3x" if now else "(before)", r["ratio"] <= 1.3 if now else None))
+            out.append(
+                (
+                    f"redeploy downtime -> {r['app']}, {r.get('flow', 'export on stop')}"
+                    f"{'' if now else ' (before)'}, round {r['round']}",
+                    f"{r['downtime_s']:.1f} s vs cold start {r['floor_s']:.1f} s = {r['ratio']:.2f}x",
+                    "<= 1.3x" if now else "(before)",
+                    r["ratio"] <= 1.3 if now else None,
+                )
+            )
     snapshot = results.get("snapshot")
     if snapshot:
         for r in snapshot["rows"]:
             k = f"{r['keys'] // 1000}k" if r["keys"] < 1_000_000 else f"{r['keys'] // 1_000_000}M"
             target_met = r["seed_keys_per_s"] >= 100_000 and (r["keys"] < 5_000_000 or r["seed_load_s"] < 60)
-            tws = (f"; as transformWithState initialState: {r['tws_keys_per_s']:,} keys/s"
-                   if r.get("tws_keys_per_s") else "")
-            fixed = (f", {r['seed_fixed_s']:.1f} s of it an empty query's start"
-                     if r.get("seed_fixed_s") is not None else "")
-            out.append((f"initial-state load, {k} keys (seeded through input)",
-                        f"{r['seed_keys_per_s']:,} keys/s ({r['seed_load_s']:.1f} s{fixed}){tws}",
-                        ">= 100k keys/s" + (", < 60 s" if r["keys"] >= 5_000_000 else ""), target_met))
+            tws = (
+                f"; as transformWithState initialState: {r['tws_keys_per_s']:,} keys/s"
+                if r.get("tws_keys_per_s")
+                else ""
+            )
+            fixed = (
+                f", {r['seed_fixed_s']:.1f} s of it an empty query's start"
+                if r.get("seed_fixed_s") is not None
+                else ""
+            )
+            out.append(
+                (
+                    f"initial-state load, {k} keys (seeded through input)",
+                    f"{r['seed_keys_per_s']:,} keys/s ({r['seed_load_s']:.1f} s{fixed}){tws}",
+                    ">= 100k keys/s" + (", < 60 s" if r["keys"] >= 5_000_000 else ""),
+                    target_met,
+                )
+            )
         for r in snapshot["rows"]:
             k = f"{r['keys'] // 1000}k" if r["keys"] < 1_000_000 else f"{r['keys'] // 1_000_000}M"
-            out.append((f"snapshot export vs plain Parquet write, {k} keys",
-                        f"{r['export_s']:.2f} s vs {r['plain_write_s']:.2f} s = {r['export_rate_vs_plain']:.2f}x "
-                        "the throughput", ">= 0.8x", r["export_rate_vs_plain"] >= 0.8))
+            out.append(
+                (
+                    f"snapshot export vs plain Parquet write, {k} keys",
+                    f"{r['export_s']:.2f} s vs {r['plain_write_s']:.2f} s = {r['export_rate_vs_plain']:.2f}x "
+                    "the throughput",
+                    ">= 0.8x",
+                    r["export_rate_vs_plain"] >= 0.8,
+                )
+            )
     imports = results.get("imports")
     if imports:
         reference = (imports["modules"].get("bench_reference_dag") or {}).get("added_ms")
         for module, r in imports["modules"].items():
             covered = any(t in module for t in IMPORT_TARGET)
-            measured = f"+{r['added_ms']:.0f} ms over airflow.sdk{', imports pyspark!' if r['pyspark'] else ''}"
+            measured = (
+                f"+{r['added_ms']:.0f} ms over airflow.sdk{', imports pyspark!' if r['pyspark'] else ''}"
+            )
             ours = r["added_ms"]
             if module.startswith("example_") and reference is not None:
                 # Any DAG file pays Airflow's own DAG and timetable imports (the reference DAG); ours is the rest.
@@ -90,15 +122,24 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                 measured += f" (+{ours:.0f} ms over a plain Airflow DAG)"
             if module == "bench_reference_dag":
                 measured += " (a DAG of the same shape without this provider)"
-            out.append((f"import {module.replace('airflow_checkpoint_provider.', '')}", measured,
-                        "<= 50 ms" if covered else "(info)",
-                        (ours <= 50 and not r["pyspark"]) if covered else None))
+            out.append(
+                (
+                    f"import {module.replace('airflow_checkpoint_provider.', '')}",
+                    measured,
+                    "<= 50 ms" if covered else "(info)",
+                    (ours <= 50 and not r["pyspark"]) if covered else None,
+                )
+            )
     return out
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table-only", action="store_true", help="do not run the benchmarks; use their latest JSON")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--table-only", action="store_true", help="do not run the benchmarks; use their latest JSON"
+    )
     args = parser.parse_args()
     if not args.table_only:
         for name, extra in RUNS.items():
@@ -115,10 +156,19 @@ def main() -> int:
     print(f"\nmachine: {machine()}\n")
     print(f"{'what':<{width}}  {'measured':<{mwidth}}  {'target':<16} met")
     for what, measured, target, met in table:
-        print(f"{what:<{width}}  {measured:<{mwidth}}  {target:<16} {'-' if met is None else ('yes' if met else 'NO')}")
+        print(
+            f"{what:<{width}}  {measured:<{mwidth}}  {target:<16} {'-' if met is None else ('yes' if met else 'NO')}"
+        )
     out = RESULTS / "perf.json"
-    out.write_text(json.dumps({"machine": machine(), "rows": [
-        {"what": w, "measured": m, "target": t, "met": ok} for w, m, t, ok in table]}, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": machine(),
+                "rows": [{"what": w, "measured": m, "target": t, "met": ok} for w, m, t, ok in table],
+            },
+            indent=1,
+        )
+    )
     print(f"\nwrote {out}")
     return 0
 

@@ -38,8 +38,10 @@ from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot  # noqa: E402
 
 TARGET = 1.3
 #: The redeploy as it is (the stopping driver exports the snapshot) and as it was (an exporter application).
-FLOWS = {"export on stop": ("example_redeploy", "example_redeploy"),
-         "exporter application": ("bench_redeploy_dags", "bench_redeploy_exporter")}
+FLOWS = {
+    "export on stop": ("example_redeploy", "example_redeploy"),
+    "exporter application": ("bench_redeploy_dags", "bench_redeploy_exporter"),
+}
 
 
 def first_commit_at(root: JobRoot, generation: int, timeout: float = 300) -> float:
@@ -55,10 +57,16 @@ def first_commit_at(root: JobRoot, generation: int, timeout: float = 300) -> flo
 class Bench(Demo):
     def __init__(self, out: Path, rate: int) -> None:
         super().__init__(out, rate)
-        self.env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps([
-            {"name": name, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-             "kwargs": {"path": str(path)}} for name, path in (("examples", ROOT / "dags"),
-                                                               ("bench", ROOT / "bench" / "dags"))])
+        self.env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+            [
+                {
+                    "name": name,
+                    "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                    "kwargs": {"path": str(path)},
+                }
+                for name, path in (("examples", ROOT / "dags"), ("bench", ROOT / "bench" / "dags"))
+            ]
+        )
         self.env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "bench" / "dags"), self.env["PYTHONPATH"]])
 
     def params_for(self, job: Path, app: str, **extra: Any) -> dict[str, Any]:
@@ -96,12 +104,18 @@ class Bench(Demo):
         assert request is not None
         stop = outcome["tasks"]["stop"]["result"]
         assert bool(stop.get("snapshot_id")) == (flow == "export on stop"), stop
-        return {"flow": flow, "downtime_s": first_commit_at(self.root, old + 1) - request.requested_at,
-                "stop_latency_s": stop.get("stop_latency_s"), "export_on_stop_s": stop.get("snapshot_s")}
+        return {
+            "flow": flow,
+            "downtime_s": first_commit_at(self.root, old + 1) - request.requested_at,
+            "stop_latency_s": stop.get("stop_latency_s"),
+            "export_on_stop_s": stop.get("snapshot_s"),
+        }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rate", type=int, default=200)
     args = parser.parse_args()
@@ -122,27 +136,47 @@ def main() -> int:
         for r in range(args.rounds):
             for flow in FLOWS:
                 for app, migration in (("v2", "v1_to_v2"), ("v1", "v2_to_v1")):
-                    bench.wait(lambda: bench.committed(max(bench.root.generations())) >= 2, "two committed batches")
+                    bench.wait(
+                        lambda: bench.committed(max(bench.root.generations())) >= 2, "two committed batches"
+                    )
                     floor = statistics.median(floors[app])
                     result = bench.redeploy(app, migration, flow)
-                    rows.append({"round": r + 1, "app": app, "floor_s": round(floor, 2), **result,
-                                 "ratio": round(result["downtime_s"] / floor, 2)})
-                    print(f"  round {r + 1} -> {app} ({flow}): floor {floor:.1f}s, downtime "
-                          f"{result['downtime_s']:.1f}s ({result['downtime_s'] / floor:.2f}x)", flush=True)
+                    rows.append(
+                        {
+                            "round": r + 1,
+                            "app": app,
+                            "floor_s": round(floor, 2),
+                            **result,
+                            "ratio": round(result["downtime_s"] / floor, 2),
+                        }
+                    )
+                    print(
+                        f"  round {r + 1} -> {app} ({flow}): floor {floor:.1f}s, downtime "
+                        f"{result['downtime_s']:.1f}s ({result['downtime_s'] / floor:.2f}x)",
+                        flush=True,
+                    )
     finally:
         bench.cleanup()
     medians = {flow: statistics.median(r["ratio"] for r in rows if r["flow"] == flow) for flow in FLOWS}
-    print(f"\n{'round':>5} {'app':>4} {'flow':>21} {'floor (s)':>10} {'downtime (s)':>13} {'ratio':>6} "
-          f"{'stop (s)':>9} {'export on stop (s)':>19}")
+    print(
+        f"\n{'round':>5} {'app':>4} {'flow':>21} {'floor (s)':>10} {'downtime (s)':>13} {'ratio':>6} "
+        f"{'stop (s)':>9} {'export on stop (s)':>19}"
+    )
     for row in rows:
-        print(f"{row['round']:>5} {row['app']:>4} {row['flow']:>21} {row['floor_s']:>10.1f} {row['downtime_s']:>13.1f} "
-              f"{row['ratio']:>6.2f} {row['stop_latency_s'] or 0:>9.2f} {row['export_on_stop_s'] or 0:>19.2f}")
+        print(
+            f"{row['round']:>5} {row['app']:>4} {row['flow']:>21} {row['floor_s']:>10.1f} {row['downtime_s']:>13.1f} "
+            f"{row['ratio']:>6.2f} {row['stop_latency_s'] or 0:>9.2f} {row['export_on_stop_s'] or 0:>19.2f}"
+        )
     for flow, ratio in medians.items():
         print(f"median downtime / floor, {flow}: {ratio:.2f} (target <= {TARGET})")
-    result = {"benchmark": "redeploy", "machine": {"cpus": os.cpu_count(),
-                                                   "python": platform.python_version()},
-              "target_ratio": TARGET, "median_ratio": medians["export on stop"], "median_ratio_by_flow": medians,
-              "rows": rows}
+    result = {
+        "benchmark": "redeploy",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "target_ratio": TARGET,
+        "median_ratio": medians["export on stop"],
+        "median_ratio_by_flow": medians,
+        "rows": rows,
+    }
     path = ROOT / "bench" / "results" / "redeploy_bench.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))

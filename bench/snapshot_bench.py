@@ -45,10 +45,13 @@ def session(local_dir: Path) -> Any:
     from pyspark.sql import SparkSession
 
     spark = (
-        SparkSession.builder.master("local[2]").appName("snapshot-bench")
-        .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+        SparkSession.builder.master("local[2]")
+        .appName("snapshot-bench")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.local.dir", str(local_dir)).config("spark.driver.memory", "4g")
+        .config("spark.local.dir", str(local_dir))
+        .config("spark.driver.memory", "4g")
         .config("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
         .getOrCreate()
     )
@@ -61,14 +64,23 @@ def build_state(spark: Any, work: Path, keys: int) -> tuple[Path, float]:
     from pyspark.sql import functions as F
 
     src = work / "src"
-    (spark.range(keys).select(F.format_string("k%09d", "id").alias("key"), (F.col("id") % 97).alias("value"))
-     .write.mode("overwrite").parquet(str(src)))
+    (
+        spark.range(keys)
+        .select(F.format_string("k%09d", "id").alias("key"), (F.col("id") % 97).alias("value"))
+        .write.mode("overwrite")
+        .parquet(str(src))
+    )
     job = work / "job"
     started = time.perf_counter()
     stream = spark.readStream.schema("key string, value bigint").parquet(str(src))
-    q = (stream.groupBy("key").agg(F.count("*").alias("n"), F.sum("value").alias("total"))
-         .writeStream.outputMode("update").format("noop")
-         .option("checkpointLocation", JobRoot(job).checkpoint(1).uri).start())
+    q = (
+        stream.groupBy("key")
+        .agg(F.count("*").alias("n"), F.sum("value").alias("total"))
+        .writeStream.outputMode("update")
+        .format("noop")
+        .option("checkpointLocation", JobRoot(job).checkpoint(1).uri)
+        .start()
+    )
     q.processAllAvailable()
     q.stop()
     return job, time.perf_counter() - started
@@ -77,8 +89,11 @@ def build_state(spark: Any, work: Path, keys: int) -> tuple[Path, float]:
 def plain_write(spark: Any, work: Path, keys: int) -> float:
     from pyspark.sql import functions as F
 
-    df = spark.range(keys).select(F.format_string("k%09d", "id").alias("key"), F.col("id").alias("count"),
-                                  (F.col("id") * 3).alias("sum"))
+    df = spark.range(keys).select(
+        F.format_string("k%09d", "id").alias("key"),
+        F.col("id").alias("count"),
+        (F.col("id") * 3).alias("sum"),
+    )
     started = time.perf_counter()
     df.write.mode("overwrite").parquet(str(work / "plain"))
     return time.perf_counter() - started
@@ -91,15 +106,26 @@ def load(spark: Any, work: Path, job: Path, snapshot_id: str) -> float:
     from dags.apps.event_counter_v1 import OUTPUT, CounterV1
 
     part = job / "snapshots" / snapshot_id / "parts" / "op0"
-    initial = (spark.read.parquet(str(part)).select("key", F.col("count").alias("n"), F.col("sum").alias("total"))
-               .groupBy("key"))
+    initial = (
+        spark.read.parquet(str(part))
+        .select("key", F.col("count").alias("n"), F.col("sum").alias("total"))
+        .groupBy("key")
+    )
     one = work / "one-event"
-    spark.createDataFrame([("k000000000", 1)], "key string, value bigint").write.mode("overwrite").parquet(str(one))
+    spark.createDataFrame([("k000000000", 1)], "key string, value bigint").write.mode("overwrite").parquet(
+        str(one)
+    )
     events = spark.readStream.schema("key string, value bigint").parquet(str(one))
-    out = events.groupBy("key").transformWithState(CounterV1(), OUTPUT, "Update", "None", initialState=initial)
+    out = events.groupBy("key").transformWithState(
+        CounterV1(), OUTPUT, "Update", "None", initialState=initial
+    )
     started = time.perf_counter()
-    q = (out.writeStream.outputMode("update").format("noop")
-         .option("checkpointLocation", str(work / "v1-checkpoint")).start())
+    q = (
+        out.writeStream.outputMode("update")
+        .format("noop")
+        .option("checkpointLocation", str(work / "v1-checkpoint"))
+        .start()
+    )
     q.processAllAvailable()
     q.stop()
     return time.perf_counter() - started
@@ -114,21 +140,44 @@ def load_seeded(spark: Any, work: Path, job: Path, snapshot_id: str, part_dir: P
 
     part = part_dir or job / "snapshots" / snapshot_id / "parts" / "op0"
     schema = spark.read.parquet(str(part)).schema
-    seed = seed_rows(spark.readStream.schema(schema).parquet(str(part))
-                     .select("key", F.col("count").alias("n"), F.col("sum").alias("total")))
+    seed = seed_rows(
+        spark.readStream.schema(schema)
+        .parquet(str(part))
+        .select("key", F.col("count").alias("n"), F.col("sum").alias("total"))
+    )
     one = work / "one-event-v3"
-    spark.createDataFrame([("k000000000", 1)], "key string, value bigint").write.mode("overwrite").parquet(str(one))
-    events = (spark.readStream.schema("key string, value bigint").parquet(str(one))
-              .select("key", F.lit(1).cast("bigint").alias("n"), F.col("value").alias("total"),
-                      F.col("value").alias("max"), F.lit(1).alias("touched")))
+    spark.createDataFrame([("k000000000", 1)], "key string, value bigint").write.mode("overwrite").parquet(
+        str(one)
+    )
+    events = (
+        spark.readStream.schema("key string, value bigint")
+        .parquet(str(one))
+        .select(
+            "key",
+            F.lit(1).cast("bigint").alias("n"),
+            F.col("value").alias("total"),
+            F.col("value").alias("max"),
+            F.lit(1).alias("touched"),
+        )
+    )
     assert seed.schema.simpleString() == spark.createDataFrame([], SEED).schema.simpleString()
-    counts = events.unionByName(seed).groupBy("key").agg(
-        F.sum("n").alias("n"), F.sum("total").alias("total"), F.max("max").alias("max"),
-        F.max("touched").alias("touched"))
+    counts = (
+        events.unionByName(seed)
+        .groupBy("key")
+        .agg(
+            F.sum("n").alias("n"),
+            F.sum("total").alias("total"),
+            F.max("max").alias("max"),
+            F.max("touched").alias("touched"),
+        )
+    )
     started = time.perf_counter()
-    q = (counts.writeStream.outputMode("update")
-         .foreachBatch(lambda df, _: df.where("touched = 1").write.mode("overwrite").format("noop").save())
-         .option("checkpointLocation", str(work / "v3-checkpoint")).start())
+    q = (
+        counts.writeStream.outputMode("update")
+        .foreachBatch(lambda df, _: df.where("touched = 1").write.mode("overwrite").format("noop").save())
+        .option("checkpointLocation", str(work / "v3-checkpoint"))
+        .start()
+    )
     q.processAllAvailable()
     q.stop()
     return time.perf_counter() - started
@@ -141,12 +190,22 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000) -> dict[
     try:
         spark.range(1000).write.mode("overwrite").parquet(str(base / "warmup"))  # JVM warm-up, not measured
         warm, _ = build_state(spark, base / "warmup-state", 1000)
-        warm_id = export_snapshot(spark, warm, 1, code_version="bench").snapshot_id  # the state reader's classes too
-        empty = base / "empty-seed"  # the same query over a seed with no rows: what a start costs without state
-        spark.read.parquet(str(warm / "snapshots" / warm_id / "parts" / "op0")).limit(0).write.parquet(str(empty))
+        warm_id = export_snapshot(
+            spark, warm, 1, code_version="bench"
+        ).snapshot_id  # the state reader's classes too
+        empty = (
+            base / "empty-seed"
+        )  # the same query over a seed with no rows: what a start costs without state
+        spark.read.parquet(str(warm / "snapshots" / warm_id / "parts" / "op0")).limit(0).write.parquet(
+            str(empty)
+        )
         load_seeded(spark, base / "warmup-load", warm, warm_id)
-        fixed_s = statistics.median(load_seeded(spark, base / f"empty-{i}", warm, warm_id, empty) for i in range(3))
-        print(f"seeded start with an empty seed (fixed cost, subtracted for the marginal rate): {fixed_s:.2f}s")
+        fixed_s = statistics.median(
+            load_seeded(spark, base / f"empty-{i}", warm, warm_id, empty) for i in range(3)
+        )
+        print(
+            f"seeded start with an empty seed (fixed cost, subtracted for the marginal rate): {fixed_s:.2f}s"
+        )
         for keys in keys_list:
             work = base / f"k{keys}"
             job, build_s = build_state(spark, work, keys)
@@ -158,30 +217,50 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000) -> dict[
             seeded_s = load_seeded(spark, work, job, manifest.snapshot_id)
             load_s = load(spark, work, job, manifest.snapshot_id) if keys <= tws_max_keys else None
             size = sum(f.size for p in manifest.parts.values() for f in p.files)
-            rows.append({
-                "keys": keys, "build_state_s": round(build_s, 2), "plain_write_s": round(plain_s, 2),
-                "export_s": round(export_s, 2), "export_write_s": manifest.export_seconds,
-                "export_rate_vs_plain": round(plain_s / export_s, 2), "snapshot_mb": round(size / 1e6, 1),
-                "seed_load_s": round(seeded_s, 2), "seed_keys_per_s": int(keys / seeded_s),
-                "seed_fixed_s": round(fixed_s, 2),
-                "seed_marginal_keys_per_s": int(keys / max(seeded_s - fixed_s, 1e-3)),
-                "tws_load_s": round(load_s, 2) if load_s else None,
-                "tws_keys_per_s": int(keys / load_s) if load_s else None,
-            })
+            rows.append(
+                {
+                    "keys": keys,
+                    "build_state_s": round(build_s, 2),
+                    "plain_write_s": round(plain_s, 2),
+                    "export_s": round(export_s, 2),
+                    "export_write_s": manifest.export_seconds,
+                    "export_rate_vs_plain": round(plain_s / export_s, 2),
+                    "snapshot_mb": round(size / 1e6, 1),
+                    "seed_load_s": round(seeded_s, 2),
+                    "seed_keys_per_s": int(keys / seeded_s),
+                    "seed_fixed_s": round(fixed_s, 2),
+                    "seed_marginal_keys_per_s": int(keys / max(seeded_s - fixed_s, 1e-3)),
+                    "tws_load_s": round(load_s, 2) if load_s else None,
+                    "tws_keys_per_s": int(keys / load_s) if load_s else None,
+                }
+            )
             print_row(rows[-1])
             shutil.rmtree(work, ignore_errors=True)
     finally:
         spark.stop()
         shutil.rmtree(base, ignore_errors=True)
-    result = {"benchmark": "snapshot", "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-              "rows": rows}
+    result = {
+        "benchmark": "snapshot",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "rows": rows,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     return result
 
 
-HEADER = ("keys", "plain_write_s", "export_s", "export_rate_vs_plain", "snapshot_mb", "seed_load_s", "seed_keys_per_s",
-          "seed_marginal_keys_per_s", "tws_load_s", "tws_keys_per_s")
+HEADER = (
+    "keys",
+    "plain_write_s",
+    "export_s",
+    "export_rate_vs_plain",
+    "snapshot_mb",
+    "seed_load_s",
+    "seed_keys_per_s",
+    "seed_marginal_keys_per_s",
+    "tws_load_s",
+    "tws_keys_per_s",
+)
 
 
 def print_row(row: dict[str, Any]) -> None:
@@ -194,8 +273,12 @@ def print_row(row: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--tws-max-keys", type=int, default=1_000_000,
-                        help="load through Python transformWithState only up to this many keys (5M takes ~10 min)")
+    parser.add_argument(
+        "--tws-max-keys",
+        type=int,
+        default=1_000_000,
+        help="load through Python transformWithState only up to this many keys (5M takes ~10 min)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "snapshot_bench.json")
     args = parser.parse_args(argv)
     result = run(args.keys, args.out, args.tws_max_keys)

@@ -17,8 +17,12 @@ PARAMS = {
     "job_root": "/tmp/airflow-checkpoint-example/jobs/counter",
     "conn_id": "",  # a `spark` connection; empty: local[2] drivers on the worker, detached
     "application": str(APPS / "event_counter_v1.py"),
-    "application_args": ["--events", "/tmp/airflow-checkpoint-example/events",
-                         "--output", "/tmp/airflow-checkpoint-example/out"],
+    "application_args": [
+        "--events",
+        "/tmp/airflow-checkpoint-example/events",
+        "--output",
+        "/tmp/airflow-checkpoint-example/out",
+    ],
     "code_version": "event-counter-v1",
     "migration": "auto",
     "spark_conf": {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "3"},

@@ -20,16 +20,32 @@ from airflow_checkpoint_provider.operators.checkpoint import (
 from airflow_checkpoint_provider.sensors.checkpoint import CheckpointCommittedSensor
 
 # [START example_start_job]
-with DAG("example_start_job", schedule=None, start_date=START_DATE, catchup=False, tags=["example"],
-         params=PARAMS, render_template_as_native_obj=True) as start_job:
+with DAG(
+    "example_start_job",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    tags=["example"],
+    params=PARAMS,
+    render_template_as_native_obj=True,
+) as start_job:
     chain(
-        StartStreamingJobOperator(task_id="start", retries=2, retry_delay=dt.timedelta(seconds=20), **APPLICATION,
-                                  **JOB),
-        CheckpointCommittedSensor(task_id="committed", job_root="{{ params.job_root }}", batch=0, poke_interval=2,
-                                  timeout=300),
+        StartStreamingJobOperator(
+            task_id="start", retries=2, retry_delay=dt.timedelta(seconds=20), **APPLICATION, **JOB
+        ),
+        CheckpointCommittedSensor(
+            task_id="committed", job_root="{{ params.job_root }}", batch=0, poke_interval=2, timeout=300
+        ),
     )
 # [END example_start_job]
 
-with DAG("example_stop_job", schedule=None, start_date=START_DATE, catchup=False, tags=["example"],
-         params=PARAMS, render_template_as_native_obj=True) as stop_job:
+with DAG(
+    "example_stop_job",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    tags=["example"],
+    params=PARAMS,
+    render_template_as_native_obj=True,
+) as stop_job:
     StopStreamingJobOperator(task_id="stop", timeout_s=120, release_lease=True, **JOB)

@@ -15,8 +15,23 @@ from example_common import JOB, PARAMS, START_DATE
 from airflow_checkpoint_provider.operators.checkpoint import SnapshotStreamingJobOperator
 
 # [START example_periodic_snapshot]
-with DAG("example_periodic_snapshot", schedule=dt.timedelta(minutes=30), start_date=START_DATE, catchup=False,
-         max_active_runs=1, tags=["example"], params=PARAMS, render_template_as_native_obj=True) as dag:
-    SnapshotStreamingJobOperator(task_id="snapshot", keep_last=24, max_age="7d", release_lease=True,
-                                 spark_conf="{{ params.spark_conf }}", retries=2, **JOB)
+with DAG(
+    "example_periodic_snapshot",
+    schedule=dt.timedelta(minutes=30),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    tags=["example"],
+    params=PARAMS,
+    render_template_as_native_obj=True,
+) as dag:
+    SnapshotStreamingJobOperator(
+        task_id="snapshot",
+        keep_last=24,
+        max_age="7d",
+        release_lease=True,
+        spark_conf="{{ params.spark_conf }}",
+        retries=2,
+        **JOB,
+    )
 # [END example_periodic_snapshot]

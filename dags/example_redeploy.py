@@ -30,22 +30,40 @@ from airflow_checkpoint_provider.sensors.checkpoint import StreamingJobHealthSen
 SNAPSHOT = "{{ ti.xcom_pull(task_ids='snapshot') }}"
 
 
-def redeploy_dag(dag_id: str = "example_redeploy", default_args: dict[str, Any] | None = None,
-                 export_on_stop: bool = True) -> DAG:
+def redeploy_dag(
+    dag_id: str = "example_redeploy", default_args: dict[str, Any] | None = None, export_on_stop: bool = True
+) -> DAG:
     """The redeploy DAG (a function so a test can build it with fault-injecting ``default_args``, and the benchmark
     with ``export_on_stop=False``: the snapshot then runs as its own Spark application, as it did before)."""
     # [START example_redeploy]
-    with DAG(dag_id, schedule=None, start_date=START_DATE, catchup=False, tags=["example"], params=PARAMS,
-             render_template_as_native_obj=True, default_args=default_args or {}) as dag:
-        stop = StopStreamingJobOperator(task_id="stop", timeout_s=120, on_timeout="fail", snapshot=export_on_stop,
-                                        **JOB)
+    with DAG(
+        dag_id,
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        tags=["example"],
+        params=PARAMS,
+        render_template_as_native_obj=True,
+        default_args=default_args or {},
+    ) as dag:
+        stop = StopStreamingJobOperator(
+            task_id="stop", timeout_s=120, on_timeout="fail", snapshot=export_on_stop, **JOB
+        )
         snapshot = SnapshotStreamingJobOperator(task_id="snapshot", require_stopped=True, **JOB)
-        cleanup = CleanupStreamingJobOperator(task_id="cleanup", snapshot_id=SNAPSHOT, stop_task_id="stop",
-                                              mode="retire", keep_last=10, **JOB)
-        start = StartStreamingJobOperator(task_id="start", snapshot=SNAPSHOT, retries=2,
-                                          retry_delay=dt.timedelta(seconds=20), **APPLICATION, **JOB)
-        healthy = StreamingJobHealthSensor(task_id="healthy", job_root="{{ params.job_root }}", poke_interval=2,
-                                           timeout=300)
+        cleanup = CleanupStreamingJobOperator(
+            task_id="cleanup", snapshot_id=SNAPSHOT, stop_task_id="stop", mode="retire", keep_last=10, **JOB
+        )
+        start = StartStreamingJobOperator(
+            task_id="start",
+            snapshot=SNAPSHOT,
+            retries=2,
+            retry_delay=dt.timedelta(seconds=20),
+            **APPLICATION,
+            **JOB,
+        )
+        healthy = StreamingJobHealthSensor(
+            task_id="healthy", job_root="{{ params.job_root }}", poke_interval=2, timeout=300
+        )
         chain(stop, snapshot, cleanup, start, healthy)
     # [END example_redeploy]
     return dag

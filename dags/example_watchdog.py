@@ -16,8 +16,16 @@ from airflow_checkpoint_provider.callbacks.checkpoint import restart_from_checkp
 from airflow_checkpoint_provider.sensors.checkpoint import StreamingJobHealthSensor
 
 # [START example_watchdog]
-with DAG("example_watchdog", schedule=dt.timedelta(minutes=5), start_date=START_DATE, catchup=False,
-         max_active_runs=1, tags=["example"], params=PARAMS, render_template_as_native_obj=True) as dag:
+with DAG(
+    "example_watchdog",
+    schedule=dt.timedelta(minutes=5),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    tags=["example"],
+    params=PARAMS,
+    render_template_as_native_obj=True,
+) as dag:
     StreamingJobHealthSensor(
         task_id="healthy",
         job_root="{{ params.job_root }}",

@@ -57,8 +57,10 @@ class Producer:
         per_tick = max(1, int(self.rate * tick))
         while not self.stopped.is_set():
             i = self.written
-            self.writer.append({"key": f"user-{(i + j) % 13}", "value": (i + j) * 7 % 101, "ts": time.time()}
-                               for j in range(per_tick))
+            self.writer.append(
+                {"key": f"user-{(i + j) % 13}", "value": (i + j) * 7 % 101, "ts": time.time()}
+                for j in range(per_tick)
+            )
             self.written += per_tick
             time.sleep(tick)
 
@@ -77,32 +79,53 @@ class Demo:
         self.root = JobRoot(self.job)
         self.producer = Producer(self.events, rate)
         self.env = dict(os.environ)
-        self.env.update({
-            "AIRFLOW_HOME": str(out / "airflow-home"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "PYTHONPATH": os.pathsep.join([str(DAGS), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
-            "SPARK_LOCAL_IP": "127.0.0.1",
-        })
+        self.env.update(
+            {
+                "AIRFLOW_HOME": str(out / "airflow-home"),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "PYTHONPATH": os.pathsep.join(
+                    [str(DAGS), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+                ),
+                "SPARK_LOCAL_IP": "127.0.0.1",
+            }
+        )
         self.running: subprocess.Popen[str] | None = None
 
     def params(self, app: str, **extra: Any) -> dict[str, Any]:
         return {
             "job_root": str(self.job),
             "application": str(DAGS / "apps" / f"event_counter_{app}.py"),
-            "application_args": ["--events", str(self.events), "--output", str(self.sink), "--trigger-seconds", "1"],
+            "application_args": [
+                "--events",
+                str(self.events),
+                "--output",
+                str(self.sink),
+                "--trigger-seconds",
+                "1",
+            ],
             "code_version": f"event-counter-{app}",
-            "spark_conf": {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "3",
-                           "spark.local.dir": str(self.out / "spark-local"), "spark.driver.bindAddress": "127.0.0.1",
-                           "spark.ui.showConsoleProgress": "false"},
+            "spark_conf": {
+                "spark.ui.enabled": "false",
+                "spark.sql.shuffle.partitions": "3",
+                "spark.local.dir": str(self.out / "spark-local"),
+                "spark.driver.bindAddress": "127.0.0.1",
+                "spark.ui.showConsoleProgress": "false",
+            },
             **extra,
         }
 
     def airflow_db(self) -> None:
         say("setting up Airflow (SQLite metadata database, airflow db migrate)")
         with open(self.out / "airflow.log", "a") as log:
-            subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=self.env,
-                           stdout=log, stderr=subprocess.STDOUT, check=True, timeout=600)
+            subprocess.run(
+                [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=600,
+            )
 
     def dag(self, module: str, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
         """Run one DAG (``dag.test()``, in a child process whose logs go to airflow.log); return its outcome."""
@@ -112,7 +135,11 @@ class Demo:
             log.flush()
             self.running = subprocess.Popen(
                 [sys.executable, str(ROOT / "scripts" / "run_dag.py"), module, dag_id, json.dumps(conf)],
-                env=self.env, stdout=subprocess.PIPE, stderr=log, text=True)
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
             lines = []
             assert self.running.stdout is not None
             for line in self.running.stdout:
@@ -120,17 +147,25 @@ class Demo:
                 lines.append(line)
             self.running.wait()
             self.running = None
-        outcome = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {"state": "crashed", "tasks": {}}
+        outcome = (
+            json.loads(lines[-1])
+            if lines and lines[-1].startswith("{")
+            else {"state": "crashed", "tasks": {}}
+        )
         tasks = ", ".join(f"{t} {v['state'].split('.')[-1].lower()}" for t, v in outcome["tasks"].items())
-        say(f"  {dag_id}: {outcome['state'].split('.')[-1].lower()} in {time.monotonic() - started:.0f}s ({tasks})")
+        say(
+            f"  {dag_id}: {outcome['state'].split('.')[-1].lower()} in {time.monotonic() - started:.0f}s ({tasks})"
+        )
         return outcome
 
     def wait(self, condition: Any, what: str, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
-                raise SystemExit(f"demo: timed out waiting for {what} (see {self.out}/airflow.log and the driver "
-                                 f"logs under {self.job}/generations/*/logs)")
+                raise SystemExit(
+                    f"demo: timed out waiting for {what} (see {self.out}/airflow.log and the driver "
+                    f"logs under {self.job}/generations/*/logs)"
+                )
             time.sleep(0.3)
 
     def committed(self, generation: int) -> int:
@@ -166,28 +201,45 @@ class Demo:
         self.wait(lambda: self.committed(1) >= 3, "v1 to commit 3 batches")
         say(f"  v1 running: generation 1 at batch {self.committed(1)}")
 
-        say("2/5 redeploy to v2 with the v1 -> v2 state migration: example_redeploy (stop, snapshot, cleanup, start)")
+        say(
+            "2/5 redeploy to v2 with the v1 -> v2 state migration: example_redeploy (stop, snapshot, cleanup, start)"
+        )
         redeploy = self.dag("example_redeploy", "example_redeploy", self.params("v2", migration="v1_to_v2"))
         if redeploy["state"].split(".")[-1] != "success":
             return self.fail("the redeploy failed")
         stop, snap = redeploy["tasks"]["stop"]["result"], redeploy["tasks"]["snapshot"]["result"]
-        exported = (f"exported by the stopping driver in {stop['snapshot_s']}s" if stop.get("snapshot_id")
-                    else "exported by the exporter application")
-        say(f"  v1 stopped at batch {stop['final_committed_batch']} after {stop['stop_latency_s']}s "
+        exported = (
+            f"exported by the stopping driver in {stop['snapshot_s']}s"
+            if stop.get("snapshot_id")
+            else "exported by the exporter application"
+        )
+        say(
+            f"  v1 stopped at batch {stop['final_committed_batch']} after {stop['stop_latency_s']}s "
             f"({stop['method']}); snapshot {snap} ({exported}); v2 runs as generation "
-            f"{redeploy['tasks']['start']['result']['generation']}")
+            f"{redeploy['tasks']['start']['result']['generation']}"
+        )
 
         say("3/5 kill -9 the v2 driver in the middle of a batch")
         self.wait(lambda: self.committed(2) >= 2, "v2 to commit 2 batches")
-        self.wait(lambda: inspect_checkpoint(self.root.checkpoint(2), allow_empty=True).in_flight_batch is not None,
-                  "a batch in flight")
+        self.wait(
+            lambda: inspect_checkpoint(self.root.checkpoint(2), allow_empty=True).in_flight_batch is not None,
+            "a batch in flight",
+        )
         in_flight = inspect_checkpoint(self.root.checkpoint(2)).in_flight_batch
         say(f"  killed pid {self.kill_driver(2)} inside batch {in_flight}")
-        say("  the watchdog's health check fails, its callback restarts the job from its checkpoint: example_watchdog")
+        say(
+            "  the watchdog's health check fails, its callback restarts the job from its checkpoint: example_watchdog"
+        )
         self.dag("example_watchdog", "example_watchdog", {"job_root": str(self.job)})
         restart = (self.root.read_generation_record(2) or {})["launches"][-1]
-        self.wait(lambda: (s := self.root.read_status(2)) is not None and s.launch_id == restart["launch_id"]
-                  and s.state == "RUNNING", "the restarted driver")
+        self.wait(
+            lambda: (
+                (s := self.root.read_status(2)) is not None
+                and s.launch_id == restart["launch_id"]
+                and s.state == "RUNNING"
+            ),
+            "the restarted driver",
+        )
         status = self.root.read_status(2)
         assert status is not None
         say(f"  restarted by {restart['by']}: {status.start_mode} ({status.start_reason})")
@@ -195,8 +247,13 @@ class Demo:
         say("4/5 stop the events and let the job drain")
         self.producer.stop()
         end = eventlog.EventLogIndex(str(self.events)).end()
-        self.wait(lambda: (info := inspect_checkpoint(self.root.checkpoint(2))).committed is not None
-                  and info.committed.end_offsets_json()[0]["offset"] == end, f"the job to reach offset {end}")
+        self.wait(
+            lambda: (
+                (info := inspect_checkpoint(self.root.checkpoint(2))).committed is not None
+                and info.committed.end_offsets_json()[0]["offset"] == end
+            ),
+            f"the job to reach offset {end}",
+        )
         say(f"  all {end} events committed (generation 2, batch {self.committed(2)})")
         final = self.dag("example_job_control", "example_stop_job", self.params("v2"))
         if final["state"].split(".")[-1] != "success":
@@ -212,13 +269,18 @@ class Demo:
     def report(self, end: int, stop: dict[str, Any]) -> int:
         import pyarrow.parquet as pq
 
-        subprocess.run([str(Path(sys.executable).parent / "airflow-checkpoint"), "status", str(self.job)], check=True)
+        subprocess.run(
+            [str(Path(sys.executable).parent / "airflow-checkpoint"), "status", str(self.job)], check=True
+        )
         request = self.root.read_stop_request(1)
         first_commit = Path(self.root.checkpoint(2).path) / "commits" / "0"
         downtime = first_commit.stat().st_mtime - request.requested_at if request else float("nan")
         expected: dict[str, tuple[int, int]] = {}
-        snapshot_end = int(json.loads((Path(self.root.location.path) / "generations" / "2" / "generation.json")
-                                      .read_text())["starting_offsets"][0]["offset"])
+        snapshot_end = int(
+            json.loads((Path(self.root.location.path) / "generations" / "2" / "generation.json").read_text())[
+                "starting_offsets"
+            ][0]["offset"]
+        )
         most: dict[str, int] = {}
         for i, record in enumerate(eventlog.read_records(str(self.events), 0, end)):
             n, t = expected.get(record["key"], (0, 0))
@@ -226,8 +288,11 @@ class Demo:
             if i >= snapshot_end:
                 most[record["key"]] = max(most.get(record["key"], record["value"]), record["value"])
         latest: dict[str, dict[str, Any]] = {}
-        folders = sorted(((int(f.parent.name[2:]), int(f.name[6:])), f) for f in self.sink.glob("g=*/batch=*")
-                         if (f / "_SUCCESS").exists())
+        folders = sorted(
+            ((int(f.parent.name[2:]), int(f.name[6:])), f)
+            for f in self.sink.glob("g=*/batch=*")
+            if (f / "_SUCCESS").exists()
+        )
         for _, folder in folders:
             for row in pq.read_table(folder).to_pylist():
                 latest[row["key"]] = row
@@ -236,11 +301,17 @@ class Demo:
         generations = self.root.generation_records()
         batches = {g: self.committed(g) + 1 for g in generations}
         print()
-        print(f"  generations            {len(generations)} (v1 retired, v2 current); batches committed "
-              + ", ".join(f"g{g}: {b}" for g, b in batches.items()))
-        print("  driver launches        " + ", ".join(f"g{g}: {len(r.get('launches', []))}"
-                                                      for g, r in generations.items()))
-        print(f"  stop latency (v1)      {stop['stop_latency_s']:.2f} s (request -> acknowledged at a batch boundary)")
+        print(
+            f"  generations            {len(generations)} (v1 retired, v2 current); batches committed "
+            + ", ".join(f"g{g}: {b}" for g, b in batches.items())
+        )
+        print(
+            "  driver launches        "
+            + ", ".join(f"g{g}: {len(r.get('launches', []))}" for g, r in generations.items())
+        )
+        print(
+            f"  stop latency (v1)      {stop['stop_latency_s']:.2f} s (request -> acknowledged at a batch boundary)"
+        )
         print(f"  redeploy downtime      {downtime:.1f} s (stop request -> first committed batch of v2)")
         print(f"  events                 {end}")
         print(f"  wall time              {time.monotonic() - T0:.0f} s")
@@ -259,8 +330,12 @@ class Demo:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=str(ROOT / "demo-output"), help="where the demo writes (wiped first)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", default=str(ROOT / "demo-output"), help="where the demo writes (wiped first)"
+    )
     parser.add_argument("--rate", type=int, default=200, help="events per second")
     args = parser.parse_args()
     out = Path(args.out)

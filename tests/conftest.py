@@ -21,10 +21,16 @@ os.environ.setdefault("AIRFLOW_HOME", str(_RUN_DIR / "airflow-home"))
 _ROOT = Path(__file__).resolve().parents[1]
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_ROOT / "dags")
 # Two DAG bundles: the example DAGs (dags/, the documentation) and the DAGs only the tests run (tests/dags/).
-os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps([
-    {"name": name, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": str(path)}}
-    for name, path in (("examples", _ROOT / "dags"), ("tests", _ROOT / "tests" / "dags"))
-])
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+    [
+        {
+            "name": name,
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(path)},
+        }
+        for name, path in (("examples", _ROOT / "dags"), ("tests", _ROOT / "tests" / "dags"))
+    ]
+)
 # Airflow puts the DAGs folder on sys.path; the example DAGs import their shared module from there.
 sys.path.insert(0, str(_ROOT / "dags"))
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -49,8 +55,9 @@ def airflow_db(run_dir: Path) -> Path:
     home = Path(os.environ["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     airflow = Path(sys.executable).parent / "airflow"
-    done = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ))
+    done = subprocess.run(
+        [str(airflow), "db", "migrate"], capture_output=True, text=True, timeout=600, env=dict(os.environ)
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return home
 

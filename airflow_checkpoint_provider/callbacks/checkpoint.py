@@ -25,9 +25,15 @@ _ledger = lazy("airflow_checkpoint_provider.checkpoint.ledger")
 log = logging.getLogger(__name__)
 
 
-def restart_from_checkpoint(*, job_root: str, job_name: str | None = None, conn_id: str | None = None,
-                            master: str | None = None, python_path: Sequence[str] = (),
-                            wait_s: float = 0.0) -> Callable[[Any], dict[str, Any]]:
+def restart_from_checkpoint(
+    *,
+    job_root: str,
+    job_name: str | None = None,
+    conn_id: str | None = None,
+    master: str | None = None,
+    python_path: Sequence[str] = (),
+    wait_s: float = 0.0,
+) -> Callable[[Any], dict[str, Any]]:
     """Build an ``on_failure_callback`` that restarts the job from its checkpoint (see the module docstring).
 
     :param job_root: the job root; may be a template (``"{{ params.job_root }}"``), rendered with the failed task.
@@ -62,9 +68,20 @@ def restart_from_checkpoint(*, job_root: str, job_name: str | None = None, conn_
                 log.info("not restarting %s generation %s: %s", root.job, generation, view.reason)
                 return {"action": "none", "reason": view.reason}
             handle, decision = hook.launch_generation(root, generation, by=holder)
-            log.info("restarted %s generation %s (%s): %s", root.job, generation, handle.describe(), decision.reason)
-            result = {"action": "restarted", "generation": generation, "launch_id": handle.launch_id,
-                      "mode": decision.mode.value, "reason": decision.reason}
+            log.info(
+                "restarted %s generation %s (%s): %s",
+                root.job,
+                generation,
+                handle.describe(),
+                decision.reason,
+            )
+            result = {
+                "action": "restarted",
+                "generation": generation,
+                "launch_id": handle.launch_id,
+                "mode": decision.mode.value,
+                "reason": decision.reason,
+            }
             deadline = time.monotonic() + wait_s
             while wait_s and time.monotonic() < deadline:
                 seen = watch.driver_started(root, generation, handle.launch_id, need_commit=False)

@@ -187,9 +187,7 @@ class CheckpointReader:
         if not visible:
             if allow_empty:
                 return None
-            raise EmptyCheckpointError(
-                "the checkpoint folder is empty: no query has started on it", path=uri
-            )
+            raise EmptyCheckpointError("the checkpoint folder is empty: no query has started on it", path=uri)
         if any(m in visible for m in JOB_ROOT_MARKERS):
             raise JobRootNotCheckpointError(
                 "this folder is a job root, not a checkpoint",
@@ -215,7 +213,8 @@ class CheckpointReader:
                 )
             if logs:
                 raise CorruptCheckpointError(
-                    "checkpoint has an offset or commit log but no 'metadata' file", path=self.location.child("metadata").uri
+                    "checkpoint has an offset or commit log but no 'metadata' file",
+                    path=self.location.child("metadata").uri,
                 )
             raise NotACheckpointError(
                 "not a Spark streaming checkpoint: expected a 'metadata' file and 'offsets'/'commits' folders, "
@@ -240,7 +239,11 @@ class CheckpointReader:
         commit_ids = _batch_ids(self.location.child("commits").list_or_empty()) if "commits" in root else []
 
         last_committed = commit_ids[-1] if commit_ids else None
-        in_flight = offset_ids[-1] if offset_ids and (last_committed is None or offset_ids[-1] > last_committed) else None
+        in_flight = (
+            offset_ids[-1]
+            if offset_ids and (last_committed is None or offset_ids[-1] > last_committed)
+            else None
+        )
 
         committed_offsets = commit = None
         if last_committed is not None:
@@ -288,7 +291,9 @@ class CheckpointReader:
                 StatefulOperator(
                     operator_id=int(entry.name),
                     name=meta.name if meta else None,
-                    partitions=(meta.num_partitions if meta and meta.num_partitions else None) or partitions or None,
+                    partitions=(meta.num_partitions if meta and meta.num_partitions else None)
+                    or partitions
+                    or None,
                     stores=meta.stores if meta else (),
                     state_variables=meta.state_variables if meta else (),
                     metadata_version=meta.version if meta else None,
@@ -310,6 +315,8 @@ class CheckpointReader:
         return None
 
 
-def inspect_checkpoint(location: str | os.PathLike[str] | Location | Any, *, allow_empty: bool = False) -> CheckpointInfo:
+def inspect_checkpoint(
+    location: str | os.PathLike[str] | Location | Any, *, allow_empty: bool = False
+) -> CheckpointInfo:
     """Read where the checkpoint at ``location`` stands (see :class:`CheckpointReader`)."""
     return CheckpointReader(location).inspect(allow_empty=allow_empty)

@@ -73,7 +73,9 @@ class JobRoot:
 
     def snapshot_dir(self, snapshot_id: str) -> Location:
         if not snapshot_id or "/" in snapshot_id or snapshot_id in (".", ".."):
-            raise InvalidLocationError(f"bad snapshot id {snapshot_id!r}", path=self.location.uri, job=self.job)
+            raise InvalidLocationError(
+                f"bad snapshot id {snapshot_id!r}", path=self.location.uri, job=self.job
+            )
         return self.snapshots_dir().child(snapshot_id)
 
     def require_inside(self, location: Location) -> Location:
@@ -86,21 +88,33 @@ class JobRoot:
 
     # --- JSON records ---------------------------------------------------------------------------------
 
-    def read_json(self, location: Location, *, what: str, error: type[Exception] = CorruptCheckpointError,
-                  generation: int | None = None) -> dict[str, Any] | None:
+    def read_json(
+        self,
+        location: Location,
+        *,
+        what: str,
+        error: type[Exception] = CorruptCheckpointError,
+        generation: int | None = None,
+    ) -> dict[str, Any] | None:
         """Read a JSON object; None if the file does not exist; a typed error naming the file if unreadable."""
         try:
             text = location.read_text()
         except FileNotFoundError:
             return None
         except UnicodeDecodeError as exc:
-            raise error(f"{what} is not UTF-8 text", path=location.uri, job=self.job, generation=generation) from exc  # type: ignore[call-arg]
+            raise error(
+                f"{what} is not UTF-8 text", path=location.uri, job=self.job, generation=generation
+            ) from exc  # type: ignore[call-arg]
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise error(f"{what} holds invalid JSON: {exc}", path=location.uri, job=self.job, generation=generation) from exc  # type: ignore[call-arg]
+            raise error(
+                f"{what} holds invalid JSON: {exc}", path=location.uri, job=self.job, generation=generation
+            ) from exc  # type: ignore[call-arg]
         if not isinstance(data, dict):
-            raise error(f"{what} should hold a JSON object", path=location.uri, job=self.job, generation=generation)  # type: ignore[call-arg]
+            raise error(
+                f"{what} should hold a JSON object", path=location.uri, job=self.job, generation=generation
+            )  # type: ignore[call-arg]
         return data
 
     @staticmethod
@@ -139,8 +153,12 @@ class JobRoot:
         self.write_json(self.stop_request_file(generation), request.to_json())
 
     def read_stop_ack(self, generation: int) -> StopAck | None:
-        data = self.read_json(self.stop_ack_file(generation), what="stop acknowledgement", error=ControlFileError,
-                              generation=generation)
+        data = self.read_json(
+            self.stop_ack_file(generation),
+            what="stop acknowledgement",
+            error=ControlFileError,
+            generation=generation,
+        )
         return None if data is None else StopAck.from_json(data)
 
     def generations(self) -> list[int]:

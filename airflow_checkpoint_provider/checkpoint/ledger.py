@@ -56,7 +56,9 @@ class JobLedger:
                 continue
             if time.monotonic() > deadline:
                 raise StorageUnavailableError(
-                    "could not take the job ledger's mutex", path=self.mutex.uri, job=self.root.job,
+                    "could not take the job ledger's mutex",
+                    path=self.mutex.uri,
+                    job=self.root.job,
                     hint=f"Another operation is writing job.json; if none is, remove {self.mutex.uri}",
                 )
             time.sleep(0.05)
@@ -80,8 +82,9 @@ class JobLedger:
 
     # --- the lease ------------------------------------------------------------------------------------
 
-    def acquire(self, holder: str, operation: str, ttl_s: float,
-                holder_finished: Callable[[str], bool] | None = None) -> Lease:
+    def acquire(
+        self, holder: str, operation: str, ttl_s: float, holder_finished: Callable[[str], bool] | None = None
+    ) -> Lease:
         """Take or renew the job's lease for ``holder``; :class:`LeaseHeldError` naming the holder if taken.
 
         :param holder_finished: asked about another holder: True if it has ended (a finished DAG run), so its
@@ -89,8 +92,13 @@ class JobLedger:
         """
         now = time.time()
         current = self.read().lease
-        ended = bool(current is not None and current.holder != holder and not current.expired(now)
-                     and holder_finished is not None and holder_finished(current.holder))
+        ended = bool(
+            current is not None
+            and current.holder != holder
+            and not current.expired(now)
+            and holder_finished is not None
+            and holder_finished(current.holder)
+        )
 
         def change(ledger: Ledger) -> Ledger:
             blocker = lease_blocker(ledger.lease, holder, now)
@@ -101,7 +109,9 @@ class JobLedger:
                 raise LeaseHeldError(
                     f"another lifecycle operation holds this job: {blocker.describe(now)}; refusing to run "
                     f"{operation} for {holder!r} at the same time",
-                    path=self.file.uri, job=self.root.job, generation=ledger.current_generation,
+                    path=self.file.uri,
+                    job=self.root.job,
+                    generation=ledger.current_generation,
                     hint="Wait for it to finish (or for its lease to expire), then run again",
                 )
             acquired = ledger.lease.acquired_at if ledger.lease and ledger.lease.holder == holder else now

@@ -92,7 +92,9 @@ def _json_object(raw: str, path: str, what: str) -> dict[str, Any]:
     except ValueError as exc:
         raise CorruptCheckpointError(f"{what} holds invalid JSON: {exc}", path=path) from exc
     if not isinstance(value, dict):
-        raise CorruptCheckpointError(f"{what} should hold a JSON object, found {type(value).__name__}", path=path)
+        raise CorruptCheckpointError(
+            f"{what} should hold a JSON object, found {type(value).__name__}", path=path
+        )
     return value
 
 
@@ -132,7 +134,8 @@ def parse_offsets(text: str, batch_id: int, path: str) -> BatchOffsets:
             source_id, sep, raw = line.partition(":")
             if not sep or not source_id.strip():
                 raise CorruptCheckpointError(
-                    f"offset log entry {batch_id}: expected '<source id>:<offset>', found {line[:60]!r}", path=path
+                    f"offset log entry {batch_id}: expected '<source id>:<offset>', found {line[:60]!r}",
+                    path=path,
                 )
             pairs.append((source_id.strip(), _check_offset(raw.strip(), path, batch_id)))
         pairs.sort(key=lambda p: (0, int(p[0])) if p[0].isdigit() else (1, p[0]))  # type: ignore[return-value]

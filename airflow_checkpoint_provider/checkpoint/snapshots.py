@@ -129,25 +129,33 @@ def read_manifest(root: JobRoot, snapshot_id: str, *, generation: int | None = N
     if data is None:
         raise SnapshotNotFoundError(
             f"snapshot {snapshot_id!r} does not exist or has no manifest (an unfinished export is not a snapshot)",
-            path=folder.uri, job=root.job, generation=generation,
+            path=folder.uri,
+            job=root.job,
+            generation=generation,
             hint="List snapshots with 'airflow-checkpoint snapshots <job root>'",
         )
     if data.get("job") != root.job:
         raise ForeignSnapshotError(
             f"snapshot {snapshot_id!r} belongs to job {data.get('job')!r}, not {root.job!r}",
-            path=folder.uri, job=root.job, generation=generation,
+            path=folder.uri,
+            job=root.job,
+            generation=generation,
         )
     try:
         manifest = Manifest.from_json(data)
     except (TypeError, KeyError, ValueError) as exc:
         raise SnapshotCorruptError(
-            f"snapshot manifest is malformed: {exc}", path=folder.child(MANIFEST).uri, job=root.job,
+            f"snapshot manifest is malformed: {exc}",
+            path=folder.child(MANIFEST).uri,
+            job=root.job,
             generation=generation,
         ) from exc
     if manifest.snapshot_id != snapshot_id:
         raise ForeignSnapshotError(
             f"folder {snapshot_id!r} holds the manifest of snapshot {manifest.snapshot_id!r} (copied or renamed?)",
-            path=folder.uri, job=root.job, generation=generation,
+            path=folder.uri,
+            job=root.job,
+            generation=generation,
         )
     return manifest
 
@@ -191,8 +199,9 @@ def file_facts(location: Location) -> tuple[int, list[str]]:
         return int(parquet.metadata.num_rows), list(parquet.schema_arrow.names)
 
 
-def verify_snapshot(root: JobRoot, snapshot_id: str, *, record: bool = True,
-                    generation: int | None = None) -> Verification:
+def verify_snapshot(
+    root: JobRoot, snapshot_id: str, *, record: bool = True, generation: int | None = None
+) -> Verification:
     """Re-read every part's files against the manifest: present, no extras, sizes, SHA-256, Parquet footers,
     row counts and column names. Raises :class:`SnapshotCorruptError` listing every problem; on success writes
     ``verified.json`` (when ``record``). ``generation``: the generation the caller acts for (named in errors;
@@ -217,8 +226,10 @@ def verify_snapshot(root: JobRoot, snapshot_id: str, *, record: bool = True,
                 problems.append(f"part {part.name}: file {name} is missing")
                 continue
             if present[name] != expected.size:
-                problems.append(f"part {part.name}: file {name} has {present[name]} bytes, manifest says "
-                                f"{expected.size} (truncated or rewritten)")
+                problems.append(
+                    f"part {part.name}: file {name} has {present[name]} bytes, manifest says "
+                    f"{expected.size} (truncated or rewritten)"
+                )
                 continue
             if file_sha256(loc)[0] != expected.sha256:
                 problems.append(f"part {part.name}: file {name} fails its SHA-256 checksum")
@@ -244,12 +255,21 @@ def verify_snapshot(root: JobRoot, snapshot_id: str, *, record: bool = True,
         raise SnapshotCorruptError(
             f"snapshot {snapshot_id!r} (of generation {manifest.generation}, batch {manifest.batch}) does not match "
             "its manifest: " + "; ".join(problems),
-            path=folder.uri, job=root.job, generation=manifest.generation if generation is None else generation,
-            batch=manifest.batch, hint="Neither load it nor clean up on its strength; take a new snapshot",
+            path=folder.uri,
+            job=root.job,
+            generation=manifest.generation if generation is None else generation,
+            batch=manifest.batch,
+            hint="Neither load it nor clean up on its strength; take a new snapshot",
         )
     result = Verification(
-        snapshot_id=snapshot_id, ok=True, rows=rows, files=files, bytes=size, problems=[],
-        verified_at=pendulum.now("UTC").to_iso8601_string(), manifest_sha256=_manifest_digest(raw),
+        snapshot_id=snapshot_id,
+        ok=True,
+        rows=rows,
+        files=files,
+        bytes=size,
+        problems=[],
+        verified_at=pendulum.now("UTC").to_iso8601_string(),
+        manifest_sha256=_manifest_digest(raw),
     )
     if record:
         root.write_json(folder.child(VERIFIED), result.to_json())
@@ -317,13 +337,24 @@ class SnapshotCatalogue:
             m = read_manifest(self.root, snapshot_id)
         except (SnapshotCorruptError, ForeignSnapshotError) as exc:
             return SnapshotEntry(snapshot_id=snapshot_id, complete=False, error=str(exc))
-        marker = self.root.read_json(folder.child(VERIFIED), what="verification record", error=SnapshotCorruptError)
-        verified = bool(marker and marker.get("ok") and marker.get("manifest_sha256") == _manifest_digest(raw))
+        marker = self.root.read_json(
+            folder.child(VERIFIED), what="verification record", error=SnapshotCorruptError
+        )
+        verified = bool(
+            marker and marker.get("ok") and marker.get("manifest_sha256") == _manifest_digest(raw)
+        )
         return SnapshotEntry(
-            snapshot_id=snapshot_id, complete=True, verified=verified,
+            snapshot_id=snapshot_id,
+            complete=True,
+            verified=verified,
             deep_verified=verified and bool(marker and marker.get("deep")),
-            generation=m.generation, batch=m.batch, query_id=m.query_id, created_at=m.created_at, rows=m.rows,
-            code_version=m.code_version, end_offsets=m.end_offsets,
+            generation=m.generation,
+            batch=m.batch,
+            query_id=m.query_id,
+            created_at=m.created_at,
+            rows=m.rows,
+            code_version=m.code_version,
+            end_offsets=m.end_offsets,
         )
 
     def list(self) -> list[SnapshotEntry]:
@@ -334,16 +365,23 @@ class SnapshotCatalogue:
     def find(self, *, generation: int, batch: int, query_id: str | None = None) -> SnapshotEntry | None:
         """The newest complete snapshot of (generation, batch) — used to make a repeated export a no-op."""
         for e in self.list():
-            if e.complete and e.generation == generation and e.batch == batch and (
-                query_id is None or e.query_id == query_id
+            if (
+                e.complete
+                and e.generation == generation
+                and e.batch == batch
+                and (query_id is None or e.query_id == query_id)
             ):
                 return e
         return None
 
-    def latest_verified(self, generation: int | None = None, batch: int | None = None) -> SnapshotEntry | None:
+    def latest_verified(
+        self, generation: int | None = None, batch: int | None = None
+    ) -> SnapshotEntry | None:
         for e in self.list():
-            if e.verified and (generation is None or e.generation == generation) and (
-                batch is None or e.batch == batch
+            if (
+                e.verified
+                and (generation is None or e.generation == generation)
+                and (batch is None or e.batch == batch)
             ):
                 return e
         return None
@@ -359,8 +397,9 @@ class SnapshotCatalogue:
                 reasons.setdefault(str(record["snapshot"]), f"generation {g} started from it and is kept")
         return reasons
 
-    def plan_retention(self, *, keep_last: int | None = None, max_age: timedelta | None = None,
-                       now: Any = None) -> RetentionPlan:
+    def plan_retention(
+        self, *, keep_last: int | None = None, max_age: timedelta | None = None, now: Any = None
+    ) -> RetentionPlan:
         """Which snapshots to delete: beyond the newest ``keep_last`` complete ones or older than ``max_age``,
         never a protected one; unfinished export folders older than a grace period go too."""
         import pendulum
@@ -411,7 +450,8 @@ class SnapshotCatalogue:
         if reason and not force:
             raise SnapshotProtectedError(
                 f"refusing to delete snapshot {snapshot_id!r}: {reason}",
-                path=self.root.snapshot_dir(snapshot_id).uri, job=self.root.job,
+                path=self.root.snapshot_dir(snapshot_id).uri,
+                job=self.root.job,
             )
         self._remove(snapshot_id)
 

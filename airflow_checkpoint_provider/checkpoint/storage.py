@@ -186,7 +186,7 @@ class Location:
             name = str(name)
             if item.get("type") == "directory" or not name.startswith(prefix):
                 continue
-            out.append((name[len(prefix):], int(item.get("size") or 0)))
+            out.append((name[len(prefix) :], int(item.get("size") or 0)))
         return sorted(out)
 
     # --- writing --------------------------------------------------------------------------------------

@@ -41,31 +41,46 @@ def _dead(status: DriverStatus) -> bool:
     return process_gone(status.pid, status.host)
 
 
-def driver_started(root: JobRoot, generation: int, launch_id: str, *, need_commit: bool = True,
-                   process_gone: bool = False) -> Observation:
+def driver_started(
+    root: JobRoot, generation: int, launch_id: str, *, need_commit: bool = True, process_gone: bool = False
+) -> Observation:
     """The driver of launch ``launch_id`` reports RUNNING (and, if asked, has a committed batch)."""
     status = root.read_status(generation)
     if status is not None and status.launch_id == launch_id:
         payload = status.to_json()
         if (process_gone or _dead(status)) and not DriverState(status.state).is_terminal:
-            return Observation(False, True, f"the driver process died ({status.state} in its last report)", payload)
+            return Observation(
+                False, True, f"the driver process died ({status.state} in its last report)", payload
+            )
         if status.state == DriverState.FAILED.value:
             return Observation(False, True, f"the driver failed: {status.error}", payload)
         if status.state == DriverState.STOPPED.value:
-            return Observation(False, True, f"the driver stopped while starting: {status.error or 'stopped'}",
-                               payload)
+            return Observation(
+                False, True, f"the driver stopped while starting: {status.error or 'stopped'}", payload
+            )
         if status.state in (DriverState.RUNNING.value, DriverState.STOPPING.value) and (
-                not need_commit or status.last_committed_batch is not None):
-            return Observation(True, False, f"driver RUNNING, last committed batch {status.last_committed_batch}",
-                               payload)
+            not need_commit or status.last_committed_batch is not None
+        ):
+            return Observation(
+                True, False, f"driver RUNNING, last committed batch {status.last_committed_batch}", payload
+            )
         return Observation(False, False, f"driver {status.state}, no committed batch yet", payload)
     if status is not None and status.is_live() and not _dead(status):
         # Another launch's driver holds the generation (a restart callback won the race): ours was refused.
         payload = status.to_json()
-        if status.state == DriverState.RUNNING.value and (not need_commit or status.last_committed_batch is not None):
-            return Observation(True, False, f"a driver of launch {status.launch_id or '?'} already runs the "
-                               "generation; reconnected to it", payload)
-        return Observation(False, False, f"a driver of launch {status.launch_id or '?'} is {status.state}", payload)
+        if status.state == DriverState.RUNNING.value and (
+            not need_commit or status.last_committed_batch is not None
+        ):
+            return Observation(
+                True,
+                False,
+                f"a driver of launch {status.launch_id or '?'} already runs the "
+                "generation; reconnected to it",
+                payload,
+            )
+        return Observation(
+            False, False, f"a driver of launch {status.launch_id or '?'} is {status.state}", payload
+        )
     if process_gone:
         return Observation(False, True, "the driver process ended without reporting (see its log)", {})
     return Observation(False, False, "waiting for the driver to report", {})
@@ -79,22 +94,44 @@ def stop_acknowledged(root: JobRoot, generation: int, request_id: str) -> Observ
     if ack is not None and ack.request_id == request_id:
         payload = ack.to_json()
         if ack.outcome == "timed_out":
-            return Observation(False, True, f"the driver did not reach a batch boundary in time (in flight: "
-                               f"{ack.in_flight_batch}); it keeps running", payload)
+            return Observation(
+                False,
+                True,
+                f"the driver did not reach a batch boundary in time (in flight: "
+                f"{ack.in_flight_batch}); it keeps running",
+                payload,
+            )
         age = _lock_age(root, generation)
         if age is None or age > lease:
-            return Observation(True, False, f"stopped ({ack.outcome}, {ack.method}) at batch "
-                               f"{ack.final_committed_batch} after {ack.stop_latency_s}s; driver exited", payload)
-        return Observation(False, False, f"acknowledged ({ack.outcome}); waiting for the driver to exit", payload)
+            return Observation(
+                True,
+                False,
+                f"stopped ({ack.outcome}, {ack.method}) at batch "
+                f"{ack.final_committed_batch} after {ack.stop_latency_s}s; driver exited",
+                payload,
+            )
+        return Observation(
+            False, False, f"acknowledged ({ack.outcome}); waiting for the driver to exit", payload
+        )
     if status is not None and (not status.is_live() or process_gone(status.pid, status.host)):
         # It ended (or was killed) before it acknowledged: stopped all the same. Its checkpoint ends at its last
         # committed batch; a batch it had in flight was never committed and is read again by whoever continues.
         info = inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
-        payload = {"outcome": "ended", "request_id": request_id, "state": status.state, "error": status.error,
-                   "final_committed_batch": info.last_committed_batch,
-                   "end_offsets": info.committed.end_offsets_json() if info.committed else None}
-        return Observation(True, False, f"the driver ended ({status.state}) before it acknowledged the stop; its "
-                           f"checkpoint is intact at batch {info.last_committed_batch}", payload)
+        payload = {
+            "outcome": "ended",
+            "request_id": request_id,
+            "state": status.state,
+            "error": status.error,
+            "final_committed_batch": info.last_committed_batch,
+            "end_offsets": info.committed.end_offsets_json() if info.committed else None,
+        }
+        return Observation(
+            True,
+            False,
+            f"the driver ended ({status.state}) before it acknowledged the stop; its "
+            f"checkpoint is intact at batch {info.last_committed_batch}",
+            payload,
+        )
     return Observation(False, False, "waiting for the driver to reach a batch boundary", {})
 
 
@@ -114,8 +151,14 @@ def batch_committed(root: JobRoot, generation: int | None, batch: int) -> Observ
     return Observation(False, False, f"generation {g} is at batch {last}, waiting for {batch}", payload)
 
 
-def job_health(root: JobRoot, generation: int | None = None, *, max_heartbeat_age_s: float | None = None,
-               max_batch_age_s: float | None = None, max_lag: int | None = None) -> Observation:
+def job_health(
+    root: JobRoot,
+    generation: int | None = None,
+    *,
+    max_heartbeat_age_s: float | None = None,
+    max_batch_age_s: float | None = None,
+    max_lag: int | None = None,
+) -> Observation:
     """Healthy: driver RUNNING, heartbeat fresh, (optionally) a batch recently and lag under ``max_lag``.
     ``failed`` means dead (terminal status, or a heartbeat older than the lease): waiting will not help."""
     g = _generation(root, generation)
@@ -127,24 +170,47 @@ def job_health(root: JobRoot, generation: int | None = None, *, max_heartbeat_ag
     payload = {**status.to_json(), "heartbeat_age_s": round(status.heartbeat_age(), 3)}
     heartbeat_limit = status.lease_s if max_heartbeat_age_s is None else max_heartbeat_age_s
     if DriverState(status.state).is_terminal:
-        return Observation(False, True, f"the driver of generation {g} is {status.state}"
-                           + (f": {status.error}" if status.error else ""), payload)
+        return Observation(
+            False,
+            True,
+            f"the driver of generation {g} is {status.state}" + (f": {status.error}" if status.error else ""),
+            payload,
+        )
     if process_gone(status.pid, status.host):
-        return Observation(False, True, f"the driver of generation {g} (pid {status.pid} on {status.host}) is gone "
-                           f"without reporting: it died", payload)
+        return Observation(
+            False,
+            True,
+            f"the driver of generation {g} (pid {status.pid} on {status.host}) is gone "
+            f"without reporting: it died",
+            payload,
+        )
     if status.heartbeat_age() > heartbeat_limit:
-        return Observation(False, True, f"the driver of generation {g} has not sent a heartbeat for "
-                           f"{status.heartbeat_age():.0f}s (limit {heartbeat_limit:.0f}s): it is dead", payload)
+        return Observation(
+            False,
+            True,
+            f"the driver of generation {g} has not sent a heartbeat for "
+            f"{status.heartbeat_age():.0f}s (limit {heartbeat_limit:.0f}s): it is dead",
+            payload,
+        )
     if status.state != DriverState.RUNNING.value:
         return Observation(False, False, f"the driver of generation {g} is {status.state}", payload)
     if max_batch_age_s is not None:
         since = status.last_batch_at or status.started_at
         if time.time() - since > max_batch_age_s:
-            return Observation(False, False, f"no batch for {time.time() - since:.0f}s (limit {max_batch_age_s:.0f}s)",
-                               payload)
+            return Observation(
+                False,
+                False,
+                f"no batch for {time.time() - since:.0f}s (limit {max_batch_age_s:.0f}s)",
+                payload,
+            )
     if max_lag is not None and status.source_lag:
         lag = sum(x for x in status.source_lag if x is not None)
         if lag > max_lag:
             return Observation(False, False, f"lag {lag} records > {max_lag}", payload)
-    return Observation(True, False, f"generation {g} healthy: batch {status.last_committed_batch}, heartbeat "
-                       f"{status.heartbeat_age():.1f}s ago", payload)
+    return Observation(
+        True,
+        False,
+        f"generation {g} healthy: batch {status.last_committed_batch}, heartbeat "
+        f"{status.heartbeat_age():.1f}s ago",
+        payload,
+    )

@@ -52,8 +52,16 @@ from airflow_checkpoint_provider.model.decisions import StartDecision, decide_st
 from airflow_checkpoint_provider.model.launch import LaunchSpec
 from airflow_checkpoint_provider.model.records import DriverStatus
 
-EXTRAS = ("deploy-mode", "spark-binary", "queue", "namespace", "python", "python-path", "yarn-binary",
-          "kubectl-binary")
+EXTRAS = (
+    "deploy-mode",
+    "spark-binary",
+    "queue",
+    "namespace",
+    "python",
+    "python-path",
+    "yarn-binary",
+    "kubectl-binary",
+)
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
@@ -83,8 +91,14 @@ class StreamingJobHook(BaseHook):
     conn_type = "spark"
     hook_name = "Spark (checkpointed streaming)"
 
-    def __init__(self, conn_id: str | None = None, *, master: str | None = None,
-                 python_path: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        conn_id: str | None = None,
+        *,
+        master: str | None = None,
+        python_path: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__()
         self.conn_id = conn_id
         self._master = master
@@ -102,7 +116,9 @@ class StreamingJobHook(BaseHook):
 
     def _resolve_target(self) -> SubmitTarget:
         if self.conn_id is None:
-            return SubmitTarget(master=self._master or "local[2]", spark_binary=self._default_binary("spark-submit"))
+            return SubmitTarget(
+                master=self._master or "local[2]", spark_binary=self._default_binary("spark-submit")
+            )
         conn = self.get_connection(self.conn_id)
         if conn.conn_type == "spark" and conn.host and ("://" in conn.host or not conn.port):
             master = conn.host
@@ -151,44 +167,87 @@ class StreamingJobHook(BaseHook):
     def log_dir(root: JobRoot, generation: int | None = None) -> Path:
         """Where driver and exporter output goes: under the job root when it is local, else a temp folder."""
         if root.location.is_local:
-            base = Path(root.location.path) / ("logs" if generation is None else f"generations/{generation}/logs")
+            base = Path(root.location.path) / (
+                "logs" if generation is None else f"generations/{generation}/logs"
+            )
         else:
-            base = Path(tempfile.gettempdir()) / "airflow-checkpoint" / root.job / (
-                "logs" if generation is None else f"g{generation}")
+            base = (
+                Path(tempfile.gettempdir())
+                / "airflow-checkpoint"
+                / root.job
+                / ("logs" if generation is None else f"g{generation}")
+            )
         base.mkdir(parents=True, exist_ok=True)
         return base
 
     # --- drivers --------------------------------------------------------------------------------------
 
-    def submit_driver(self, root: JobRoot, spec: LaunchSpec, *, application: str,
-                      application_args: Sequence[str] = (), conf: Mapping[str, str] | None = None) -> DriverHandle:
+    def submit_driver(
+        self,
+        root: JobRoot,
+        spec: LaunchSpec,
+        *,
+        application: str,
+        application_args: Sequence[str] = (),
+        conf: Mapping[str, str] | None = None,
+    ) -> DriverHandle:
         """Submit a managed driver detached from this process; return how to find it again."""
         target = self.target
         backend = target.backend
         launch_id = spec.launch_id
         if not launch_id:
-            raise InvalidLaunchError("submit_driver needs a launch id in the spec", path=root.location.uri,
-                                     job=root.job, generation=spec.generation)
+            raise InvalidLaunchError(
+                "submit_driver needs a launch id in the spec",
+                path=root.location.uri,
+                job=root.job,
+                generation=spec.generation,
+            )
         pod = driver_pod_name(root.job, spec.generation, launch_id) if backend is Backend.KUBERNETES else None
-        cmd = submit_command(target, app=application, app_args=[*spec.to_args(), "--", *application_args],
-                             name=f"{root.job}-g{spec.generation}", conf=dict(conf or {}),
-                             python_path=self.python_path(), detached=True, pod_name=pod)
+        cmd = submit_command(
+            target,
+            app=application,
+            app_args=[*spec.to_args(), "--", *application_args],
+            name=f"{root.job}-g{spec.generation}",
+            conf=dict(conf or {}),
+            python_path=self.python_path(),
+            detached=True,
+            pod_name=pod,
+        )
         log_path = self.log_dir(root, spec.generation) / f"driver-{launch_id[:12]}.log"
-        handle = DriverHandle(backend=backend.value, launch_id=launch_id, master=target.master,
-                              submitted_at=time.time(), generation=spec.generation, host=socket.gethostname(),
-                              log_path=str(log_path), namespace=target.namespace if pod else None, pod=pod)
+        handle = DriverHandle(
+            backend=backend.value,
+            launch_id=launch_id,
+            master=target.master,
+            submitted_at=time.time(),
+            generation=spec.generation,
+            host=socket.gethostname(),
+            log_path=str(log_path),
+            namespace=target.namespace if pod else None,
+            pod=pod,
+        )
         self.log.info("submitting %s: %s", handle.describe(), " ".join(cmd))
         if backend in (Backend.LOCAL, Backend.STANDALONE):
             with open(log_path, "ab") as out:
-                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                        env=self._process_env(), start_new_session=True, close_fds=True)
+                proc = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=self._process_env(),
+                    start_new_session=True,
+                    close_fds=True,
+                )
             return DriverHandle(**{**handle.to_json(), "pid": proc.pid})
         out = self._run(cmd, log_path, timeout=600)
         if backend is Backend.YARN:
             app_id = parse_yarn_submission(out)
             if app_id is None:
-                raise SubmitError(f"spark-submit printed no YARN application id; output ends:\n{out[-2000:]}",
-                                  path=root.location.uri, job=root.job, generation=spec.generation)
+                raise SubmitError(
+                    f"spark-submit printed no YARN application id; output ends:\n{out[-2000:]}",
+                    path=root.location.uri,
+                    job=root.job,
+                    generation=spec.generation,
+                )
             return DriverHandle(**{**handle.to_json(), "app_id": app_id})
         submission = parse_k8s_submission(out)
         if submission and ":" in submission:
@@ -199,16 +258,25 @@ class StreamingJobHook(BaseHook):
     def _run(self, cmd: list[str], log_path: Path, timeout: float) -> str:
         """Run a command to completion, append its output to ``log_path``; SubmitError on failure."""
         try:
-            done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  env=self._process_env(), timeout=timeout, check=False)
+            done = subprocess.run(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                env=self._process_env(),
+                timeout=timeout,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SubmitError(f"{cmd[0]} could not run: {exc}", path=str(log_path)) from exc
         output = (done.stdout or "") + (done.stderr or "")
         with open(log_path, "a") as handle:
             handle.write(output)
         if done.returncode != 0:
-            raise SubmitError(f"{' '.join(cmd[:3])} ... exited {done.returncode}; output ends:\n{output[-2000:]}",
-                              path=str(log_path))
+            raise SubmitError(
+                f"{' '.join(cmd[:3])} ... exited {done.returncode}; output ends:\n{output[-2000:]}",
+                path=str(log_path),
+            )
         return output
 
     def liveness(self, handle: DriverHandle) -> Liveness:
@@ -242,7 +310,9 @@ class StreamingJobHook(BaseHook):
             return
         cmd = kill_command(self.target, handle)
         if cmd is not None:
-            log_path = Path(handle.log_path) if handle.log_path else Path(tempfile.gettempdir()) / "acp-kill.log"
+            log_path = (
+                Path(handle.log_path) if handle.log_path else Path(tempfile.gettempdir()) / "acp-kill.log"
+            )
             self._run(cmd, log_path, timeout=120)
 
     def observe(self, root: JobRoot, generation: int) -> DriverView:
@@ -258,51 +328,92 @@ class StreamingJobHook(BaseHook):
         backend = self.liveness(handle) if handle else Liveness.UNKNOWN
 
         if status is not None and status.is_live() and not process_gone(status.pid, status.host):
-            return DriverView(True, False, f"driver {status.driver_id} is {status.state}, heartbeat "
-                              f"{status.heartbeat_age():.1f}s ago", status, handle)
-        if lock is not None and lock_age is not None and lock_age < lease and not process_gone(
-                lock.get("pid"), lock.get("host")):
-            return DriverView(True, False, f"the driver lock was refreshed {lock_age:.1f}s ago", status, handle)
+            return DriverView(
+                True,
+                False,
+                f"driver {status.driver_id} is {status.state}, heartbeat {status.heartbeat_age():.1f}s ago",
+                status,
+                handle,
+            )
+        if (
+            lock is not None
+            and lock_age is not None
+            and lock_age < lease
+            and not process_gone(lock.get("pid"), lock.get("host"))
+        ):
+            return DriverView(
+                True, False, f"the driver lock was refreshed {lock_age:.1f}s ago", status, handle
+            )
         if backend is Liveness.ALIVE:
-            return DriverView(True, False, f"{handle.describe() if handle else 'driver'} is still running",
-                              status, handle)
-        if backend is Liveness.UNKNOWN and handle is not None and time.time() - handle.submitted_at < lease * 4 \
-                and (status is None or status.launch_id != handle.launch_id):
-            return DriverView(False, False, f"{handle.describe()} was submitted {time.time() - handle.submitted_at:.0f}s "
-                              "ago and has not reported yet", status, handle)
+            return DriverView(
+                True, False, f"{handle.describe() if handle else 'driver'} is still running", status, handle
+            )
+        if (
+            backend is Liveness.UNKNOWN
+            and handle is not None
+            and time.time() - handle.submitted_at < lease * 4
+            and (status is None or status.launch_id != handle.launch_id)
+        ):
+            return DriverView(
+                False,
+                False,
+                f"{handle.describe()} was submitted {time.time() - handle.submitted_at:.0f}s "
+                "ago and has not reported yet",
+                status,
+                handle,
+            )
         state = status.state if status else "no status"
-        return DriverView(False, True, f"no live driver: status {state}, lock "
-                          f"{'absent' if lock_age is None else f'{lock_age:.0f}s old'}, backend {backend.value}",
-                          status, handle)
+        return DriverView(
+            False,
+            True,
+            f"no live driver: status {state}, lock "
+            f"{'absent' if lock_age is None else f'{lock_age:.0f}s old'}, backend {backend.value}",
+            status,
+            handle,
+        )
 
     # --- generations ----------------------------------------------------------------------------------
 
-    def launch_generation(self, root: JobRoot, generation: int, *, launch_id: str | None = None,
-                          by: str = "") -> tuple[DriverHandle, StartDecision]:
+    def launch_generation(
+        self, root: JobRoot, generation: int, *, launch_id: str | None = None, by: str = ""
+    ) -> tuple[DriverHandle, StartDecision]:
         """(Re)start a generation from its recorded launch: resume if its checkpoint has a committed batch (no
         snapshot is passed), else the fresh path with its snapshot. Records the handle next to the checkpoint."""
         record = root.read_generation_record(generation) or {}
         application = record.get("application")
         if not application:
             raise InvalidLaunchError(
-                "the generation has no recorded application to launch", path=root.generation_record_file(
-                    generation).uri, job=root.job, generation=generation,
+                "the generation has no recorded application to launch",
+                path=root.generation_record_file(generation).uri,
+                job=root.job,
+                generation=generation,
                 hint="Start it with StartStreamingJobOperator, which records the launch",
             )
         info = inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
-        decision = decide_start(generation=generation, last_committed_batch=info.last_committed_batch,
-                                in_flight_batch=info.in_flight_batch, snapshot=record.get("snapshot"))
+        decision = decide_start(
+            generation=generation,
+            last_committed_batch=info.last_committed_batch,
+            in_flight_batch=info.in_flight_batch,
+            snapshot=record.get("snapshot"),
+        )
         spec = LaunchSpec(
-            job_root=root.location.uri, generation=generation, job_name=root.job,
+            job_root=root.location.uri,
+            generation=generation,
+            job_name=root.job,
             snapshot=record.get("snapshot") if decision.load_initial_state else None,
             code_version=str(record.get("code_version") or ""),
-            heartbeat_s=float(record.get("heartbeat_s", 2.0)), lease_s=float(record.get("lease_s", 30.0)),
+            heartbeat_s=float(record.get("heartbeat_s", 2.0)),
+            lease_s=float(record.get("lease_s", 30.0)),
             launch_id=launch_id or uuid.uuid4().hex,
         )
         self.log.info("%s", decision.reason)
-        handle = self.submit_driver(root, spec, application=str(application),
-                                    application_args=[str(a) for a in record.get("application_args", [])],
-                                    conf=record.get("conf") or {})
+        handle = self.submit_driver(
+            root,
+            spec,
+            application=str(application),
+            application_args=[str(a) for a in record.get("application_args", [])],
+            conf=record.get("conf") or {},
+        )
         launches = list((root.read_generation_record(generation) or {}).get("launches", []))
         launches.append({**handle.to_json(), "by": by, "mode": decision.mode.value})
         root.update_generation_record(generation, launches=launches[-50:])
@@ -310,10 +421,19 @@ class StreamingJobHook(BaseHook):
 
     # --- snapshots ------------------------------------------------------------------------------------
 
-    def export_snapshot(self, root: JobRoot, generation: int, *, batch: int | None = None,
-                        snapshot_id: str | None = None, code_version: str = "", deep: bool = False,
-                        conf: Mapping[str, str] | None = None, exporter: str | None = None,
-                        timeout: float = 1800) -> str:
+    def export_snapshot(
+        self,
+        root: JobRoot,
+        generation: int,
+        *,
+        batch: int | None = None,
+        snapshot_id: str | None = None,
+        code_version: str = "",
+        deep: bool = False,
+        conf: Mapping[str, str] | None = None,
+        exporter: str | None = None,
+        timeout: float = 1800,
+    ) -> str:
         """Run the exporter as a Spark application (waits for it) and return the snapshot id it published."""
         target = self.target
         app = exporter or _exporter_path()
@@ -326,26 +446,47 @@ class StreamingJobHook(BaseHook):
             args += ["--code-version", code_version]
         if deep:
             args += ["--deep"]
-        cmd = submit_command(target, app=app, app_args=args, name=f"{root.job}-g{generation}-export",
-                             conf=dict(conf or {}), python_path=self.python_path(), detached=False,
-                             pod_name=driver_pod_name(root.job, generation, uuid.uuid4().hex) + "-x"
-                             if target.backend is Backend.KUBERNETES else None)
+        cmd = submit_command(
+            target,
+            app=app,
+            app_args=args,
+            name=f"{root.job}-g{generation}-export",
+            conf=dict(conf or {}),
+            python_path=self.python_path(),
+            detached=False,
+            pod_name=driver_pod_name(root.job, generation, uuid.uuid4().hex) + "-x"
+            if target.backend is Backend.KUBERNETES
+            else None,
+        )
         log_path = self.log_dir(root, generation) / f"export-{uuid.uuid4().hex[:8]}.log"
         self.log.info("exporting generation %s of %s: %s", generation, root.job, " ".join(cmd))
         try:
             output = self._run(cmd, log_path, timeout=timeout)
         except SubmitError as exc:
-            raise ExportFailedError(f"the exporter failed: {exc}", path=root.location.uri, job=root.job,
-                                    generation=generation, batch=batch) from exc
+            raise ExportFailedError(
+                f"the exporter failed: {exc}",
+                path=root.location.uri,
+                job=root.job,
+                generation=generation,
+                batch=batch,
+            ) from exc
         for line in reversed(output.splitlines()):
             if line.startswith('{"snapshot_id"'):
                 return str(json.loads(line)["snapshot_id"])
         # Cluster mode: the result line is in the driver's log, not here; the catalogue has the answer.
-        found = [e for e in SnapshotCatalogue(root).list() if e.complete
-                 and e.generation == generation and (batch is None or e.batch == batch)]
+        found = [
+            e
+            for e in SnapshotCatalogue(root).list()
+            if e.complete and e.generation == generation and (batch is None or e.batch == batch)
+        ]
         if not found:
-            raise ExportFailedError("the exporter finished but published no snapshot", path=str(log_path),
-                                    job=root.job, generation=generation, batch=batch)
+            raise ExportFailedError(
+                "the exporter finished but published no snapshot",
+                path=str(log_path),
+                job=root.job,
+                generation=generation,
+                batch=batch,
+            )
         return found[0].snapshot_id
 
 
@@ -358,5 +499,3 @@ def _exporter_path() -> str:
 def latest_handle(root: JobRoot, generation: int) -> DriverHandle | None:
     launches = (root.read_generation_record(generation) or {}).get("launches") or []
     return DriverHandle.from_json(launches[-1]) if launches else None
-
-

@@ -95,19 +95,36 @@ def plan_generation(
     """
     if snapshot is None:
         if current is None:
-            return GenerationPlan(1, create=not existing or 1 not in existing, snapshot=None,
-                                  reason="first start of the job: generation 1, empty state")
+            return GenerationPlan(
+                1,
+                create=not existing or 1 not in existing,
+                snapshot=None,
+                reason="first start of the job: generation 1, empty state",
+            )
         if current_retired:
-            return GenerationPlan(current, create=False, snapshot=None,
-                                  reason=f"generation {current} is retired; start a new one from its snapshot")
-        return GenerationPlan(current, create=False, snapshot=current_snapshot,
-                              reason=f"restarting current generation {current} on its own checkpoint")
+            return GenerationPlan(
+                current,
+                create=False,
+                snapshot=None,
+                reason=f"generation {current} is retired; start a new one from its snapshot",
+            )
+        return GenerationPlan(
+            current,
+            create=False,
+            snapshot=current_snapshot,
+            reason=f"restarting current generation {current} on its own checkpoint",
+        )
     if current is not None and current_snapshot == snapshot and not current_retired:
-        return GenerationPlan(current, create=False, snapshot=snapshot,
-                              reason=f"generation {current} already started from snapshot {snapshot}: reusing it")
+        return GenerationPlan(
+            current,
+            create=False,
+            snapshot=snapshot,
+            reason=f"generation {current} already started from snapshot {snapshot}: reusing it",
+        )
     new = max([*existing, current or 0]) + 1
-    return GenerationPlan(new, create=True, snapshot=snapshot,
-                          reason=f"creating generation {new} from snapshot {snapshot}")
+    return GenerationPlan(
+        new, create=True, snapshot=snapshot, reason=f"creating generation {new} from snapshot {snapshot}"
+    )
 
 
 class CleanupVerdict(StrEnum):
@@ -135,14 +152,19 @@ def decide_cleanup(
         return CleanupVerdict.DRIVER_ALIVE, "its driver is not provably stopped"
     if require_stop and stop_outcome not in ("stopped", "forced", "killed", "ended", "already_stopped"):
         return CleanupVerdict.STOP_INCOMPLETE, (
-            f"the stop in this run did not complete (outcome: {stop_outcome or 'none recorded'})")
+            f"the stop in this run did not complete (outcome: {stop_outcome or 'none recorded'})"
+        )
     if last_committed_batch is None:
         return CleanupVerdict.ALLOWED, "the checkpoint has no committed batch: no state to lose"
     if last_committed_batch not in verified_snapshot_batches:
         have = ", ".join(str(b) for b in sorted(verified_snapshot_batches)) or "none"
         return CleanupVerdict.NO_SNAPSHOT, (
-            f"no verified snapshot of its last committed batch {last_committed_batch} (verified: {have})")
-    return CleanupVerdict.ALLOWED, f"driver stopped and batch {last_committed_batch} is in a verified snapshot"
+            f"no verified snapshot of its last committed batch {last_committed_batch} (verified: {have})"
+        )
+    return (
+        CleanupVerdict.ALLOWED,
+        f"driver stopped and batch {last_committed_batch} is in a verified snapshot",
+    )
 
 
 def parse_duration(text: str) -> timedelta:

@@ -74,7 +74,10 @@ class LaunchSpec:
         if self.snapshot:
             args += [f"{PREFIX}snapshot", self.snapshot]
         if self.starting_offsets is not None:
-            args += [f"{PREFIX}starting-offsets", json.dumps(list(self.starting_offsets), separators=(",", ":"))]
+            args += [
+                f"{PREFIX}starting-offsets",
+                json.dumps(list(self.starting_offsets), separators=(",", ":")),
+            ]
         if self.code_version:
             args += [f"{PREFIX}code-version", self.code_version]
         args += [f"{PREFIX}heartbeat-s", str(self.heartbeat_s), f"{PREFIX}lease-s", str(self.lease_s)]
@@ -125,7 +128,8 @@ def parse_launch_args(argv: Sequence[str]) -> tuple[LaunchSpec, list[str]]:
             ) from exc
         if not isinstance(parsed, list):
             raise InvalidLaunchError(
-                "--acp-starting-offsets must be a JSON list, one offset per source", path=ns.job_root,
+                "--acp-starting-offsets must be a JSON list, one offset per source",
+                path=ns.job_root,
                 generation=generation,
             )
         offsets = tuple(parsed)

@@ -28,8 +28,12 @@ class Lease:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Lease:
-        return cls(holder=str(data["holder"]), operation=str(data.get("operation", "")),
-                   acquired_at=float(data.get("acquired_at", 0)), expires_at=float(data.get("expires_at", 0)))
+        return cls(
+            holder=str(data["holder"]),
+            operation=str(data.get("operation", "")),
+            acquired_at=float(data.get("acquired_at", 0)),
+            expires_at=float(data.get("expires_at", 0)),
+        )
 
 
 @dataclass(frozen=True, slots=True)

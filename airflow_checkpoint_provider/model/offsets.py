@@ -24,11 +24,13 @@ def starting_offset_options(source_format: str, offset: Any) -> dict[str, str]:
         return {}
     if source_format == "eventlog":
         if not isinstance(offset, dict) or not isinstance(offset.get("offset"), int) or offset["offset"] < 0:
-            raise InvalidLaunchError(f"an eventlog offset looks like {{\"offset\": n}}, got {offset!r}")
+            raise InvalidLaunchError(f'an eventlog offset looks like {{"offset": n}}, got {offset!r}')
         return {"startingOffset": str(offset["offset"])}
     if source_format == "kafka":
         if not isinstance(offset, dict) or not all(isinstance(v, dict) for v in offset.values()):
-            raise InvalidLaunchError(f"a Kafka offset looks like {{topic: {{partition: offset}}}}, got {offset!r}")
+            raise InvalidLaunchError(
+                f"a Kafka offset looks like {{topic: {{partition: offset}}}}, got {offset!r}"
+            )
         return {"startingOffsets": json.dumps(offset, separators=(",", ":"), sort_keys=True)}
     raise InvalidLaunchError(
         f"no starting-offset mapping for source format {source_format!r}; pass its options yourself"

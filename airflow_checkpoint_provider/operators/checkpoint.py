@@ -143,12 +143,18 @@ class StreamingJobOperator(BaseOperator):
         return _jobroot.JobRoot(self.job_root, job=self.job_name or None)
 
     def hook(self) -> StreamingJobHook:
-        return _hooks.StreamingJobHook(self.conn_id or None, master=self.master or None, python_path=self.python_path)
+        return _hooks.StreamingJobHook(
+            self.conn_id or None, master=self.master or None, python_path=self.python_path
+        )
 
     def take_lease(self, context: Context, root: JobRoot) -> str:
         holder = run_holder(context)
-        lease = _ledger.JobLedger(root).acquire(holder, f"{self.lease_operation} ({self.task_id})", self.lease_ttl_s,
-                                                holder_finished=lambda other: run_finished(context, other))
+        lease = _ledger.JobLedger(root).acquire(
+            holder,
+            f"{self.lease_operation} ({self.task_id})",
+            self.lease_ttl_s,
+            holder_finished=lambda other: run_finished(context, other),
+        )
         self.log.info("job %s: lease held by %s until %s", root.job, holder, time.ctime(lease.expires_at))
         return holder
 
@@ -166,11 +172,16 @@ class StreamingJobOperator(BaseOperator):
         pinned = _ledger.JobLedger(root).pinned_generation(run_holder(context))
         current = _ledger.JobLedger(root).read().current_generation
         if pinned != current:
-            self.log.info("this run acts on generation %s (pinned when it started; the current one is %s)", pinned,
-                          current)
+            self.log.info(
+                "this run acts on generation %s (pinned when it started; the current one is %s)",
+                pinned,
+                current,
+            )
         return pinned
 
-    def wait(self, observe: Callable[[], watch.Observation], timeout_s: float, what: str) -> watch.Observation:
+    def wait(
+        self, observe: Callable[[], watch.Observation], timeout_s: float, what: str
+    ) -> watch.Observation:
         """Poll ``observe`` until done (returned), failed or timed out (returned with failed / done False)."""
         deadline = time.monotonic() + timeout_s
         last = ""
@@ -182,12 +193,17 @@ class StreamingJobOperator(BaseOperator):
                 self.log.info("waiting for %s: %s", what, seen.message)
                 last = seen.message
             if time.monotonic() >= deadline:
-                return watch.Observation(False, False, f"timed out after {timeout_s:.0f}s waiting for {what}: "
-                                         f"{seen.message}", seen.payload)
+                return watch.Observation(
+                    False,
+                    False,
+                    f"timed out after {timeout_s:.0f}s waiting for {what}: {seen.message}",
+                    seen.payload,
+                )
             time.sleep(self.poll_interval_s)
 
-    def retention(self, root: JobRoot, keep_last: int | None,
-                  max_age: str | timedelta | None) -> dict[str, Any] | None:
+    def retention(
+        self, root: JobRoot, keep_last: int | None, max_age: str | timedelta | None
+    ) -> dict[str, Any] | None:
         """Apply snapshot retention when asked (protected snapshots are always kept); return the plan."""
         if keep_last is None and max_age in (None, ""):
             return None
@@ -198,20 +214,35 @@ class StreamingJobOperator(BaseOperator):
 
     @staticmethod
     def check_event(event: Mapping[str, Any] | None) -> Mapping[str, Any]:
-        if not event or event.get("status") not in ("done", "failed", "timeout", "error") or "echo" not in event:
+        if (
+            not event
+            or event.get("status") not in ("done", "failed", "timeout", "error")
+            or "echo" not in event
+        ):
             raise AirflowException(f"unexpected trigger event: {event!r}")
         return event
 
 
-def driver_error(root: JobRoot, generation: int, message: str, payload: Mapping[str, Any]) -> CheckpointProviderError:
+def driver_error(
+    root: JobRoot, generation: int, message: str, payload: Mapping[str, Any]
+) -> CheckpointProviderError:
     """The driver's own error as a typed one: its class when it is ours (so terminal stays terminal)."""
     error = str(payload.get("error") or "")
     cls = error_class(error.split(":", 1)[0].strip()) if error else None
     if cls is not None and cls.terminal:
-        return cls(f"the driver refused to start: {error}", path=root.location.uri, job=root.job,
-                   generation=generation)
-    return DriverFailedError(message, path=root.location.uri, job=root.job, generation=generation,
-                             hint="A retry restarts it from its checkpoint")
+        return cls(
+            f"the driver refused to start: {error}",
+            path=root.location.uri,
+            job=root.job,
+            generation=generation,
+        )
+    return DriverFailedError(
+        message,
+        path=root.location.uri,
+        job=root.job,
+        generation=generation,
+        hint="A retry restarts it from its checkpoint",
+    )
 
 
 class StartStreamingJobOperator(StreamingJobOperator):
@@ -234,20 +265,39 @@ class StartStreamingJobOperator(StreamingJobOperator):
     :param heartbeat_s: the driver's heartbeat; ``lease_s``: after how long without one it counts as dead.
     """
 
-    template_fields: Sequence[str] = (*StreamingJobOperator.template_fields, "application", "application_args",
-                                      "snapshot", "code_version", "spark_conf")
+    template_fields: Sequence[str] = (
+        *StreamingJobOperator.template_fields,
+        "application",
+        "application_args",
+        "snapshot",
+        "code_version",
+        "spark_conf",
+    )
     lease_operation = "start"
 
-    def __init__(self, *, application: str, application_args: Sequence[str] = (), snapshot: str | None = None,
-                 code_version: str = "", spark_conf: Mapping[str, str] | None = None, wait_for: str = "committed",
-                 start_timeout_s: float = 600.0, heartbeat_s: float = 2.0, lease_s: float = 30.0,
-                 release_lease: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        application: str,
+        application_args: Sequence[str] = (),
+        snapshot: str | None = None,
+        code_version: str = "",
+        spark_conf: Mapping[str, str] | None = None,
+        wait_for: str = "committed",
+        start_timeout_s: float = 600.0,
+        heartbeat_s: float = 2.0,
+        lease_s: float = 30.0,
+        release_lease: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(release_lease=release_lease, **kwargs)
         if wait_for not in ("committed", "running"):
             raise ValueError(f"wait_for must be 'committed' or 'running', got {wait_for!r}")
         self.application = application
         # Kept as given: a template string renders to a list (DAGs with render_template_as_native_obj).
-        self.application_args = application_args if isinstance(application_args, str) else list(application_args)
+        self.application_args = (
+            application_args if isinstance(application_args, str) else list(application_args)
+        )
         self.snapshot = snapshot
         self.code_version = code_version
         self.spark_conf = spark_conf if isinstance(spark_conf, str) else dict(spark_conf or {})
@@ -266,12 +316,20 @@ class StartStreamingJobOperator(StreamingJobOperator):
         store = context.get("task_state_store")
         if view.alive:
             launch_id = (view.status.launch_id if view.status and view.status.is_live() else None) or (
-                view.handle.launch_id if view.handle else "")
-            self.log.info("generation %s already has a live driver (%s): reconnecting, not submitting",
-                          generation, view.reason)
-            info: dict[str, Any] = {"generation": generation, "launch_id": launch_id, "reconnected": True,
-                                    "mode": view.status.start_mode if view.status else None,
-                                    "reason": view.status.start_reason if view.status else view.reason}
+                view.handle.launch_id if view.handle else ""
+            )
+            self.log.info(
+                "generation %s already has a live driver (%s): reconnecting, not submitting",
+                generation,
+                view.reason,
+            )
+            info: dict[str, Any] = {
+                "generation": generation,
+                "launch_id": launch_id,
+                "reconnected": True,
+                "mode": view.status.start_mode if view.status else None,
+                "reason": view.status.start_reason if view.status else view.reason,
+            }
             pid, host = (view.handle.pid, view.handle.host) if view.handle else (None, "")
         else:
             if view.status is not None and view.status.error:
@@ -279,23 +337,44 @@ class StartStreamingJobOperator(StreamingJobOperator):
             handle, decision = hook.launch_generation(root, generation, by=holder)
             if store is not None:
                 store.set("driver_handle", handle.to_json())
-            info = {"generation": generation, "launch_id": handle.launch_id, "reconnected": False,
-                    "mode": decision.mode.value, "reason": decision.reason, "log": handle.log_path}
+            info = {
+                "generation": generation,
+                "launch_id": handle.launch_id,
+                "reconnected": False,
+                "mode": decision.mode.value,
+                "reason": decision.reason,
+                "log": handle.log_path,
+            }
             pid, host = handle.pid, handle.host
         if self.deferrable:
             self.defer(
                 trigger=_triggers.DriverStartedTrigger(
-                    job_root=root.location.uri, job_name=root.job, generation=generation,
-                    timeout_s=self.start_timeout_s, poll_interval_s=self.poll_interval_s,
-                    launch_id=info["launch_id"], need_commit=self.wait_for == "committed",
-                    pid=pid, host=host, echo=info),
+                    job_root=root.location.uri,
+                    job_name=root.job,
+                    generation=generation,
+                    timeout_s=self.start_timeout_s,
+                    poll_interval_s=self.poll_interval_s,
+                    launch_id=info["launch_id"],
+                    need_commit=self.wait_for == "committed",
+                    pid=pid,
+                    host=host,
+                    echo=info,
+                ),
                 method_name="execute_complete",
             )
 
         def observe() -> watch.Observation:
-            gone = bool(pid) and _processes.local_liveness(pid, host, info["launch_id"]) is _backends.Liveness.GONE
-            return watch.driver_started(root, generation, info["launch_id"],
-                                        need_commit=self.wait_for == "committed", process_gone=gone)
+            gone = (
+                bool(pid)
+                and _processes.local_liveness(pid, host, info["launch_id"]) is _backends.Liveness.GONE
+            )
+            return watch.driver_started(
+                root,
+                generation,
+                info["launch_id"],
+                need_commit=self.wait_for == "committed",
+                process_gone=gone,
+            )
 
         seen = self.wait(observe, self.start_timeout_s, f"generation {generation}'s driver to start")
         return self.finish_start(context, root, info, seen.to_json() | {"status": _status_of(seen)})
@@ -305,15 +384,25 @@ class StartStreamingJobOperator(StreamingJobOperator):
         event = self.check_event(event)
         return self.finish_start(context, self.root(), dict(event.get("echo") or {}), event)
 
-    def finish_start(self, context: Context, root: JobRoot, info: dict[str, Any], event: Mapping[str, Any]) -> Any:
+    def finish_start(
+        self, context: Context, root: JobRoot, info: dict[str, Any], event: Mapping[str, Any]
+    ) -> Any:
         generation = int(info["generation"])
         payload = event.get("payload") or {}
         if event["status"] != "done":
             log_hint = f" (driver log: {info.get('log')})" if info.get("log") else ""
-            raise driver_error(root, generation, f"generation {generation} did not start: {event.get('message')}"
-                               f"{log_hint}", payload)
-        info.update(last_committed_batch=payload.get("last_committed_batch"), app_id=payload.get("app_id"),
-                    query_id=payload.get("query_id"), run_id=payload.get("run_id"))
+            raise driver_error(
+                root,
+                generation,
+                f"generation {generation} did not start: {event.get('message')}{log_hint}",
+                payload,
+            )
+        info.update(
+            last_committed_batch=payload.get("last_committed_batch"),
+            app_id=payload.get("app_id"),
+            query_id=payload.get("query_id"),
+            run_id=payload.get("run_id"),
+        )
         self.log.info("generation %s running (%s): %s", generation, info.get("mode"), event.get("message"))
         return self.done(context, root, info)
 
@@ -323,48 +412,83 @@ class StartStreamingJobOperator(StreamingJobOperator):
         current = ledger.read().current_generation
         record = (root.read_generation_record(current) if current is not None else None) or {}
         retired = bool(record.get("retired_at") or record.get("deleted_at"))
-        plan = _decisions.plan_generation(current=current, existing=root.generations(), snapshot=self.snapshot or None,
-                                          current_snapshot=record.get("snapshot"), current_retired=retired)
+        plan = _decisions.plan_generation(
+            current=current,
+            existing=root.generations(),
+            snapshot=self.snapshot or None,
+            current_snapshot=record.get("snapshot"),
+            current_retired=retired,
+        )
         self.log.info("%s", plan.reason)
         if not plan.create and retired:
-            raise FencedError(plan.reason, path=root.generation_dir(plan.generation).uri, job=root.job,
-                              generation=plan.generation, hint="Pass snapshot= to start a new generation")
-        launch = {"application": self.application,
-                  "application_args": [str(a) for a in _rendered(self.application_args, list, "application_args")],
-                  "code_version": self.code_version,
-                  "conf": {str(k): str(v) for k, v in _rendered(self.spark_conf, dict, "spark_conf").items()},
-                  "heartbeat_s": self.heartbeat_s, "lease_s": self.lease_s}
+            raise FencedError(
+                plan.reason,
+                path=root.generation_dir(plan.generation).uri,
+                job=root.job,
+                generation=plan.generation,
+                hint="Pass snapshot= to start a new generation",
+            )
+        launch = {
+            "application": self.application,
+            "application_args": [str(a) for a in _rendered(self.application_args, list, "application_args")],
+            "code_version": self.code_version,
+            "conf": {str(k): str(v) for k, v in _rendered(self.spark_conf, dict, "spark_conf").items()},
+            "heartbeat_s": self.heartbeat_s,
+            "lease_s": self.lease_s,
+        }
         if plan.create:
             if plan.snapshot:
-                _snapshots.verify_snapshot(root, plan.snapshot, generation=plan.generation)  # present, intact, ours
+                _snapshots.verify_snapshot(
+                    root, plan.snapshot, generation=plan.generation
+                )  # present, intact, ours
             if current is not None:
                 view = hook.observe(root, current)
                 if view.alive:
                     raise DriverStillRunningError(
                         f"generation {current} still has a live driver ({view.reason}); a new generation would "
-                        "run beside it", path=root.generation_dir(current).uri, job=root.job, generation=current,
+                        "run beside it",
+                        path=root.generation_dir(current).uri,
+                        job=root.job,
+                        generation=current,
                         hint="Stop it first (StopStreamingJobOperator)",
                     )
-            root.update_generation_record(plan.generation, **launch, snapshot=plan.snapshot, created_at=time.time(),
-                                          created_by=holder, previous_generation=current)
-            ledger.set_current(plan.generation, by=holder, event="generation_created", snapshot=plan.snapshot,
-                               previous=current)
+            root.update_generation_record(
+                plan.generation,
+                **launch,
+                snapshot=plan.snapshot,
+                created_at=time.time(),
+                created_by=holder,
+                previous_generation=current,
+            )
+            ledger.set_current(
+                plan.generation,
+                by=holder,
+                event="generation_created",
+                snapshot=plan.snapshot,
+                previous=current,
+            )
         elif not record.get("application"):
             root.update_generation_record(plan.generation, **launch)
             if current is None:
                 ledger.set_current(plan.generation, by=holder, event="generation_created", snapshot=None)
         elif record.get("application") != self.application:
-            self.log.warning("generation %s was started with %s; restarting it with its recorded application, not %s "
-                             "(new code needs a new generation: pass snapshot=)", plan.generation,
-                             record.get("application"), self.application)
+            self.log.warning(
+                "generation %s was started with %s; restarting it with its recorded application, not %s "
+                "(new code needs a new generation: pass snapshot=)",
+                plan.generation,
+                record.get("application"),
+                self.application,
+            )
         return plan.generation
 
 
 def _rendered(value: Any, kind: type, name: str) -> Any:
     """A templated list/dict field after rendering (a whole-field template needs native rendering)."""
     if not isinstance(value, kind):
-        raise InvalidLaunchError(f"{name} must be a {kind.__name__}, got {type(value).__name__} {str(value)[:200]!r}",
-                                 hint="Use render_template_as_native_obj=True on the DAG")
+        raise InvalidLaunchError(
+            f"{name} must be a {kind.__name__}, got {type(value).__name__} {str(value)[:200]!r}",
+            hint="Use render_template_as_native_obj=True on the DAG",
+        )
     return value
 
 
@@ -394,8 +518,15 @@ class StopStreamingJobOperator(StreamingJobOperator):
     template_fields: Sequence[str] = (*StreamingJobOperator.template_fields, "generation")
     lease_operation = "stop"
 
-    def __init__(self, *, generation: int | str | None = None, timeout_s: float = 120.0, on_timeout: str = "fail",
-                 snapshot: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        generation: int | str | None = None,
+        timeout_s: float = 120.0,
+        on_timeout: str = "fail",
+        snapshot: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if on_timeout not in ("fail", "force_stop", "kill"):
             raise ValueError(f"on_timeout must be fail, force_stop or kill, got {on_timeout!r}")
@@ -414,24 +545,46 @@ class StopStreamingJobOperator(StreamingJobOperator):
         self.take_lease(context, root)
         generation = self.run_generation(context, root, self.generation)
         if generation is None:
-            return self.done(context, root, {"generation": None, "outcome": "already_stopped",
-                                             "final_committed_batch": None, "end_offsets": None})
+            return self.done(
+                context,
+                root,
+                {
+                    "generation": None,
+                    "outcome": "already_stopped",
+                    "final_committed_batch": None,
+                    "end_offsets": None,
+                },
+            )
         hook = self.hook()
         view = hook.observe(root, generation)
         if not view.alive:
             if not view.provably_stopped:
-                raise DriverStillRunningError(f"cannot tell yet whether the driver runs: {view.reason}",
-                                              path=root.generation_dir(generation).uri, job=root.job,
-                                              generation=generation) from None
+                raise DriverStillRunningError(
+                    f"cannot tell yet whether the driver runs: {view.reason}",
+                    path=root.generation_dir(generation).uri,
+                    job=root.job,
+                    generation=generation,
+                ) from None
             return self.done(context, root, self.already_stopped(root, generation, view.reason))
         request = self.request(root, generation, context)
         if self.deferrable:
-            self.defer(trigger=_triggers.StopAcknowledgedTrigger(
-                job_root=root.location.uri, job_name=root.job, generation=generation,
-                timeout_s=self.timeout_s + self.grace_s(root, generation), poll_interval_s=self.poll_interval_s,
-                request_id=request.request_id, echo={"generation": generation}), method_name="execute_complete")
-        seen = self.wait(lambda: watch.stop_acknowledged(root, generation, request.request_id),
-                         self.timeout_s + self.grace_s(root, generation), f"generation {generation} to stop")
+            self.defer(
+                trigger=_triggers.StopAcknowledgedTrigger(
+                    job_root=root.location.uri,
+                    job_name=root.job,
+                    generation=generation,
+                    timeout_s=self.timeout_s + self.grace_s(root, generation),
+                    poll_interval_s=self.poll_interval_s,
+                    request_id=request.request_id,
+                    echo={"generation": generation},
+                ),
+                method_name="execute_complete",
+            )
+        seen = self.wait(
+            lambda: watch.stop_acknowledged(root, generation, request.request_id),
+            self.timeout_s + self.grace_s(root, generation),
+            f"generation {generation} to stop",
+        )
         return self.finish_stop(context, root, generation, seen.to_json() | {"status": _status_of(seen)})
 
     @classified
@@ -443,62 +596,108 @@ class StopStreamingJobOperator(StreamingJobOperator):
         pending = root.read_stop_request(generation)
         ack = root.read_stop_ack(generation)
         if pending is not None and (ack is None or ack.request_id != pending.request_id):
-            self.log.info("stop request %s is already pending for generation %s: waiting on it",
-                          pending.request_id, generation)
+            self.log.info(
+                "stop request %s is already pending for generation %s: waiting on it",
+                pending.request_id,
+                generation,
+            )
             return pending
         request = _records.StopRequest(
-            request_id=uuid.uuid4().hex, requested_at=time.time(), timeout_s=self.timeout_s,
-            on_timeout=(_records.OnStopTimeout.FORCE_STOP if self.on_timeout == "force_stop"
-                        else _records.OnStopTimeout.KEEP_RUNNING).value,
-            requested_by=run_holder(context), snapshot=self.snapshot,
+            request_id=uuid.uuid4().hex,
+            requested_at=time.time(),
+            timeout_s=self.timeout_s,
+            on_timeout=(
+                _records.OnStopTimeout.FORCE_STOP
+                if self.on_timeout == "force_stop"
+                else _records.OnStopTimeout.KEEP_RUNNING
+            ).value,
+            requested_by=run_holder(context),
+            snapshot=self.snapshot,
         )
         root.write_stop_request(generation, request)
-        self.log.info("stop requested for generation %s of %s (request %s, timeout %.0fs, on timeout: %s)",
-                      generation, root.job, request.request_id, self.timeout_s, self.on_timeout)
+        self.log.info(
+            "stop requested for generation %s of %s (request %s, timeout %.0fs, on timeout: %s)",
+            generation,
+            root.job,
+            request.request_id,
+            self.timeout_s,
+            self.on_timeout,
+        )
         return request
 
     def already_stopped(self, root: JobRoot, generation: int, reason: str) -> dict[str, Any]:
         info = _inspector.inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
-        self.log.info("generation %s is already stopped (%s) at batch %s", generation, reason,
-                      info.last_committed_batch)
-        return {"generation": generation, "outcome": "already_stopped",
-                "final_committed_batch": info.last_committed_batch,
-                "end_offsets": info.committed.end_offsets_json() if info.committed else None}
+        self.log.info(
+            "generation %s is already stopped (%s) at batch %s", generation, reason, info.last_committed_batch
+        )
+        return {
+            "generation": generation,
+            "outcome": "already_stopped",
+            "final_committed_batch": info.last_committed_batch,
+            "end_offsets": info.committed.end_offsets_json() if info.committed else None,
+        }
 
     def finish_stop(self, context: Context, root: JobRoot, generation: int, event: Mapping[str, Any]) -> Any:
         payload = event.get("payload") or {}
         if event["status"] == "done":
             # The driver released its lock; wait until its process (the JVM) has gone too: "provably stopped".
             hook = self.hook()
-            gone = self.wait(lambda: _stopped(hook, root, generation), self.grace_s(root, generation),
-                             f"generation {generation}'s driver process to exit")
+            gone = self.wait(
+                lambda: _stopped(hook, root, generation),
+                self.grace_s(root, generation),
+                f"generation {generation}'s driver process to exit",
+            )
             if not gone.done:
-                raise DriverStillRunningError(f"the driver acknowledged the stop but is still running: {gone.message}",
-                                              path=root.generation_dir(generation).uri, job=root.job,
-                                              generation=generation, hint="A retry waits for it again")
+                raise DriverStillRunningError(
+                    f"the driver acknowledged the stop but is still running: {gone.message}",
+                    path=root.generation_dir(generation).uri,
+                    job=root.job,
+                    generation=generation,
+                    hint="A retry waits for it again",
+                )
             if payload.get("outcome") == "ended":
-                self.log.warning("generation %s's driver ended (%s) before it acknowledged the stop: %s", generation,
-                                 payload.get("state"), payload.get("error") or "no error reported")
-            return self.done(context, root, {
-                "generation": generation, "outcome": payload.get("outcome", "stopped"),
-                "driver_state": payload.get("state"), "error": payload.get("error"),
-                "final_committed_batch": payload.get("final_committed_batch"),
-                "end_offsets": payload.get("end_offsets"), "stop_latency_s": payload.get("stop_latency_s"),
-                "method": payload.get("method"), "request_id": payload.get("request_id"),
-                "snapshot_id": payload.get("snapshot_id"), "snapshot_s": payload.get("snapshot_s"),
-                "snapshot_error": payload.get("snapshot_error")})
+                self.log.warning(
+                    "generation %s's driver ended (%s) before it acknowledged the stop: %s",
+                    generation,
+                    payload.get("state"),
+                    payload.get("error") or "no error reported",
+                )
+            return self.done(
+                context,
+                root,
+                {
+                    "generation": generation,
+                    "outcome": payload.get("outcome", "stopped"),
+                    "driver_state": payload.get("state"),
+                    "error": payload.get("error"),
+                    "final_committed_batch": payload.get("final_committed_batch"),
+                    "end_offsets": payload.get("end_offsets"),
+                    "stop_latency_s": payload.get("stop_latency_s"),
+                    "method": payload.get("method"),
+                    "request_id": payload.get("request_id"),
+                    "snapshot_id": payload.get("snapshot_id"),
+                    "snapshot_s": payload.get("snapshot_s"),
+                    "snapshot_error": payload.get("snapshot_error"),
+                },
+            )
         hook = self.hook()
         if self.on_timeout == "kill" and event["status"] in ("failed", "timeout"):
             view = hook.observe(root, generation)
             if view.handle is not None and view.alive:
                 hook.kill(view.handle)
-                seen = self.wait(lambda: _stopped(hook, root, generation), 120, "the killed driver to go away")
+                seen = self.wait(
+                    lambda: _stopped(hook, root, generation), 120, "the killed driver to go away"
+                )
                 if seen.done:
                     result = self.already_stopped(root, generation, "killed")
                     return self.done(context, root, {**result, "outcome": "killed"})
-        raise StopTimeoutError(f"generation {generation} did not stop: {event.get('message')}",
-                               path=root.generation_dir(generation).uri, job=root.job, generation=generation,
-                               hint="Retry, or set on_timeout='force_stop' or 'kill'")
+        raise StopTimeoutError(
+            f"generation {generation} did not stop: {event.get('message')}",
+            path=root.generation_dir(generation).uri,
+            job=root.job,
+            generation=generation,
+            hint="Retry, or set on_timeout='force_stop' or 'kill'",
+        )
 
 
 def _stopped(hook: StreamingJobHook, root: JobRoot, generation: int) -> watch.Observation:
@@ -521,13 +720,28 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
     :param max_age: ... and drop snapshots older than this (``"7d"`` or a timedelta).
     """
 
-    template_fields: Sequence[str] = (*StreamingJobOperator.template_fields, "generation", "batch", "spark_conf")
+    template_fields: Sequence[str] = (
+        *StreamingJobOperator.template_fields,
+        "generation",
+        "batch",
+        "spark_conf",
+    )
     lease_operation = "snapshot"
 
-    def __init__(self, *, generation: int | str | None = None, batch: int | str | None = None, deep: bool = False,
-                 require_stopped: bool = False, spark_conf: Mapping[str, str] | None = None,
-                 exporter: str | None = None, export_timeout_s: float = 1800.0, keep_last: int | None = None,
-                 max_age: str | timedelta | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        generation: int | str | None = None,
+        batch: int | str | None = None,
+        deep: bool = False,
+        require_stopped: bool = False,
+        spark_conf: Mapping[str, str] | None = None,
+        exporter: str | None = None,
+        export_timeout_s: float = 1800.0,
+        keep_last: int | None = None,
+        max_age: str | timedelta | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.keep_last = keep_last
         self.max_age = max_age
@@ -545,36 +759,68 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
         self.take_lease(context, root)
         generation = self.run_generation(context, root, self.generation)
         if generation is None:
-            raise InvalidLaunchError("the job has no generation to snapshot", path=root.location.uri, job=root.job)
+            raise InvalidLaunchError(
+                "the job has no generation to snapshot", path=root.location.uri, job=root.job
+            )
         hook = self.hook()
         if self.require_stopped:
             view = hook.observe(root, generation)
             if not view.provably_stopped:
-                raise DriverStillRunningError(f"refusing to snapshot a running generation: {view.reason}",
-                                              path=root.generation_dir(generation).uri, job=root.job,
-                                              generation=generation, hint="Stop it first")
+                raise DriverStillRunningError(
+                    f"refusing to snapshot a running generation: {view.reason}",
+                    path=root.generation_dir(generation).uri,
+                    job=root.job,
+                    generation=generation,
+                    hint="Stop it first",
+                )
         info = _inspector.inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
         batch = int(self.batch) if self.batch not in (None, "", "None") else info.last_committed_batch
         if batch is None:
-            raise BatchNotRetainedError("the generation has no committed batch to snapshot",
-                                        path=root.checkpoint(generation).uri, job=root.job, generation=generation)
+            raise BatchNotRetainedError(
+                "the generation has no committed batch to snapshot",
+                path=root.checkpoint(generation).uri,
+                job=root.job,
+                generation=generation,
+            )
         existing = _snapshots.SnapshotCatalogue(root).find(generation=generation, batch=batch)
         if existing is not None:
-            self.log.info("snapshot %s of generation %s at batch %s already exists: verifying it",
-                          existing.snapshot_id, generation, batch)
+            self.log.info(
+                "snapshot %s of generation %s at batch %s already exists: verifying it",
+                existing.snapshot_id,
+                generation,
+                batch,
+            )
             snapshot_id = existing.snapshot_id
         else:
             record = root.read_generation_record(generation) or {}
-            snapshot_id = hook.export_snapshot(root, generation, batch=batch, deep=self.deep,
-                                               code_version=str(record.get("code_version") or ""),
-                                               conf=_rendered(self.spark_conf, dict, "spark_conf"),
-                                               exporter=self.exporter,
-                                               timeout=self.export_timeout_s)
+            snapshot_id = hook.export_snapshot(
+                root,
+                generation,
+                batch=batch,
+                deep=self.deep,
+                code_version=str(record.get("code_version") or ""),
+                conf=_rendered(self.spark_conf, dict, "spark_conf"),
+                exporter=self.exporter,
+                timeout=self.export_timeout_s,
+            )
         verification = _snapshots.verify_snapshot(root, snapshot_id, generation=generation)
-        self.log.info("snapshot %s verified: generation %s, batch %s, %s rows in %s files", snapshot_id, generation,
-                      batch, verification.rows, verification.files)
-        context["ti"].xcom_push(key="snapshot", value={"snapshot_id": snapshot_id, "generation": generation,
-                                                       "batch": batch, "rows": verification.rows})
+        self.log.info(
+            "snapshot %s verified: generation %s, batch %s, %s rows in %s files",
+            snapshot_id,
+            generation,
+            batch,
+            verification.rows,
+            verification.files,
+        )
+        context["ti"].xcom_push(
+            key="snapshot",
+            value={
+                "snapshot_id": snapshot_id,
+                "generation": generation,
+                "batch": batch,
+                "rows": verification.rows,
+            },
+        )
         self.retention(root, self.keep_last, self.max_age)
         return self.done(context, root, snapshot_id)
 
@@ -597,9 +843,17 @@ class CleanupStreamingJobOperator(StreamingJobOperator):
     template_fields: Sequence[str] = (*StreamingJobOperator.template_fields, "snapshot_id", "generation")
     lease_operation = "cleanup"
 
-    def __init__(self, *, snapshot_id: str | None = None, generation: int | str | None = None, mode: str = "retire",
-                 stop_task_id: str | None = None, keep_last: int | None = None,
-                 max_age: str | timedelta | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        snapshot_id: str | None = None,
+        generation: int | str | None = None,
+        mode: str = "retire",
+        stop_task_id: str | None = None,
+        keep_last: int | None = None,
+        max_age: str | timedelta | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if mode not in ("retire", "delete"):
             raise ValueError(f"mode must be 'retire' or 'delete', got {mode!r}")
@@ -620,43 +874,82 @@ class CleanupStreamingJobOperator(StreamingJobOperator):
         elif self.generation not in (None, "", "None"):
             generation = int(self.generation)  # type: ignore[arg-type]
         else:
-            raise InvalidLaunchError("name the snapshot (snapshot_id) or the generation to retire",
-                                     path=root.location.uri, job=root.job)
+            raise InvalidLaunchError(
+                "name the snapshot (snapshot_id) or the generation to retire",
+                path=root.location.uri,
+                job=root.job,
+            )
         checkpoint = root.require_inside(root.checkpoint(generation))
         record = root.read_generation_record(generation) or {}
-        done_already = bool(record.get("deleted_at")) or (self.mode == "retire" and bool(record.get("retired_at")))
+        done_already = bool(record.get("deleted_at")) or (
+            self.mode == "retire" and bool(record.get("retired_at"))
+        )
         view = self.hook().observe(root, generation)
-        last = None if record.get("deleted_at") else _inspector.inspect_checkpoint(
-            checkpoint, allow_empty=True).last_committed_batch
-        verified = [e.batch for e in _snapshots.SnapshotCatalogue(root).list()
-                    if e.verified and e.generation == generation and e.batch is not None]
+        last = (
+            None
+            if record.get("deleted_at")
+            else _inspector.inspect_checkpoint(checkpoint, allow_empty=True).last_committed_batch
+        )
+        verified = [
+            e.batch
+            for e in _snapshots.SnapshotCatalogue(root).list()
+            if e.verified and e.generation == generation and e.batch is not None
+        ]
         stop_outcome = None
         if self.stop_task_id:
             pulled = context["ti"].xcom_pull(task_ids=self.stop_task_id)
             stop_outcome = pulled.get("outcome") if isinstance(pulled, dict) else None
-        verdict, reason = _decisions.decide_cleanup(driver_stopped=view.provably_stopped, last_committed_batch=last,
-                                                    verified_snapshot_batches=verified, stop_outcome=stop_outcome,
-                                                    require_stop=bool(self.stop_task_id), already_done=done_already)
+        verdict, reason = _decisions.decide_cleanup(
+            driver_stopped=view.provably_stopped,
+            last_committed_batch=last,
+            verified_snapshot_batches=verified,
+            stop_outcome=stop_outcome,
+            require_stop=bool(self.stop_task_id),
+            already_done=done_already,
+        )
         if verdict is _decisions.CleanupVerdict.DRIVER_ALIVE:
-            raise DriverStillRunningError(f"refusing to retire generation {generation}: {reason} ({view.reason})",
-                                          path=checkpoint.uri, job=root.job, generation=generation)
+            raise DriverStillRunningError(
+                f"refusing to retire generation {generation}: {reason} ({view.reason})",
+                path=checkpoint.uri,
+                job=root.job,
+                generation=generation,
+            )
         if verdict not in (_decisions.CleanupVerdict.ALLOWED, _decisions.CleanupVerdict.ALREADY_DONE):
-            raise CleanupRefusedError(f"refusing to retire generation {generation}: {reason}", path=checkpoint.uri,
-                                      job=root.job, generation=generation, batch=last)
+            raise CleanupRefusedError(
+                f"refusing to retire generation {generation}: {reason}",
+                path=checkpoint.uri,
+                job=root.job,
+                generation=generation,
+                batch=last,
+            )
         if verdict is _decisions.CleanupVerdict.ALLOWED:
             now = time.time()
-            changes: dict[str, Any] = {"retired_at": record.get("retired_at") or now, "retired_by": holder,
-                                       "final_committed_batch": last, "final_snapshot": self.snapshot_id}
+            changes: dict[str, Any] = {
+                "retired_at": record.get("retired_at") or now,
+                "retired_by": holder,
+                "final_committed_batch": last,
+                "final_snapshot": self.snapshot_id,
+            }
             if self.mode == "delete":
                 checkpoint.remove(recursive=True)
                 changes["deleted_at"] = now
             root.update_generation_record(generation, **changes)
-            _ledger.JobLedger(root).record(f"generation_{'deleted' if self.mode == 'delete' else 'retired'}", by=holder,
-                                           generation=generation, batch=last, snapshot=self.snapshot_id)
-        self.log.info("generation %s: %s (%s)", generation, "already done" if done_already else self.mode + "d",
-                      reason)
-        result: dict[str, Any] = {"generation": generation, "verdict": verdict.value, "reason": reason,
-                                  "mode": self.mode}
+            _ledger.JobLedger(root).record(
+                f"generation_{'deleted' if self.mode == 'delete' else 'retired'}",
+                by=holder,
+                generation=generation,
+                batch=last,
+                snapshot=self.snapshot_id,
+            )
+        self.log.info(
+            "generation %s: %s (%s)", generation, "already done" if done_already else self.mode + "d", reason
+        )
+        result: dict[str, Any] = {
+            "generation": generation,
+            "verdict": verdict.value,
+            "reason": reason,
+            "mode": self.mode,
+        }
         retention = self.retention(root, self.keep_last, self.max_age)
         if retention is not None:
             result["retention"] = retention

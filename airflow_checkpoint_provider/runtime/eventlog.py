@@ -87,7 +87,9 @@ class EventLogIndex:
         return segments[-1].first + segments[-1].count if segments else 0
 
 
-def read_records(location: str, start: int, end: int, segments: Sequence[Segment] | None = None) -> Iterator[dict[str, Any]]:
+def read_records(
+    location: str, start: int, end: int, segments: Sequence[Segment] | None = None
+) -> Iterator[dict[str, Any]]:
     """Yield the records with offsets in ``[start, end)`` as dicts, each with its ``offset``."""
     fs, path = _fs_and_path(location)
     if segments is None:
@@ -236,7 +238,9 @@ def _make_source_class() -> Any:
             for lo in range(begin, finish, self.per_partition):
                 hi = min(finish, lo + self.per_partition)
                 parts.append(
-                    EventLogPartition(lo, hi, [s for s in segments if s.first + s.count > lo and s.first < hi])
+                    EventLogPartition(
+                        lo, hi, [s for s in segments if s.first + s.count > lo and s.first < hi]
+                    )
                 )
             return parts
 

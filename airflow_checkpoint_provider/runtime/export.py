@@ -97,12 +97,16 @@ def flatten(df: Any) -> tuple[Any, list[str], list[str], list[dict[str, str]]]:
             fields = top.dataType.fields
             names = [unique(f.name) for f in fields]
             renamed = F.col(f"`{top.name}`").cast(
-                StructType([StructField(n, f.dataType, f.nullable) for n, f in zip(names, fields, strict=True)]))
+                StructType(
+                    [StructField(n, f.dataType, f.nullable) for n, f in zip(names, fields, strict=True)]
+                )
+            )
             for position, (n, f) in enumerate(zip(names, fields, strict=True)):
                 columns.append(renamed.getField(n).alias(n))
                 into.append(n)
-                records.append({"name": n, "type": f.dataType.simpleString(),
-                                "from": f"{top.name}.{f.name}#{position}"})
+                records.append(
+                    {"name": n, "type": f.dataType.simpleString(), "from": f"{top.name}.{f.name}#{position}"}
+                )
         else:
             n = unique(top.name)
             columns.append(F.col(f"`{top.name}`").alias(n))
@@ -122,14 +126,28 @@ def state_parts(spark: Any, checkpoint: str) -> list[dict[str, Any]]:
         variables = props.get("stateVariables") if isinstance(props, dict) else None
         if variables:
             for v in variables:
-                parts.append({"operator_id": int(r.operatorId), "operator_name": r.operatorName,
-                              "store_name": r.stateStoreName, "state_var": v["stateName"],
-                              "state_var_type": v.get("stateVariableType"), "name": v["stateName"]})
+                parts.append(
+                    {
+                        "operator_id": int(r.operatorId),
+                        "operator_name": r.operatorName,
+                        "store_name": r.stateStoreName,
+                        "state_var": v["stateName"],
+                        "state_var_type": v.get("stateVariableType"),
+                        "name": v["stateName"],
+                    }
+                )
         else:
             suffix = "" if r.stateStoreName == "default" else f".{r.stateStoreName}"
-            parts.append({"operator_id": int(r.operatorId), "operator_name": r.operatorName,
-                          "store_name": r.stateStoreName, "state_var": None, "state_var_type": None,
-                          "name": f"op{int(r.operatorId)}{suffix}"})
+            parts.append(
+                {
+                    "operator_id": int(r.operatorId),
+                    "operator_name": r.operatorName,
+                    "store_name": r.stateStoreName,
+                    "state_var": None,
+                    "state_var_type": None,
+                    "name": f"op{int(r.operatorId)}{suffix}",
+                }
+            )
     names = [p["name"] for p in parts]
     for p in parts:
         if p["state_var"] and names.count(p["name"]) > 1:
@@ -138,8 +156,12 @@ def state_parts(spark: Any, checkpoint: str) -> list[dict[str, Any]]:
 
 
 def read_part(spark: Any, checkpoint: str, batch: int, part: dict[str, Any]) -> Any:
-    reader = (spark.read.format("statestore").option("batchId", int(batch))
-              .option("operatorId", part["operator_id"]).option("storeName", part["store_name"]))
+    reader = (
+        spark.read.format("statestore")
+        .option("batchId", int(batch))
+        .option("operatorId", part["operator_id"])
+        .option("storeName", part["store_name"])
+    )
     if part["state_var"]:
         reader = reader.option("stateVarName", part["state_var"])
     return reader.load(checkpoint)
@@ -193,20 +215,29 @@ def export_snapshot(
     info = inspect_checkpoint(checkpoint)
     if info.last_committed_batch is None:
         raise EmptyCheckpointError(
-            "the checkpoint has no committed batch: there is no state to snapshot", path=checkpoint.uri,
-            job=root.job, generation=generation,
+            "the checkpoint has no committed batch: there is no state to snapshot",
+            path=checkpoint.uri,
+            job=root.job,
+            generation=generation,
         )
     n = info.last_committed_batch if batch is None else int(batch)
     reader = CheckpointReader(checkpoint)
     if n > info.last_committed_batch or n < 0:
         raise BatchNotRetainedError(
-            f"batch {n} is not committed (last committed: {info.last_committed_batch})", path=checkpoint.uri,
-            job=root.job, generation=generation, batch=n,
+            f"batch {n} is not committed (last committed: {info.last_committed_batch})",
+            path=checkpoint.uri,
+            job=root.job,
+            generation=generation,
+            batch=n,
         )
     if not (checkpoint.child("offsets", n).exists() and checkpoint.child("commits", n).exists()):
         raise BatchNotRetainedError(
             f"batch {n} is no longer retained in the checkpoint (its offset or commit log was purged; retained: "
-            f"{info.retained_batches})", path=checkpoint.uri, job=root.job, generation=generation, batch=n,
+            f"{info.retained_batches})",
+            path=checkpoint.uri,
+            job=root.job,
+            generation=generation,
+            batch=n,
             hint="Snapshot the last committed batch, or raise spark.sql.streaming.minBatchesToRetain",
         )
     offsets = reader.offsets(n)
@@ -217,10 +248,15 @@ def export_snapshot(
         if (existing.generation, existing.batch, existing.query_id) != (generation, n, info.query_id):
             raise ForeignSnapshotError(
                 f"snapshot {snapshot_id!r} already exists for generation {existing.generation} batch "
-                f"{existing.batch}, not generation {generation} batch {n}", path=root.snapshot_dir(snapshot_id).uri,
-                job=root.job, generation=generation, batch=n,
+                f"{existing.batch}, not generation {generation} batch {n}",
+                path=root.snapshot_dir(snapshot_id).uri,
+                job=root.job,
+                generation=generation,
+                batch=n,
             )
-        log.info("snapshot %s of generation %s batch %s already exists: verifying it", snapshot_id, generation, n)
+        log.info(
+            "snapshot %s of generation %s batch %s already exists: verifying it", snapshot_id, generation, n
+        )
         _verify(spark, root, existing, deep)
         return existing
     if reuse and snapshot_id is None:
@@ -238,7 +274,9 @@ def export_snapshot(
     started = time.monotonic()
     try:
         manifest = _write(spark, root, generation, n, sid, info, offsets, code_version)
-        manifest = Manifest.from_json({**manifest.to_json(), "export_seconds": round(time.monotonic() - started, 3)})
+        manifest = Manifest.from_json(
+            {**manifest.to_json(), "export_seconds": round(time.monotonic() - started, 3)}
+        )
         root.write_json(folder.child(MANIFEST), manifest.to_json())  # published last
     except CheckpointProviderError:
         folder.remove(recursive=True)
@@ -247,10 +285,20 @@ def export_snapshot(
         folder.remove(recursive=True)
         raise ExportFailedError(
             f"exporting batch {n} failed and the partial snapshot folder was removed: {str(exc)[:1500]}",
-            path=checkpoint.uri, job=root.job, generation=generation, batch=n,
+            path=checkpoint.uri,
+            job=root.job,
+            generation=generation,
+            batch=n,
         ) from exc
-    log.info("snapshot %s: generation %s batch %s, %s rows in %s parts, %.2fs", sid, generation, n, manifest.rows,
-             len(manifest.parts), manifest.export_seconds)
+    log.info(
+        "snapshot %s: generation %s batch %s, %s rows in %s parts, %.2fs",
+        sid,
+        generation,
+        n,
+        manifest.rows,
+        len(manifest.parts),
+        manifest.export_seconds,
+    )
     if deep:  # the shallow check (files, sizes, digests) is the reader's: the operator and the loading driver
         _verify(spark, root, manifest, deep)
     return manifest
@@ -264,8 +312,9 @@ def _free_id(root: JobRoot, sid: str) -> str:
     return candidate
 
 
-def _write(spark: Any, root: JobRoot, generation: int, n: int, sid: str, info: Any, offsets: Any,
-           code_version: str) -> Manifest:
+def _write(
+    spark: Any, root: JobRoot, generation: int, n: int, sid: str, info: Any, offsets: Any, code_version: str
+) -> Manifest:
     import pendulum
     import pyspark
 
@@ -287,23 +336,44 @@ def _write(spark: Any, root: JobRoot, generation: int, n: int, sid: str, info: A
                 rows, _ = file_facts(target.child(name))
                 files.append(PartFile(name=name, size=size, sha256=digest, rows=rows))
             parts[p["name"]] = Part(
-                name=p["name"], path=rel, operator_id=p["operator_id"], operator_name=p["operator_name"],
-                store_name=p["store_name"], state_var=p["state_var"], state_var_type=p["state_var_type"],
-                key_columns=keys, value_columns=values, columns=records, spark_schema=flat.schema.json(),
-                rows=sum(f.rows for f in files), files=files,
+                name=p["name"],
+                path=rel,
+                operator_id=p["operator_id"],
+                operator_name=p["operator_name"],
+                store_name=p["store_name"],
+                state_var=p["state_var"],
+                state_var_type=p["state_var_type"],
+                key_columns=keys,
+                value_columns=values,
+                columns=records,
+                spark_schema=flat.schema.json(),
+                rows=sum(f.rows for f in files),
+                files=files,
             )
     return Manifest(
-        snapshot_id=sid, job=root.job, generation=int(generation), query_id=str(info.query_id), batch=n,
-        end_offsets=offsets.end_offsets_json(), checkpoint=checkpoint.uri,
-        checkpoint_format_version=int(info.checkpoint_format_version or 1), parts=parts,
-        spark_version=pyspark.__version__, code_version=code_version,
-        created_at=pendulum.now("UTC").to_iso8601_string(), source_confs=confs,
+        snapshot_id=sid,
+        job=root.job,
+        generation=int(generation),
+        query_id=str(info.query_id),
+        batch=n,
+        end_offsets=offsets.end_offsets_json(),
+        checkpoint=checkpoint.uri,
+        checkpoint_format_version=int(info.checkpoint_format_version or 1),
+        parts=parts,
+        spark_version=pyspark.__version__,
+        code_version=code_version,
+        created_at=pendulum.now("UTC").to_iso8601_string(),
+        source_confs=confs,
     )
 
 
 def _verify(spark: Any, root: JobRoot, manifest: Manifest, deep: bool) -> Verification:
     # deep_verify runs the shallow checks itself first
-    return deep_verify(spark, root, manifest.snapshot_id) if deep else verify_snapshot(root, manifest.snapshot_id)
+    return (
+        deep_verify(spark, root, manifest.snapshot_id)
+        if deep
+        else verify_snapshot(root, manifest.snapshot_id)
+    )
 
 
 def deep_verify(spark: Any, root: JobRoot, snapshot_id: str) -> Verification:
@@ -315,23 +385,35 @@ def deep_verify(spark: Any, root: JobRoot, snapshot_id: str) -> Verification:
     problems = []
     with _PinnedConf(spark, manifest.source_confs):
         for part in manifest.parts.values():
-            spec = {"operator_id": part.operator_id, "store_name": part.store_name, "state_var": part.state_var}
+            spec = {
+                "operator_id": part.operator_id,
+                "store_name": part.store_name,
+                "state_var": part.state_var,
+            }
             try:
                 live, _, _, _ = flatten(read_part(spark, checkpoint, manifest.batch, spec))
             except Exception as exc:
                 raise BatchNotRetainedError(
-                    f"cannot re-read batch {manifest.batch} for a deep check: {str(exc)[:500]}", path=checkpoint,
-                    job=root.job, generation=manifest.generation, batch=manifest.batch,
+                    f"cannot re-read batch {manifest.batch} for a deep check: {str(exc)[:500]}",
+                    path=checkpoint,
+                    job=root.job,
+                    generation=manifest.generation,
+                    batch=manifest.batch,
                 ) from exc
             saved = spark.read.parquet(root.snapshot_dir(snapshot_id).child(part.path).uri)
             missing = live.exceptAll(saved).count()
             extra = saved.exceptAll(live).count()
             if missing or extra:
-                problems.append(f"part {part.name}: {missing} rows of the checkpoint missing, {extra} rows extra")
+                problems.append(
+                    f"part {part.name}: {missing} rows of the checkpoint missing, {extra} rows extra"
+                )
     if problems:
         raise SnapshotCorruptError(
-            f"snapshot {snapshot_id!r} differs from the checkpoint at batch {manifest.batch}: " + "; ".join(problems),
-            path=root.snapshot_dir(snapshot_id).uri, job=root.job, generation=manifest.generation,
+            f"snapshot {snapshot_id!r} differs from the checkpoint at batch {manifest.batch}: "
+            + "; ".join(problems),
+            path=root.snapshot_dir(snapshot_id).uri,
+            job=root.job,
+            generation=manifest.generation,
             batch=manifest.batch,
         )
     import dataclasses
@@ -354,11 +436,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     from pyspark.sql import SparkSession
 
-    spark = SparkSession.builder.appName(f"snapshot-{args.job_name or 'job'}-g{args.generation}").getOrCreate()
+    spark = SparkSession.builder.appName(
+        f"snapshot-{args.job_name or 'job'}-g{args.generation}"
+    ).getOrCreate()
     try:
         manifest = export_snapshot(
-            spark, args.job_root, args.generation, batch=args.batch, snapshot_id=args.snapshot_id,
-            code_version=args.code_version, job_name=args.job_name, deep=args.deep,
+            spark,
+            args.job_root,
+            args.generation,
+            batch=args.batch,
+            snapshot_id=args.snapshot_id,
+            code_version=args.code_version,
+            job_name=args.job_name,
+            deep=args.deep,
         )
     except CheckpointProviderError as exc:
         print(f"airflow-checkpoint-provider: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -366,8 +456,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         spark.stop()
     # The last stdout line is the result, for whoever submitted this job.
-    print(json.dumps({"snapshot_id": manifest.snapshot_id, "generation": manifest.generation,
-                      "batch": manifest.batch, "rows": manifest.rows, "end_offsets": manifest.end_offsets}))
+    print(
+        json.dumps(
+            {
+                "snapshot_id": manifest.snapshot_id,
+                "generation": manifest.generation,
+                "batch": manifest.batch,
+                "rows": manifest.rows,
+                "end_offsets": manifest.end_offsets,
+            }
+        )
+    )
     return 0
 
 

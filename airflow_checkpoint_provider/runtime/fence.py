@@ -63,8 +63,16 @@ class SourceFence:
                 self._fenced = (request_id, int(recorded["offset"]))
             else:
                 self._fenced = (request_id, begin)
-                self.file.write_text(json.dumps({"source": self.source_path, "offset": begin,
-                                                 "request_id": request_id, "fenced_at": time.time()}))
+                self.file.write_text(
+                    json.dumps(
+                        {
+                            "source": self.source_path,
+                            "offset": begin,
+                            "request_id": request_id,
+                            "fenced_at": time.time(),
+                        }
+                    )
+                )
         return max(begin, self._fenced[1])
 
 

@@ -107,8 +107,14 @@ class DriverLock:
     def _payload(self) -> bytes:
         import json
 
-        return json.dumps({"driver_id": self.driver_id, "heartbeat_at": time.time(), "host": socket.gethostname(),
-                           "pid": os.getpid()}).encode()
+        return json.dumps(
+            {
+                "driver_id": self.driver_id,
+                "heartbeat_at": time.time(),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            }
+        ).encode()
 
     def acquire(self) -> None:
         if self.file.create_exclusive(self._payload()):
@@ -120,11 +126,17 @@ class DriverLock:
             raise FencedError(
                 f"another live driver ({holder.get('driver_id')} on {holder.get('host')} pid {holder.get('pid')}, "
                 f"heartbeat {age:.1f}s ago) holds this generation; refusing to start a second one",
-                path=self.file.uri, job=self.root.job, generation=self.generation,
+                path=self.file.uri,
+                job=self.root.job,
+                generation=self.generation,
                 hint=f"Stop it first, or wait {self.lease_s:.0f}s if it is dead",
             )
-        log.info("taking over the driver lock of a dead driver (heartbeat %.1fs ago, lease %.0fs, process %s)", age,
-                 self.lease_s, "gone" if dead_here else "unknown")
+        log.info(
+            "taking over the driver lock of a dead driver (heartbeat %.1fs ago, lease %.0fs, process %s)",
+            age,
+            self.lease_s,
+            "gone" if dead_here else "unknown",
+        )
         self.file.write_bytes(self._payload())
 
     def refresh(self) -> None:
@@ -139,8 +151,15 @@ class DriverLock:
 class ManagedContext:
     """What ``build`` gets: the session, the decision, and helpers that apply it to sources, state and sinks."""
 
-    def __init__(self, spark: Any, spec: LaunchSpec, root: JobRoot, decision: StartDecision,
-                 starting_offsets: Sequence[Any] | None, manifest: Manifest | None) -> None:
+    def __init__(
+        self,
+        spark: Any,
+        spec: LaunchSpec,
+        root: JobRoot,
+        decision: StartDecision,
+        starting_offsets: Sequence[Any] | None,
+        manifest: Manifest | None,
+    ) -> None:
         self.spark = spark
         self.spec = spec
         self.root = root
@@ -166,7 +185,10 @@ class ManagedContext:
         if source_index >= len(self.starting_offsets):
             raise OffsetsMismatchError(
                 f"the query reads source #{source_index} but only {len(self.starting_offsets)} starting offsets "
-                "were given", path=self.root.location.uri, job=self.root.job, generation=self.generation,
+                "were given",
+                path=self.root.location.uri,
+                job=self.root.job,
+                generation=self.generation,
             )
         return self.starting_offsets[source_index]
 
@@ -215,13 +237,22 @@ class ManagedContext:
         if migrate is not None:
             df = migrate(df)
         if expect is not None:
-            check_state_schema(df, keys, expect, part=part, migrated=migrate is not None,
-                               where=folder.uri, job=self.root.job, generation=self.generation)
+            check_state_schema(
+                df,
+                keys,
+                expect,
+                part=part,
+                migrated=migrate is not None,
+                where=folder.uri,
+                job=self.root.job,
+                generation=self.generation,
+            )
         self.initial_state_parts.append(part)
         return df.groupBy(*keys)
 
-    def seed_stream(self, schema: Any, part: str | None = None, *,
-                    migrate: Callable[[Any], Any] | None = None) -> Any:
+    def seed_stream(
+        self, schema: Any, part: str | None = None, *, migrate: Callable[[Any], Any] | None = None
+    ) -> Any:
         """The snapshot's state as *input*: a streaming DataFrame that yields the rows of state part ``part``
         once, in this generation's first batch, and nothing ever after — for state that is a mergeable aggregate
         (count, sum, min, max, ...): union it with the events and let Spark's own aggregation fold both, so the
@@ -238,18 +269,24 @@ class ManagedContext:
         :param migrate: old state rows -> seed rows (rename, add or drop columns); applied on read.
         """
         record = self.root.read_generation_record(self.generation) or {}
-        snapshot = record.get("snapshot") or (self.spec.snapshot if self.decision.load_initial_state else None)
+        snapshot = record.get("snapshot") or (
+            self.spec.snapshot if self.decision.load_initial_state else None
+        )
         if not snapshot:  # this generation started without a snapshot: an empty folder, same plan shape
             empty = self.root.generation_dir(self.generation).child("no-seed")
             empty.makedirs()
             return self.spark.readStream.schema(schema).parquet(empty.uri)
-        manifest = self.manifest if self.manifest is not None else read_manifest(self.root, str(snapshot),
-                                                                                  generation=self.generation)
+        manifest = (
+            self.manifest
+            if self.manifest is not None
+            else read_manifest(self.root, str(snapshot), generation=self.generation)
+        )
         name, spec = self._part(manifest, part)
         from pyspark.sql.types import StructType
 
         df = self.spark.readStream.schema(StructType.fromJson(json.loads(spec.spark_schema))).parquet(
-            self.root.snapshot_dir(str(snapshot)).child(spec.path).uri)
+            self.root.snapshot_dir(str(snapshot)).child(spec.path).uri
+        )
         if migrate is not None:
             df = migrate(df)
         self.initial_state_parts.append(name)
@@ -263,11 +300,18 @@ class ManagedContext:
             if len(manifest.parts) != 1:
                 raise ForeignSnapshotError(
                     f"snapshot {manifest.snapshot_id!r} has {len(manifest.parts)} state parts ({has}): name one",
-                    path=folder.uri, job=self.root.job, generation=self.generation)
+                    path=folder.uri,
+                    job=self.root.job,
+                    generation=self.generation,
+                )
             part = next(iter(manifest.parts))
         if part not in manifest.parts:
-            raise ForeignSnapshotError(f"snapshot {manifest.snapshot_id!r} has no state part {part!r} (it has: {has})",
-                                       path=folder.uri, job=self.root.job, generation=self.generation)
+            raise ForeignSnapshotError(
+                f"snapshot {manifest.snapshot_id!r} has no state part {part!r} (it has: {has})",
+                path=folder.uri,
+                job=self.root.job,
+                generation=self.generation,
+            )
         return part, manifest.parts[part]
 
     def gated(self, fn: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
@@ -305,8 +349,17 @@ class ManagedContext:
         return "idle"
 
 
-def check_state_schema(df: Any, keys: Sequence[str], expect: Any, *, part: str, migrated: bool, where: str,
-                       job: str, generation: int) -> None:
+def check_state_schema(
+    df: Any,
+    keys: Sequence[str],
+    expect: Any,
+    *,
+    part: str,
+    migrated: bool,
+    where: str,
+    job: str,
+    generation: int,
+) -> None:
     """The value columns of ``df`` (all but ``keys``) must equal ``expect`` by name, order and type."""
     from pyspark.sql.types import StructType
 
@@ -321,26 +374,35 @@ def check_state_schema(df: Any, keys: Sequence[str], expect: Any, *, part: str, 
     if missing_keys:
         detail += f"; key column(s) {missing_keys} are missing"
     raise SnapshotSchemaMismatchError(
-        detail + (" after the migration" if migrated else ""), path=where, job=job, generation=generation,
-        hint="Pass migrate= to ctx.initial_state(...) to turn the old state into the new shape" if not migrated
+        detail + (" after the migration" if migrated else ""),
+        path=where,
+        job=job,
+        generation=generation,
+        hint="Pass migrate= to ctx.initial_state(...) to turn the old state into the new shape"
+        if not migrated
         else "Fix the migration so it returns exactly the declared columns",
     )
 
 
-def _offsets_for_fresh_start(spec: LaunchSpec, root: JobRoot,
-                             decision: StartDecision) -> tuple[list[Any] | None, Manifest | None]:
+def _offsets_for_fresh_start(
+    spec: LaunchSpec, root: JobRoot, decision: StartDecision
+) -> tuple[list[Any] | None, Manifest | None]:
     if decision.mode is StartMode.RESUME:
         return None, None
     if decision.mode is StartMode.FIRST:
         return (list(spec.starting_offsets) if spec.starting_offsets is not None else None), None
     manifest = read_manifest(root, str(spec.snapshot), generation=spec.generation)
-    verify_snapshot(root, manifest.snapshot_id, record=False, generation=spec.generation)  # files present and intact before loading
+    verify_snapshot(
+        root, manifest.snapshot_id, record=False, generation=spec.generation
+    )  # files present and intact before loading
     recorded = list(manifest.end_offsets)
     if spec.starting_offsets is not None and list(spec.starting_offsets) != recorded:
         raise OffsetsMismatchError(
             f"starting offsets {list(spec.starting_offsets)} do not match snapshot {spec.snapshot!r}'s end offsets "
             f"{recorded} (batch {manifest.batch}): starting elsewhere would lose or double-count events",
-            path=root.snapshot_dir(str(spec.snapshot)).uri, job=root.job, generation=spec.generation,
+            path=root.snapshot_dir(str(spec.snapshot)).uri,
+            job=root.job,
+            generation=spec.generation,
         )
     return recorded, manifest
 
@@ -352,13 +414,17 @@ def prepare(spec: LaunchSpec) -> tuple[JobRoot, StartDecision, list[Any] | None,
     if current is not None and current != spec.generation:
         raise FencedError(
             f"generation {spec.generation} is not the job's current generation ({current}); refusing to start",
-            path=root.location.uri, job=root.job, generation=spec.generation,
+            path=root.location.uri,
+            job=root.job,
+            generation=spec.generation,
         )
     record = root.read_generation_record(spec.generation) or {}
     if record.get("retired_at") or record.get("deleted_at"):
         raise FencedError(
             f"generation {spec.generation} was retired after its final snapshot; refusing to start it again",
-            path=root.generation_dir(spec.generation).uri, job=root.job, generation=spec.generation,
+            path=root.generation_dir(spec.generation).uri,
+            job=root.job,
+            generation=spec.generation,
             hint="Start a new generation from its snapshot instead",
         )
     # A stop request that was never acknowledged is honoured after start; an unreadable one is an error now.
@@ -388,6 +454,7 @@ def _parse_offset(offset: Any) -> Any:
 def source_lag(end: Any, latest: Any) -> int | None:
     """How many records the source has that the batch did not read: ``{"offset": n}`` (the shipped log) or
     Kafka's ``{topic: {partition: n}}``, summed over partitions; None when the offsets are not numeric."""
+
     def numbers(offset: Any) -> dict[tuple[str, ...], int] | None:
         if isinstance(offset, bool):
             return None
@@ -429,7 +496,8 @@ class _Listener:
                     ends.append(end)
                     lags.append(source_lag(end, _parse_offset(getattr(s, "latestOffset", None))))
                 status.update(
-                    state=DriverState.RUNNING.value if status.current.state == DriverState.STARTING.value
+                    state=DriverState.RUNNING.value
+                    if status.current.state == DriverState.STARTING.value
                     else status.current.state,
                     last_committed_batch=int(p.batchId),
                     last_batch_input_rows=int(p.numInputRows),
@@ -471,17 +539,32 @@ def run(
             root.read_generation_record(spec.generation) or {}
         ):
             root.update_generation_record(
-                spec.generation, snapshot=spec.snapshot if decision.load_initial_state else None,
-                starting_offsets=offsets, code_version=spec.code_version, first_started_at=time.time(),
+                spec.generation,
+                snapshot=spec.snapshot if decision.load_initial_state else None,
+                starting_offsets=offsets,
+                code_version=spec.code_version,
+                first_started_at=time.time(),
             )
-        status = StatusWriter(root, DriverStatus(
-            job=root.job, generation=spec.generation, state=DriverState.STARTING.value, driver_id=driver_id,
-            host=socket.gethostname(), pid=os.getpid(), code_version=spec.code_version,
-            start_mode=decision.mode.value, start_reason=decision.reason,
-            snapshot=spec.snapshot if decision.load_initial_state else None,
-            starting_offsets=offsets, last_committed_batch=decision.last_committed_batch,
-            launch_id=spec.launch_id, heartbeat_s=spec.heartbeat_s, lease_s=spec.lease_s,
-        ))
+        status = StatusWriter(
+            root,
+            DriverStatus(
+                job=root.job,
+                generation=spec.generation,
+                state=DriverState.STARTING.value,
+                driver_id=driver_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                code_version=spec.code_version,
+                start_mode=decision.mode.value,
+                start_reason=decision.reason,
+                snapshot=spec.snapshot if decision.load_initial_state else None,
+                starting_offsets=offsets,
+                last_committed_batch=decision.last_committed_batch,
+                launch_id=spec.launch_id,
+                heartbeat_s=spec.heartbeat_s,
+                lease_s=spec.lease_s,
+            ),
+        )
         return _run_query(build, spec, root, decision, offsets, manifest, status, lock, app_name, spark_conf)
     except Exception as exc:
         log.error("%s: %s", type(exc).__name__, exc, exc_info=not isinstance(exc, CheckpointProviderError))
@@ -496,8 +579,9 @@ def run(
                 pass
 
 
-def _report_failure(root: JobRoot, spec: LaunchSpec, driver_id: str, status: StatusWriter | None,
-                    exc: Exception) -> None:
+def _report_failure(
+    root: JobRoot, spec: LaunchSpec, driver_id: str, status: StatusWriter | None, exc: Exception
+) -> None:
     """Put the error where the operators look (status.json) — unless this driver was fenced, in which case the
     status file belongs to the live driver (or to nobody) and is left alone."""
     error = f"{type(exc).__name__}: {exc}"[:4000]
@@ -505,11 +589,21 @@ def _report_failure(root: JobRoot, spec: LaunchSpec, driver_id: str, status: Sta
         if status is not None:
             status.update(state=DriverState.FAILED.value, error=error)
         elif not isinstance(exc, FencedError) and not _live_status(root, spec):
-            root.write_status(DriverStatus(
-                job=root.job, generation=spec.generation, state=DriverState.FAILED.value, driver_id=driver_id,
-                host=socket.gethostname(), pid=os.getpid(), code_version=spec.code_version, error=error,
-                launch_id=spec.launch_id, heartbeat_s=spec.heartbeat_s, lease_s=spec.lease_s,
-            ))
+            root.write_status(
+                DriverStatus(
+                    job=root.job,
+                    generation=spec.generation,
+                    state=DriverState.FAILED.value,
+                    driver_id=driver_id,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    code_version=spec.code_version,
+                    error=error,
+                    launch_id=spec.launch_id,
+                    heartbeat_s=spec.heartbeat_s,
+                    lease_s=spec.lease_s,
+                )
+            )
     except CheckpointProviderError as report_error:
         log.warning("could not report the failure in status.json: %s", report_error)
 
@@ -522,9 +616,18 @@ def _live_status(root: JobRoot, spec: LaunchSpec) -> bool:
     return current is not None and current.is_live(spec.lease_s)
 
 
-def _run_query(build: Callable[[ManagedContext], Any], spec: LaunchSpec, root: JobRoot, decision: StartDecision,
-               offsets: list[Any] | None, manifest: Manifest | None, status: StatusWriter,
-               lock: DriverLock, app_name: str | None, spark_conf: dict[str, str] | None) -> int:
+def _run_query(
+    build: Callable[[ManagedContext], Any],
+    spec: LaunchSpec,
+    root: JobRoot,
+    decision: StartDecision,
+    offsets: list[Any] | None,
+    manifest: Manifest | None,
+    status: StatusWriter,
+    lock: DriverLock,
+    app_name: str | None,
+    spark_conf: dict[str, str] | None,
+) -> int:
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name or f"{root.job}-g{spec.generation}")
@@ -543,12 +646,17 @@ def _run_query(build: Callable[[ManagedContext], Any], spec: LaunchSpec, root: J
             raise InvalidLaunchError(
                 f"this start must load snapshot {spec.snapshot!r} as initial state, but the application called "
                 "ctx.initial_state(...) for none of its parts: starting would silently drop the state",
-                path=root.snapshot_dir(str(spec.snapshot)).uri, job=root.job, generation=spec.generation,
+                path=root.snapshot_dir(str(spec.snapshot)).uri,
+                job=root.job,
+                generation=spec.generation,
                 hint="Pass initialState=ctx.initial_state('<part>') to transformWithState",
             )
         if unused:
-            log.warning("snapshot %s parts not loaded by this application (their state is dropped): %s",
-                        spec.snapshot, ", ".join(unused))
+            log.warning(
+                "snapshot %s parts not loaded by this application (their state is dropped): %s",
+                spec.snapshot,
+                ", ".join(unused),
+            )
     query = writer.option("checkpointLocation", ctx.checkpoint_location).start()
     log.info("query %s started on %s (stop method: %s)", query.id, ctx.checkpoint_location, ctx.stop_method)
     # The query is active: RUNNING now (a resumed job with no new input commits nothing for a while).
@@ -581,8 +689,13 @@ def _supervise(ctx: ManagedContext, query: Any, status: StatusWriter, lock: Driv
         if stopping is None:
             request = root.read_stop_request(spec.generation)
             if request is not None and request.request_id not in handled:
-                log.info("stop request %s received (method: %s, timeout %.0fs, on timeout: %s)",
-                         request.request_id, ctx.stop_method, request.timeout_s, request.on_timeout)
+                log.info(
+                    "stop request %s received (method: %s, timeout %.0fs, on timeout: %s)",
+                    request.request_id,
+                    ctx.stop_method,
+                    request.timeout_s,
+                    request.on_timeout,
+                )
                 status.update(state=DriverState.STOPPING.value)
                 if ctx.stop_method == "gate":
                     ctx.close_gate(f"stop request {request.request_id}")
@@ -642,7 +755,9 @@ def _at_boundary(ctx: ManagedContext, query: Any, request: StopRequest) -> bool:
     return True
 
 
-def _acknowledge(ctx: ManagedContext, request: StopRequest, outcome: str, since: float, status: StatusWriter) -> int:
+def _acknowledge(
+    ctx: ManagedContext, request: StopRequest, outcome: str, since: float, status: StatusWriter
+) -> int:
     info = inspect_checkpoint(ctx.checkpoint_location, allow_empty=True)
     latency = round(time.monotonic() - since, 3)
     exported: dict[str, Any] = {}
@@ -660,8 +775,14 @@ def _acknowledge(ctx: ManagedContext, request: StopRequest, outcome: str, since:
         **exported,
     )
     ctx.root.write_json(ctx.root.stop_ack_file(ctx.generation), ack.to_json())
-    log.info("stop request %s: %s at batch %s (in flight: %s) after %.2fs", request.request_id, outcome,
-             ack.final_committed_batch, ack.in_flight_batch, ack.stop_latency_s)
+    log.info(
+        "stop request %s: %s at batch %s (in flight: %s) after %.2fs",
+        request.request_id,
+        outcome,
+        ack.final_committed_batch,
+        ack.in_flight_batch,
+        ack.stop_latency_s,
+    )
     if outcome != "timed_out":
         status.update(state=DriverState.STOPPED.value, last_committed_batch=info.last_committed_batch)
     return 0
@@ -674,12 +795,24 @@ def _export_on_stop(ctx: ManagedContext, batch: int) -> dict[str, Any]:
 
     started = time.monotonic()
     try:
-        manifest = export_snapshot(ctx.spark, ctx.root.location.uri, ctx.generation, batch=batch,
-                                   code_version=ctx.spec.code_version, job_name=ctx.root.job)
+        manifest = export_snapshot(
+            ctx.spark,
+            ctx.root.location.uri,
+            ctx.generation,
+            batch=batch,
+            code_version=ctx.spec.code_version,
+            job_name=ctx.root.job,
+        )
     except Exception as exc:  # reported in the acknowledgement; the operator falls back to its own export
         log.exception("exporting batch %s on stop failed", batch)
-        return {"snapshot_error": f"{type(exc).__name__}: {str(exc)[:2000]}",
-                "snapshot_s": round(time.monotonic() - started, 3)}
-    log.info("exported snapshot %s of batch %s on stop in %.2fs", manifest.snapshot_id, batch,
-             time.monotonic() - started)
+        return {
+            "snapshot_error": f"{type(exc).__name__}: {str(exc)[:2000]}",
+            "snapshot_s": round(time.monotonic() - started, 3),
+        }
+    log.info(
+        "exported snapshot %s of batch %s on stop in %.2fs",
+        manifest.snapshot_id,
+        batch,
+        time.monotonic() - started,
+    )
     return {"snapshot_id": manifest.snapshot_id, "snapshot_s": round(time.monotonic() - started, 3)}

@@ -31,9 +31,15 @@ _triggers = lazy("airflow_checkpoint_provider.triggers.checkpoint")
 class _JobRootSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("job_root", "job_name", "generation")
 
-    def __init__(self, *, job_root: str, job_name: str | None = None, generation: int | str | None = None,
-                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        job_root: str,
+        job_name: str | None = None,
+        generation: int | str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.job_root = job_root
         self.job_name = job_name
@@ -94,22 +100,39 @@ class StreamingJobHealthSensor(_JobRootSensor):
     :param max_heartbeat_age_s: default the driver's own lease.
     """
 
-    def __init__(self, *, max_heartbeat_age_s: float | None = None, max_batch_age_s: float | None = None,
-                 max_lag: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        max_heartbeat_age_s: float | None = None,
+        max_batch_age_s: float | None = None,
+        max_lag: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.max_heartbeat_age_s = max_heartbeat_age_s
         self.max_batch_age_s = max_batch_age_s
         self.max_lag = max_lag
 
     def observe(self, root: JobRoot) -> watch.Observation:
-        return watch.job_health(root, self.gen(), max_heartbeat_age_s=self.max_heartbeat_age_s,
-                                max_batch_age_s=self.max_batch_age_s, max_lag=self.max_lag)
+        return watch.job_health(
+            root,
+            self.gen(),
+            max_heartbeat_age_s=self.max_heartbeat_age_s,
+            max_batch_age_s=self.max_batch_age_s,
+            max_lag=self.max_lag,
+        )
 
     def trigger(self, root: JobRoot) -> JobRootTrigger:
         return _triggers.JobHealthyTrigger(
-            job_root=root.location.uri, job_name=root.job, generation=self.gen(), timeout_s=float(self.timeout),
-            poll_interval_s=float(self.poke_interval), max_heartbeat_age_s=self.max_heartbeat_age_s,
-            max_batch_age_s=self.max_batch_age_s, max_lag=self.max_lag)
+            job_root=root.location.uri,
+            job_name=root.job,
+            generation=self.gen(),
+            timeout_s=float(self.timeout),
+            poll_interval_s=float(self.poke_interval),
+            max_heartbeat_age_s=self.max_heartbeat_age_s,
+            max_batch_age_s=self.max_batch_age_s,
+            max_lag=self.max_lag,
+        )
 
 
 class CheckpointCommittedSensor(_JobRootSensor):
@@ -128,6 +151,11 @@ class CheckpointCommittedSensor(_JobRootSensor):
         return watch.batch_committed(root, self.gen(), int(self.batch))
 
     def trigger(self, root: JobRoot) -> JobRootTrigger:
-        return _triggers.BatchCommittedTrigger(job_root=root.location.uri, job_name=root.job, generation=self.gen(),
-                                               timeout_s=float(self.timeout), poll_interval_s=float(self.poke_interval),
-                                               batch=int(self.batch))
+        return _triggers.BatchCommittedTrigger(
+            job_root=root.location.uri,
+            job_name=root.job,
+            generation=self.gen(),
+            timeout_s=float(self.timeout),
+            poll_interval_s=float(self.poke_interval),
+            batch=int(self.batch),
+        )

@@ -24,12 +24,26 @@ class JobRootTrigger(BaseTrigger):
 
     #: Constructor arguments that travel (besides the common ones), in order.
     fields: ClassVar[tuple[str, ...]] = ()
-    common: ClassVar[tuple[str, ...]] = ("job_root", "job_name", "generation", "timeout_s", "poll_interval_s",
-                                         "echo")
+    common: ClassVar[tuple[str, ...]] = (
+        "job_root",
+        "job_name",
+        "generation",
+        "timeout_s",
+        "poll_interval_s",
+        "echo",
+    )
 
-    def __init__(self, *, job_root: str, job_name: str | None = None, generation: int | None = None,
-                 timeout_s: float = 600.0, poll_interval_s: float = 2.0, echo: dict[str, Any] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        job_root: str,
+        job_name: str | None = None,
+        generation: int | None = None,
+        timeout_s: float = 600.0,
+        poll_interval_s: float = 2.0,
+        echo: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__()
         self.job_root, self.job_name, self.generation = job_root, job_name, generation
         #: Returned in every event: what the deferring task needs to finish (independent of how the
@@ -57,18 +71,36 @@ class JobRootTrigger(BaseTrigger):
             try:
                 seen = await asyncio.to_thread(self.observe, root)
             except Exception as exc:  # a trigger must turn every failure into an event
-                yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}", "payload": {},
-                                    "echo": self.echo})
+                yield TriggerEvent(
+                    {
+                        "status": "error",
+                        "message": f"{type(exc).__name__}: {exc}",
+                        "payload": {},
+                        "echo": self.echo,
+                    }
+                )
                 return
             if seen.done or seen.failed:
-                yield TriggerEvent({"status": "done" if seen.done else "failed", "message": seen.message,
-                                    "payload": seen.payload, "echo": self.echo})
+                yield TriggerEvent(
+                    {
+                        "status": "done" if seen.done else "failed",
+                        "message": seen.message,
+                        "payload": seen.payload,
+                        "echo": self.echo,
+                    }
+                )
                 return
             last = seen.message
             self.log.debug("%s: %s", type(self).__name__, last)
             if time.monotonic() >= deadline:
-                yield TriggerEvent({"status": "timeout", "message": f"timed out after {self.timeout_s:.0f}s: {last}",
-                                    "payload": seen.payload, "echo": self.echo})
+                yield TriggerEvent(
+                    {
+                        "status": "timeout",
+                        "message": f"timed out after {self.timeout_s:.0f}s: {last}",
+                        "payload": seen.payload,
+                        "echo": self.echo,
+                    }
+                )
                 return
             await asyncio.sleep(self.poll_interval_s)
 
@@ -83,8 +115,13 @@ class DriverStartedTrigger(JobRootTrigger):
         from airflow_checkpoint_provider.model.backends import Liveness
 
         gone = bool(self.pid) and local_liveness(self.pid, self.host or "", self.launch_id) is Liveness.GONE  # type: ignore[attr-defined]
-        return watch.driver_started(root, int(self.generation or 0), self.launch_id,  # type: ignore[attr-defined]
-                                    need_commit=bool(self.need_commit), process_gone=gone)  # type: ignore[attr-defined]
+        return watch.driver_started(
+            root,
+            int(self.generation or 0),
+            self.launch_id,  # type: ignore[attr-defined]
+            need_commit=bool(self.need_commit),
+            process_gone=gone,
+        )  # type: ignore[attr-defined]
 
 
 class StopAcknowledgedTrigger(JobRootTrigger):
@@ -111,5 +148,10 @@ class JobHealthyTrigger(JobRootTrigger):
     fields = ("max_heartbeat_age_s", "max_batch_age_s", "max_lag")
 
     def observe(self, root: JobRoot) -> watch.Observation:
-        return watch.job_health(root, self.generation, max_heartbeat_age_s=self.max_heartbeat_age_s,  # type: ignore[attr-defined]
-                                max_batch_age_s=self.max_batch_age_s, max_lag=self.max_lag)  # type: ignore[attr-defined]
+        return watch.job_health(
+            root,
+            self.generation,
+            max_heartbeat_age_s=self.max_heartbeat_age_s,  # type: ignore[attr-defined]
+            max_batch_age_s=self.max_batch_age_s,
+            max_lag=self.max_lag,
+        )  # type: ignore[attr-defined]

@@ -7,6 +7,12 @@ import datetime as dt
 
 from airflow.sdk import DAG, BaseOperator, chain
 
-with DAG("bench_reference", schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), catchup=False,
-         params={"job_root": "/tmp/x"}, render_template_as_native_obj=True) as dag:
+with DAG(
+    "bench_reference",
+    schedule=None,
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    params={"job_root": "/tmp/x"},
+    render_template_as_native_obj=True,
+) as dag:
     chain(*(BaseOperator(task_id=f"task_{i}") for i in range(5)))

@@ -19,18 +19,34 @@ def app_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="sink folder")
     parser.add_argument("--max-records-per-batch", type=int, default=0)
     parser.add_argument("--trigger-seconds", type=float, default=1.0)
-    parser.add_argument("--stop-method", choices=("fence", "gate"), default="fence",
-                        help="fence: the shipped source stops admitting data; gate: read the log as any other "
-                        "source would be read, and let the foreachBatch gate refuse the next batch")
-    parser.add_argument("--slow-batch-seconds", type=float, default=0.0, help="testing: sleep inside each batch")
-    parser.add_argument("--migration", default="auto",
-                        help="how to turn a snapshot's state into this code's state: auto (the app's default), none, "
-                        "or a named migration the app offers (v2: v1_to_v2; v1: v2_to_v1)")
+    parser.add_argument(
+        "--stop-method",
+        choices=("fence", "gate"),
+        default="fence",
+        help="fence: the shipped source stops admitting data; gate: read the log as any other "
+        "source would be read, and let the foreachBatch gate refuse the next batch",
+    )
+    parser.add_argument(
+        "--slow-batch-seconds", type=float, default=0.0, help="testing: sleep inside each batch"
+    )
+    parser.add_argument(
+        "--migration",
+        default="auto",
+        help="how to turn a snapshot's state into this code's state: auto (the app's default), none, "
+        "or a named migration the app offers (v2: v1_to_v2; v1: v2_to_v1)",
+    )
     return parser.parse_args(list(argv))
 
 
-def run_counter(argv: Sequence[str], *, processor: Callable[[], Any], state: Any, output: Any, code_version: str,
-                migrations: dict[str, Callable[[Any], Any] | None] | None = None) -> int:
+def run_counter(
+    argv: Sequence[str],
+    *,
+    processor: Callable[[], Any],
+    state: Any,
+    output: Any,
+    code_version: str,
+    migrations: dict[str, Callable[[Any], Any] | None] | None = None,
+) -> int:
     """The managed query both counters share: event log -> transformWithState(key) -> idempotent sink.
 
     :param migrations: the snapshot migrations this code offers, by name (``auto`` is the default one).
@@ -42,7 +58,9 @@ def run_counter(argv: Sequence[str], *, processor: Callable[[], Any], state: Any
     args = app_args(rest)
     offered = {"auto": None, "none": None, **(migrations or {})}
     if args.migration not in offered:
-        raise SystemExit(f"{code_version}: unknown migration {args.migration!r} (offered: {', '.join(sorted(offered))})")
+        raise SystemExit(
+            f"{code_version}: unknown migration {args.migration!r} (offered: {', '.join(sorted(offered))})"
+        )
     migrate = offered[args.migration]
 
     def build(ctx: managed.ManagedContext) -> Any:
@@ -50,15 +68,24 @@ def run_counter(argv: Sequence[str], *, processor: Callable[[], Any], state: Any
         if args.stop_method == "fence":
             events = ctx.read_eventlog(args.events, **options)
         else:  # how any other source (Kafka, files, ...) is read: starting offsets only, no fence
-            events = (ctx.spark.readStream.format("eventlog").option("path", args.events)
-                      .options(**ctx.source_options("eventlog")).options(**options).load())
+            events = (
+                ctx.spark.readStream.format("eventlog")
+                .option("path", args.events)
+                .options(**ctx.source_options("eventlog"))
+                .options(**options)
+                .load()
+            )
         counts = events.groupBy("key").transformWithState(
-            statefulProcessor=processor(), outputStructType=output, outputMode="Update", timeMode="None",
+            statefulProcessor=processor(),
+            outputStructType=output,
+            outputMode="Update",
+            timeMode="None",
             initialState=ctx.initial_state(None, "key", expect=state, migrate=migrate),
         )
         sink = idempotent_sink(args.output, ctx.generation, args.slow_batch_seconds)
         return (
-            counts.writeStream.outputMode("update").foreachBatch(ctx.gated(sink))
+            counts.writeStream.outputMode("update")
+            .foreachBatch(ctx.gated(sink))
             .trigger(processingTime=f"{args.trigger_seconds} seconds")
         )
 
@@ -83,5 +110,7 @@ def counter_state(df: Any) -> Any:
     from pyspark.sql import functions as F
 
     if "sum" in df.columns and "n" not in df.columns:
-        return df.select("key", F.col("sum").alias("n"), F.col("sum_2").alias("total"), F.col("max").alias("max"))
+        return df.select(
+            "key", F.col("sum").alias("n"), F.col("sum_2").alias("total"), F.col("max").alias("max")
+        )
     return df

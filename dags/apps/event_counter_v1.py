@@ -22,7 +22,9 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 from dags.apps.counter_common import counter_state, run_counter
 
 STATE = StructType([StructField("n", LongType()), StructField("total", LongType())])
-OUTPUT = StructType([StructField("key", StringType()), StructField("n", LongType()), StructField("total", LongType())])
+OUTPUT = StructType(
+    [StructField("key", StringType()), StructField("n", LongType()), StructField("total", LongType())]
+)
 CODE_VERSION = "event-counter-v1"
 
 
@@ -52,8 +54,14 @@ class CounterV1(StatefulProcessor):  # type: ignore[misc]
 
 
 def main(argv: list[str]) -> int:
-    return run_counter(argv, processor=CounterV1, state=STATE, output=OUTPUT, code_version=CODE_VERSION,
-                       migrations={"auto": migrate_v2_to_v1, "v2_to_v1": migrate_v2_to_v1})
+    return run_counter(
+        argv,
+        processor=CounterV1,
+        state=STATE,
+        output=OUTPUT,
+        code_version=CODE_VERSION,
+        migrations={"auto": migrate_v2_to_v1, "v2_to_v1": migrate_v2_to_v1},
+    )
 
 
 if __name__ == "__main__":

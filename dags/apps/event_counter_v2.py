@@ -25,9 +25,17 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from dags.apps.counter_common import counter_state, run_counter
 
-STATE = StructType([StructField("n", LongType()), StructField("total", LongType()), StructField("max", LongType())])
-OUTPUT = StructType([StructField("key", StringType()), StructField("n", LongType()), StructField("total", LongType()),
-                     StructField("max", LongType())])
+STATE = StructType(
+    [StructField("n", LongType()), StructField("total", LongType()), StructField("max", LongType())]
+)
+OUTPUT = StructType(
+    [
+        StructField("key", StringType()),
+        StructField("n", LongType()),
+        StructField("total", LongType()),
+        StructField("max", LongType()),
+    ]
+)
 CODE_VERSION = "event-counter-v2"
 
 
@@ -62,8 +70,14 @@ class CounterV2(StatefulProcessor):  # type: ignore[misc]
 
 
 def main(argv: list[str]) -> int:
-    return run_counter(argv, processor=CounterV2, state=STATE, output=OUTPUT, code_version=CODE_VERSION,
-                       migrations={"auto": migrate_v1_to_v2, "v1_to_v2": migrate_v1_to_v2})
+    return run_counter(
+        argv,
+        processor=CounterV2,
+        state=STATE,
+        output=OUTPUT,
+        code_version=CODE_VERSION,
+        migrations={"auto": migrate_v1_to_v2, "v1_to_v2": migrate_v1_to_v2},
+    )
 
 
 if __name__ == "__main__":

@@ -49,19 +49,33 @@ def main(argv: list[str]) -> int:
 
     def build(ctx: managed.ManagedContext) -> Any:
         events = ctx.read_eventlog(args.events).select(
-            "key", F.lit(1).cast("bigint").alias("n"), F.col("value").cast("bigint").alias("total"),
-            F.col("value").cast("bigint").alias("max"), F.lit(1).alias("touched"))
+            "key",
+            F.lit(1).cast("bigint").alias("n"),
+            F.col("value").cast("bigint").alias("total"),
+            F.col("value").cast("bigint").alias("max"),
+            F.lit(1).alias("touched"),
+        )
         seed = ctx.seed_stream(SEED, migrate=seed_rows)
-        counts = events.unionByName(seed).groupBy("key").agg(
-            F.sum("n").alias("n"), F.sum("total").alias("total"), F.max("max").alias("max"),
-            F.max("touched").alias("touched"))
+        counts = (
+            events.unionByName(seed)
+            .groupBy("key")
+            .agg(
+                F.sum("n").alias("n"),
+                F.sum("total").alias("total"),
+                F.max("max").alias("max"),
+                F.max("touched").alias("touched"),
+            )
+        )
         sink = idempotent_sink(args.output, ctx.generation, args.slow_batch_seconds)
 
         def write(df: Any, batch_id: int) -> None:
             sink(df.where("touched = 1").drop("touched"), batch_id)
 
-        return (counts.writeStream.outputMode("update").foreachBatch(ctx.gated(write))
-                .trigger(processingTime=f"{args.trigger_seconds} seconds"))
+        return (
+            counts.writeStream.outputMode("update")
+            .foreachBatch(ctx.gated(write))
+            .trigger(processingTime=f"{args.trigger_seconds} seconds")
+        )
 
     return managed.run(build, argv=argv, app_name=CODE_VERSION)
 

@@ -17,15 +17,37 @@ from airflow_checkpoint_provider.operators.checkpoint import (
 from airflow_checkpoint_provider.sensors.checkpoint import CheckpointCommittedSensor, StreamingJobHealthSensor
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-PARAMS = {"job_root": "", "app": "", "events": "", "output": "", "run_dir": "", "code_version": "", "master": "",
-          "generation": "", "snapshot": "", "slow_batch_seconds": "0"}
+PARAMS = {
+    "job_root": "",
+    "app": "",
+    "events": "",
+    "output": "",
+    "run_dir": "",
+    "code_version": "",
+    "master": "",
+    "generation": "",
+    "snapshot": "",
+    "slow_batch_seconds": "0",
+}
 JOB = {"job_root": "{{ params.job_root }}", "master": "{{ params.master }}", "poll_interval_s": 0.5}
-SPARK_CONF = {"spark.ui.enabled": "false", "spark.local.dir": "{{ params.run_dir }}/spark-local",
-              "spark.sql.shuffle.partitions": "3", "spark.driver.bindAddress": "127.0.0.1"}
+SPARK_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.local.dir": "{{ params.run_dir }}/spark-local",
+    "spark.sql.shuffle.partitions": "3",
+    "spark.driver.bindAddress": "127.0.0.1",
+}
 APP = {
     "application": "{{ params.app }}",
-    "application_args": ["--events", "{{ params.events }}", "--output", "{{ params.output }}",
-                         "--trigger-seconds", "0.5", "--slow-batch-seconds", "{{ params.slow_batch_seconds }}"],
+    "application_args": [
+        "--events",
+        "{{ params.events }}",
+        "--output",
+        "{{ params.output }}",
+        "--trigger-seconds",
+        "0.5",
+        "--slow-batch-seconds",
+        "{{ params.slow_batch_seconds }}",
+    ],
     "code_version": "{{ params.code_version }}",
     "spark_conf": SPARK_CONF,
     "heartbeat_s": 0.5,
@@ -42,16 +64,21 @@ def dag(dag_id: str) -> DAG:
 with dag("acp_test_start") as start_dag:
     chain(
         StartStreamingJobOperator(task_id="start", **JOB, **APP),
-        CheckpointCommittedSensor(task_id="committed", job_root="{{ params.job_root }}", batch=2, poke_interval=0.5,
-                                  timeout=240),
-        StreamingJobHealthSensor(task_id="healthy", job_root="{{ params.job_root }}", poke_interval=0.5, timeout=60),
+        CheckpointCommittedSensor(
+            task_id="committed", job_root="{{ params.job_root }}", batch=2, poke_interval=0.5, timeout=240
+        ),
+        StreamingJobHealthSensor(
+            task_id="healthy", job_root="{{ params.job_root }}", poke_interval=0.5, timeout=60
+        ),
     )
 
 with dag("acp_test_redeploy") as redeploy_dag:
     chain(
         StopStreamingJobOperator(task_id="stop", timeout_s=120, **JOB),
         SnapshotStreamingJobOperator(task_id="snapshot", require_stopped=True, spark_conf=SPARK_CONF, **JOB),
-        CleanupStreamingJobOperator(task_id="cleanup", snapshot_id=SNAPSHOT, stop_task_id="stop", keep_last=5, **JOB),
+        CleanupStreamingJobOperator(
+            task_id="cleanup", snapshot_id=SNAPSHOT, stop_task_id="stop", keep_last=5, **JOB
+        ),
         StartStreamingJobOperator(task_id="start", snapshot=SNAPSHOT, **JOB, **APP),
     )
 
@@ -65,18 +92,33 @@ with dag("acp_test_start_retry") as start_retry_dag:
 with dag("acp_test_health_restart") as health_restart_dag:
     # Recovery by callback: a health check that finds the driver dead restarts it from its checkpoint.
     StreamingJobHealthSensor(
-        task_id="healthy", job_root="{{ params.job_root }}", poke_interval=0.5, timeout=30,
+        task_id="healthy",
+        job_root="{{ params.job_root }}",
+        poke_interval=0.5,
+        timeout=30,
         on_failure_callback=restart_from_checkpoint(job_root="{{ params.job_root }}"),
     )
 
 with dag("acp_test_cleanup") as cleanup_dag:
     # Refusals are terminal: retries=3 must not be spent on them.
-    CleanupStreamingJobOperator(task_id="cleanup", generation="{{ params.generation }}", mode="delete", retries=3,
-                                retry_delay=dt.timedelta(seconds=0), **JOB)
+    CleanupStreamingJobOperator(
+        task_id="cleanup",
+        generation="{{ params.generation }}",
+        mode="delete",
+        retries=3,
+        retry_delay=dt.timedelta(seconds=0),
+        **JOB,
+    )
 
 with dag("acp_test_start_from") as start_from_dag:
-    StartStreamingJobOperator(task_id="start", snapshot="{{ params.snapshot }}", retries=3,
-                              retry_delay=dt.timedelta(seconds=0), **JOB, **APP)
+    StartStreamingJobOperator(
+        task_id="start",
+        snapshot="{{ params.snapshot }}",
+        retries=3,
+        retry_delay=dt.timedelta(seconds=0),
+        **JOB,
+        **APP,
+    )
 
 with dag("acp_test_stop_kill") as stop_kill_dag:
     # A driver stuck in a long batch: the graceful stop times out, then the driver is hard-killed as configured.

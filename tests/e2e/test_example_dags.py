@@ -41,25 +41,37 @@ def test_example_dags_with_a_fault_after_every_redeploy_task(run_dir: Path, airf
             assert (job.status(1) or None) is not None and job.status(1).state == "RUNNING"  # type: ignore[union-attr]
 
             outcomes, run_ids = [], set()
-            logical_date = pendulum.now("UTC")  # the same logical date: each rerun clears and reruns one DAG run
-            for _ in range(8):  # every task fails once after its work: clear and rerun the run until it completes
-                run = faults_dag.test(logical_date=logical_date, run_after=logical_date,
-                                      run_conf=example_params(job, run_dir, "v2", migration="v1_to_v2"))
+            logical_date = pendulum.now(
+                "UTC"
+            )  # the same logical date: each rerun clears and reruns one DAG run
+            for _ in range(
+                8
+            ):  # every task fails once after its work: clear and rerun the run until it completes
+                run = faults_dag.test(
+                    logical_date=logical_date,
+                    run_after=logical_date,
+                    run_conf=example_params(job, run_dir, "v2", migration="v1_to_v2"),
+                )
                 outcomes.append(states(run))
                 run_ids.add(run.run_id)
                 if run.state == "success":
                     break
             assert run.state == "success", outcomes
             failed_tasks = [t for o in outcomes for t, s in o.items() if s == "failed"]
-            assert sorted(failed_tasks) == ["cleanup", "healthy", "snapshot", "stop"], outcomes  # start: retried in-run
+            assert sorted(failed_tasks) == ["cleanup", "healthy", "snapshot", "stop"], (
+                outcomes
+            )  # start: retried in-run
             assert len(run_ids) == 1  # one DAG run, cleared and rerun
             assert job.root.generations() == [1, 2] and JobLedger(job.root).read().current_generation == 2
             launches = (job.root.read_generation_record(2) or {}).get("launches", [])
             assert len(launches) == 1, launches  # reruns and retries reconnected; nothing was submitted twice
             assert xcom(run, "start")["reconnected"] is True
-            redeploy_snapshots = [e for e in SnapshotCatalogue(job.root).list()
-                                  if e.generation == 1 and e.snapshot_id != taken]
-            assert len(redeploy_snapshots) == 1  # the reruns found the redeploy's snapshot, never exported again
+            redeploy_snapshots = [
+                e for e in SnapshotCatalogue(job.root).list() if e.generation == 1 and e.snapshot_id != taken
+            ]
+            assert (
+                len(redeploy_snapshots) == 1
+            )  # the reruns found the redeploy's snapshot, never exported again
 
             watchdog = example_watchdog.dag.test(run_conf={"job_root": str(job.path)})
             assert watchdog.state == "success", states(watchdog)

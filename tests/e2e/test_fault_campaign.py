@@ -42,8 +42,12 @@ def test_fault_campaign_totals_equal_the_event_log(run_dir: Path, airflow_db: Pa
     result = run_campaign(job, run_dir, SEED, OPS, say=say)
     campaign = result["campaign"]
     replay = f"replay: ACP_CAMPAIGN_SEED={SEED} ACP_CAMPAIGN_OPS={OPS}; {campaign.header()}"
-    say(f"fault campaign done in {result['seconds']}s: {result['end']} events, {len(result['fold'])} keys, "
-        f"final generation {result['generation']} at batch {result['batch']}, {campaign.redeploys} redeploys")
+    say(
+        f"fault campaign done in {result['seconds']}s: {result['end']} events, {len(result['fold'])} keys, "
+        f"final generation {result['generation']} at batch {result['batch']}, {campaign.redeploys} redeploys"
+    )
     assert result["state"] == result["fold"], replay  # the final state: nothing lost, nothing counted twice
     assert result["sink"] == result["fold"], replay  # what the sink's readers see
-    assert job.root.generations() == list(range(1, campaign.redeploys + 2)), replay  # one generation per redeploy
+    assert job.root.generations() == list(range(1, campaign.redeploys + 2)), (
+        replay
+    )  # one generation per redeploy

@@ -39,7 +39,10 @@ def test_airflow_lists_the_provider(run_dir: Path) -> None:
     airflow = Path(sys.executable).parent / "airflow"
     out = subprocess.run(
         [str(airflow), "providers", "list", "--output", "json"],
-        capture_output=True, text=True, env=env, timeout=180,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     listed = json.loads(out.stdout[out.stdout.index("[") :])
@@ -53,7 +56,13 @@ def test_provider_info_matches_distribution() -> None:
     from airflow_checkpoint_provider.get_provider_info import get_provider_info
 
     info = get_provider_info()
-    eps = [ep for ep in md.entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_checkpoint")]
+    eps = [
+        ep
+        for ep in md.entry_points(group="apache_airflow_provider")
+        if ep.value.startswith("airflow_checkpoint")
+    ]
     assert len(eps) == 1
-    assert info["package-name"] == md.metadata("airflow-checkpoint-provider")["Name"].lower().replace("_", "-")
+    assert info["package-name"] == md.metadata("airflow-checkpoint-provider")["Name"].lower().replace(
+        "_", "-"
+    )
     assert info["versions"][0] == md.version("airflow-checkpoint-provider")

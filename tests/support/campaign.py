@@ -47,15 +47,32 @@ from tests.support.processes import ROOT, wait_for
 #: initial state) or as Spark's own aggregation (v3: the same as v2, its state seeded through its input).
 APPS = ("v1", "v2", "v3")
 #: Every sequence holds each of these once (the faults the campaign exists for); the rest is drawn at random.
-REQUIRED = ("redeploy+kill-exporter", "redeploy+kill-new-driver", "concurrent-redeploy", "kill-driver",
-            "snapshot+kill-driver")
+REQUIRED = (
+    "redeploy+kill-exporter",
+    "redeploy+kill-new-driver",
+    "concurrent-redeploy",
+    "kill-driver",
+    "snapshot+kill-driver",
+)
 #: What the rest is drawn from, with weights.
-MENU = {"redeploy": 3, "kill-driver": 3, "redeploy+kill-old-driver": 2, "redeploy+kill-exporter": 1,
-        "redeploy+kill-new-driver": 1, "snapshot+kill-driver": 1}
+MENU = {
+    "redeploy": 3,
+    "kill-driver": 3,
+    "redeploy+kill-old-driver": 2,
+    "redeploy+kill-exporter": 1,
+    "redeploy+kill-new-driver": 1,
+    "snapshot+kill-driver": 1,
+}
 #: Seconds after the target appears at which the kill lands, drawn uniformly (what it can hit: see each range).
 DELAYS = {
-    "kill-exporter": (0.0, 1.5),  # the stopping driver exporting its final batch: state read, Parquet, manifest
-    "kill-new-driver": (0.0, 18.0),  # before the new driver reports, in batch 0, or after the start task returned
+    "kill-exporter": (
+        0.0,
+        1.5,
+    ),  # the stopping driver exporting its final batch: state read, Parquet, manifest
+    "kill-new-driver": (
+        0.0,
+        18.0,
+    ),  # before the new driver reports, in batch 0, or after the start task returned
     "kill-old-driver": (0.0, 0.6),  # between the stop request and the acknowledgement (or just after it)
     "kill-driver": (0.0, 4.0),  # inside or between batches (a trigger every 0.5 s)
     "snapshot+kill-driver": (0.0, 10.0),  # while the exporter reads the running job's checkpoint
@@ -78,7 +95,9 @@ def plan(seed: int, ops: int) -> list[Step]:
     """The campaign's sequence: the required faults once each, the rest drawn from the menu, shuffled; each
     redeploy switches code with probability 0.7 (at least one switches)."""
     rng = random.Random(seed)
-    kinds = list(REQUIRED) + rng.choices(list(MENU), weights=list(MENU.values()), k=max(0, ops - len(REQUIRED)))
+    kinds = list(REQUIRED) + rng.choices(
+        list(MENU), weights=list(MENU.values()), k=max(0, ops - len(REQUIRED))
+    )
     rng.shuffle(kinds)
     steps, app, switched = [], "v1", False
     for kind in kinds:
@@ -94,7 +113,7 @@ def plan(seed: int, ops: int) -> list[Step]:
         steps.append(step)
     if not switched:  # a campaign without a code change would not be one
         first = next(s for s in steps if s.app)
-        for s in steps[steps.index(first):]:
+        for s in steps[steps.index(first) :]:
             if s.app:
                 s.app = "v2"
     return steps
@@ -149,8 +168,13 @@ def live_drivers(job: Job) -> list[tuple[int, int]]:
     alive = []
     for generation, record in job.root.generation_records().items():
         for launch in record.get("launches", []):
-            if launch.get("pid") and local_liveness(int(launch["pid"]), str(launch.get("host", "")),
-                                                    str(launch.get("launch_id", ""))) is Liveness.ALIVE:
+            if (
+                launch.get("pid")
+                and local_liveness(
+                    int(launch["pid"]), str(launch.get("host", "")), str(launch.get("launch_id", ""))
+                )
+                is Liveness.ALIVE
+            ):
                 alive.append((int(generation), int(launch["pid"])))
     return alive
 
@@ -158,9 +182,21 @@ def live_drivers(job: Job) -> list[tuple[int, int]]:
 class Chaos:
     """In a thread: wait for a target to appear, wait ``delay`` more seconds, then kill it once."""
 
-    def __init__(self, what: str, appeared: Callable[[], bool], kill: Callable[[], str | None], delay: float,
-                 timeout: float = 900) -> None:
-        self.what, self.appeared, self.kill_fn, self.delay, self.timeout = what, appeared, kill, delay, timeout
+    def __init__(
+        self,
+        what: str,
+        appeared: Callable[[], bool],
+        kill: Callable[[], str | None],
+        delay: float,
+        timeout: float = 900,
+    ) -> None:
+        self.what, self.appeared, self.kill_fn, self.delay, self.timeout = (
+            what,
+            appeared,
+            kill,
+            delay,
+            timeout,
+        )
         self.outcome = f"{what}: never appeared"
         self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -183,8 +219,11 @@ class Chaos:
             self.outcome = f"{self.what}: the step ended {time.monotonic() - seen:.1f}s after it appeared, before the kill"
             return
         killed = self.kill_fn()
-        self.outcome = (f"{self.what}: killed {killed} {time.monotonic() - seen:.1f}s after it appeared" if killed
-                        else f"{self.what}: gone before the kill at {self.delay:.1f}s")
+        self.outcome = (
+            f"{self.what}: killed {killed} {time.monotonic() - seen:.1f}s after it appeared"
+            if killed
+            else f"{self.what}: gone before the kill at {self.delay:.1f}s"
+        )
 
 
 # --- the campaign ---------------------------------------------------------------------------------------------
@@ -201,7 +240,9 @@ class StepLog:
 
 
 class Campaign:
-    def __init__(self, job: Job, run_dir: Path, seed: int, ops: int, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, job: Job, run_dir: Path, seed: int, ops: int, say: Callable[[str], None] = print
+    ) -> None:
         self.job, self.run_dir, self.seed = job, run_dir, seed
         self.steps = plan(seed, ops)
         self.say = say
@@ -211,7 +252,8 @@ class Campaign:
 
     def header(self) -> str:
         return f"fault campaign seed={self.seed} ops={len(self.steps)}: " + ", ".join(
-            f"{i + 1}. {s.describe()}" for i, s in enumerate(self.steps))
+            f"{i + 1}. {s.describe()}" for i, s in enumerate(self.steps)
+        )
 
     def params(self, app: str) -> dict[str, Any]:
         return example_params(self.job, self.run_dir, app, migration="auto")
@@ -229,8 +271,11 @@ class Campaign:
         logical_date = pendulum.now("UTC")
         for _ in range(tries):
             run = dag.test(logical_date=logical_date, run_after=logical_date, run_conf=conf)
-            entry.dag_runs.append(f"{dag.dag_id}: {run.state} {states(run)}" if run.state != "success"
-                                  else f"{dag.dag_id}: success")
+            entry.dag_runs.append(
+                f"{dag.dag_id}: {run.state} {states(run)}"
+                if run.state != "success"
+                else f"{dag.dag_id}: success"
+            )
             if run.state == "success":
                 return run
         raise AssertionError(f"{dag.dag_id} did not succeed after {tries} runs: {entry.dag_runs}")
@@ -238,8 +283,11 @@ class Campaign:
     def wait_running(self, generation: int, after_batch: int | None = None, timeout: float = 240) -> None:
         def ok() -> bool:
             status = self.job.status(generation)
-            return (status is not None and status.state == "RUNNING"
-                    and self.job.committed(generation) > (after_batch if after_batch is not None else -1))
+            return (
+                status is not None
+                and status.state == "RUNNING"
+                and self.job.committed(generation) > (after_batch if after_batch is not None else -1)
+            )
 
         wait_for(ok, timeout, f"generation {generation} to run and commit a batch")
 
@@ -259,15 +307,29 @@ class Campaign:
 
         old = self.current
         chaos: Chaos | None = None
-        if step.kind == "redeploy+kill-exporter":  # the export runs in the stopping driver (or its own application)
-            chaos = Chaos(f"the export of generation {old}", lambda: self.exporting(old),
-                          lambda: self.kill_exporters() or self.kill(old), step.delay)
+        if (
+            step.kind == "redeploy+kill-exporter"
+        ):  # the export runs in the stopping driver (or its own application)
+            chaos = Chaos(
+                f"the export of generation {old}",
+                lambda: self.exporting(old),
+                lambda: self.kill_exporters() or self.kill(old),
+                step.delay,
+            )
         elif step.kind == "redeploy+kill-new-driver":
-            chaos = Chaos(f"generation {old + 1}'s driver", lambda: driver_pid(self.job, old + 1) is not None,
-                          lambda: self.kill(old + 1), step.delay)
+            chaos = Chaos(
+                f"generation {old + 1}'s driver",
+                lambda: driver_pid(self.job, old + 1) is not None,
+                lambda: self.kill(old + 1),
+                step.delay,
+            )
         elif step.kind == "redeploy+kill-old-driver":
-            chaos = Chaos(f"generation {old}'s driver (stop requested)",
-                          lambda: self.job.root.read_stop_request(old) is not None, lambda: self.kill(old), step.delay)
+            chaos = Chaos(
+                f"generation {old}'s driver (stop requested)",
+                lambda: self.job.root.read_stop_request(old) is not None,
+                lambda: self.kill(old),
+                step.delay,
+            )
         if chaos is not None:
             with chaos:
                 self.dag_run(example_redeploy.dag, self.params(str(step.app)), entry)
@@ -290,16 +352,36 @@ class Campaign:
         old = self.current
         log = self.run_dir / f"campaign-concurrent-{entry.index}.log"
         # The first one runs deferrable (Airflow's operators.default_deferrable): its waits run as triggers.
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "dags"), str(ROOT)]),
-               "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "true"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "dags"), str(ROOT)]),
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "true",
+        }
         with open(log, "wb") as out:
-            first = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_dag.py"), "example_redeploy",
-                                      "example_redeploy", json.dumps(self.params(str(step.app)))],
-                                     cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+            first = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "scripts" / "run_dag.py"),
+                    "example_redeploy",
+                    "example_redeploy",
+                    json.dumps(self.params(str(step.app))),
+                ],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         try:
-            wait_for(lambda: (lease := JobLedger(self.job.root).read().lease) is not None
-                     and lease.holder.startswith("example_redeploy/"), 180,
-                     "the first redeploy to take the lease", first, log)
+            wait_for(
+                lambda: (
+                    (lease := JobLedger(self.job.root).read().lease) is not None
+                    and lease.holder.startswith("example_redeploy/")
+                ),
+                180,
+                "the first redeploy to take the lease",
+                first,
+                log,
+            )
             second = example_redeploy.dag.test(run_conf=self.params(str(step.app)))
             second_states = states(second)
             entry.dag_runs.append(f"second example_redeploy: {second.state} {second_states}")
@@ -311,7 +393,9 @@ class Campaign:
                 first.kill()
         outcome = json.loads(log.read_text().splitlines()[-1])
         entry.dag_runs.insert(0, f"first example_redeploy (deferrable): {outcome['state']}")
-        stop = outcome["tasks"]["stop"]["result"]  # through StopAcknowledgedTrigger: the driver's own snapshot
+        stop = outcome["tasks"]["stop"][
+            "result"
+        ]  # through StopAcknowledgedTrigger: the driver's own snapshot
         assert stop["snapshot_id"] and stop["snapshot_id"] == outcome["tasks"]["snapshot"]["result"], outcome
         entry.outcome = "the second redeploy failed on the lease; the first (deferrable) completed"
         self.after_redeploy(old, str(step.app))
@@ -325,8 +409,12 @@ class Campaign:
         generation = self.current
         before = self.job.committed(generation)
         if step.kind == "snapshot+kill-driver":
-            chaos = Chaos("the exporter (driver killed)", lambda: bool(self.exporters()),
-                          lambda: self.kill(generation), step.delay)
+            chaos = Chaos(
+                "the exporter (driver killed)",
+                lambda: bool(self.exporters()),
+                lambda: self.kill(generation),
+                step.delay,
+            )
             with chaos:
                 self.dag_run(example_periodic_snapshot.dag, self.params(self.app), entry)
             entry.outcome = chaos.outcome
@@ -340,7 +428,9 @@ class Campaign:
         watchdog = example_watchdog.dag.test(run_conf={"job_root": str(self.job.path)})
         entry.dag_runs.append(f"example_watchdog: {watchdog.state} (health check failed; callback restarted)")
         after = (self.job.root.read_generation_record(generation) or {}).get("launches", [])
-        assert len(after) == launches + 1, f"the watchdog did not restart generation {generation}: {after[-1:]}"
+        assert len(after) == launches + 1, (
+            f"the watchdog did not restart generation {generation}: {after[-1:]}"
+        )
         assert after[-1].get("mode") == "resume", after[-1]  # from its own checkpoint, never a snapshot again
         self.wait_running(generation, before)
 
@@ -355,8 +445,9 @@ class Campaign:
         if self.exporters():
             return True
         folder = self.job.path / "snapshots"
-        return folder.exists() and any(f"-g{generation}-" in d.name and not (d / "manifest.json").exists()
-                                       for d in folder.iterdir())
+        return folder.exists() and any(
+            f"-g{generation}-" in d.name and not (d / "manifest.json").exists() for d in folder.iterdir()
+        )
 
     def kill_exporters(self) -> str | None:
         pids = self.exporters()
@@ -375,7 +466,9 @@ class Campaign:
         """After every step: one live driver, the current generation's, running."""
         current = self.current
         drivers = live_drivers(self.job)
-        assert [g for g, _ in drivers] == [current], f"after step {entry.index}: live drivers {drivers}, current {current}"
+        assert [g for g, _ in drivers] == [current], (
+            f"after step {entry.index}: live drivers {drivers}, current {current}"
+        )
         status = self.job.status(current)
         assert status is not None and status.state == "RUNNING", status
         entry.generation = current
@@ -396,8 +489,10 @@ class Campaign:
             self.check(entry)
             entry.seconds = round(time.monotonic() - began, 1)
             self.log.append(entry)
-            self.say(f"[campaign {index}/{len(self.steps)}] {entry.outcome or 'done'}; generation "
-                     f"{entry.generation}; {entry.seconds}s; {entry.dag_runs}")
+            self.say(
+                f"[campaign {index}/{len(self.steps)}] {entry.outcome or 'done'}; generation "
+                f"{entry.generation}; {entry.seconds}s; {entry.dag_runs}"
+            )
 
     def finish(self) -> dict[str, Any]:
         """Stop the job, snapshot its final state; return the stop's XCom and the final state per key."""
@@ -409,19 +504,37 @@ class Campaign:
         final = xcom(stopped, "stop")
         snapped = self.dag_run(example_periodic_snapshot.dag, self.params(self.app), entry)
         manifest = read_manifest(self.job.root, xcom(snapped, "snapshot"))
-        (part,) = manifest.parts.values()  # v1/v2: state variable "counts"; v3: the aggregation's buffers "op0"
-        rows = pq.read_table(Path(self.job.root.snapshot_dir(manifest.snapshot_id).child(part.path).uri)).to_pylist()
+        (part,) = (
+            manifest.parts.values()
+        )  # v1/v2: state variable "counts"; v3: the aggregation's buffers "op0"
+        rows = pq.read_table(
+            Path(self.job.root.snapshot_dir(manifest.snapshot_id).child(part.path).uri)
+        ).to_pylist()
         n, total = ("n", "total") if "n" in part.value_columns else ("sum", "sum_2")  # see counter_state
         self.log.append(entry)
-        return {"stop": final, "state": {r["key"]: (r[n], r[total]) for r in rows},
-                "generation": manifest.generation, "batch": manifest.batch}
+        return {
+            "stop": final,
+            "state": {r["key"]: (r[n], r[total]) for r in rows},
+            "generation": manifest.generation,
+            "batch": manifest.batch,
+        }
 
     def report(self, path: Path) -> None:
-        path.write_text(json.dumps({"seed": self.seed, "steps": [s.describe() for s in self.steps],
-                                    "log": [asdict(e) for e in self.log]}, indent=2))
+        path.write_text(
+            json.dumps(
+                {
+                    "seed": self.seed,
+                    "steps": [s.describe() for s in self.steps],
+                    "log": [asdict(e) for e in self.log],
+                },
+                indent=2,
+            )
+        )
 
 
-def run_campaign(job: Job, run_dir: Path, seed: int, ops: int, say: Callable[[str], None] = print) -> dict[str, Any]:
+def run_campaign(
+    job: Job, run_dir: Path, seed: int, ops: int, say: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Run the whole campaign; return what the caller checks (the final state, the sink and the log's fold)."""
     from tests.support.drivers import Producer
 
@@ -437,5 +550,11 @@ def run_campaign(job: Job, run_dir: Path, seed: int, ops: int, say: Callable[[st
         campaign.report(report)
         say(f"fault campaign log: {report}")
     end = int(result["stop"]["end_offsets"][0]["offset"])
-    return {**result, "campaign": campaign, "end": end, "fold": fold_log(job.events, end),
-            "sink": sink_totals(job.output), "seconds": round(time.monotonic() - began, 1)}
+    return {
+        **result,
+        "campaign": campaign,
+        "end": end,
+        "fold": fold_log(job.events, end),
+        "sink": sink_totals(job.output),
+        "seconds": round(time.monotonic() - began, 1),
+    }

@@ -12,7 +12,9 @@ CONF = {
 }
 
 
-def offsets_text(ends: list[int | None], *, version: int = 1, ts: int = 1_700_000_000_000, wm: int = 0) -> str:
+def offsets_text(
+    ends: list[int | None], *, version: int = 1, ts: int = 1_700_000_000_000, wm: int = 0
+) -> str:
     meta = {"batchWatermarkMs": wm, "batchTimestampMs": ts, "conf": CONF}
     if version == 2:
         meta["sourceMetadataInfo"] = {}
@@ -92,30 +94,52 @@ def make_snapshot(
     chunks = [keys[i::files] for i in range(files)]
     listed = []
     for i, chunk in enumerate(chunks):
-        table = pa.table({"key": chunk, "n": [rows[k][0] for k in chunk], "total": [rows[k][1] for k in chunk]},
-                         schema=pa.schema([("key", pa.string()), ("n", pa.int64()), ("total", pa.int64())]))
+        table = pa.table(
+            {"key": chunk, "n": [rows[k][0] for k in chunk], "total": [rows[k][1] for k in chunk]},
+            schema=pa.schema([("key", pa.string()), ("n", pa.int64()), ("total", pa.int64())]),
+        )
         name = f"part-{i:05d}-crafted.snappy.parquet"
         pq.write_table(table, part_dir / name)
         data = (part_dir / name).read_bytes()
-        listed.append({"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                       "rows": len(chunk)})
+        listed.append(
+            {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "rows": len(chunk)}
+        )
     (part_dir / "_SUCCESS").write_bytes(b"")
-    columns = [{"name": "key", "type": "string", "from": "key.key#0"},
-               {"name": "n", "type": "bigint", "from": "value.n#0"},
-               {"name": "total", "type": "bigint", "from": "value.total#1"}]
+    columns = [
+        {"name": "key", "type": "string", "from": "key.key#0"},
+        {"name": "n", "type": "bigint", "from": "value.n#0"},
+        {"name": "total", "type": "bigint", "from": "value.total#1"},
+    ]
     manifest = {
-        "snapshot_id": snapshot_id, "job": job or job_root.name, "generation": generation,
-        "query_id": "11111111-2222-3333-4444-555555555555", "batch": batch,
+        "snapshot_id": snapshot_id,
+        "job": job or job_root.name,
+        "generation": generation,
+        "query_id": "11111111-2222-3333-4444-555555555555",
+        "batch": batch,
         "end_offsets": end_offsets if end_offsets is not None else [{"offset": (batch + 1) * 10}],
         "checkpoint": str(job_root / "generations" / str(generation) / "checkpoint"),
         "checkpoint_format_version": 1,
-        "parts": {"counts": {
-            "name": "counts", "path": "parts/counts", "operator_id": 0,
-            "operator_name": "transformWithStateInPySparkExec", "store_name": "default", "state_var": "counts",
-            "state_var_type": "ValueState", "key_columns": ["key"], "value_columns": ["n", "total"],
-            "columns": columns, "spark_schema": "{}", "rows": len(keys), "files": listed,
-        }},
-        "spark_version": "4.3.0", "code_version": "crafted", "created_at": created_at, "export_seconds": 0.1,
+        "parts": {
+            "counts": {
+                "name": "counts",
+                "path": "parts/counts",
+                "operator_id": 0,
+                "operator_name": "transformWithStateInPySparkExec",
+                "store_name": "default",
+                "state_var": "counts",
+                "state_var_type": "ValueState",
+                "key_columns": ["key"],
+                "value_columns": ["n", "total"],
+                "columns": columns,
+                "spark_schema": "{}",
+                "rows": len(keys),
+                "files": listed,
+            }
+        },
+        "spark_version": "4.3.0",
+        "code_version": "crafted",
+        "created_at": created_at,
+        "export_seconds": 0.1,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
     if verify:

@@ -45,7 +45,9 @@ def main() -> None:
     spark.sparkContext.setLogLevel("ERROR")
     spark.streams.addListener(ProgressRecorder(os.path.join(work, "progress.jsonl")))
     eventlog.register(spark)
-    events = spark.readStream.format("eventlog").option("path", log).option("maxRecordsPerBatch", per_batch).load()
+    events = (
+        spark.readStream.format("eventlog").option("path", log).option("maxRecordsPerBatch", per_batch).load()
+    )
     counts = events.groupBy("key").agg(F.count("*").alias("n"), F.sum("value").alias("total"))
 
     def sink(df: object, batch_id: int) -> None:

@@ -32,8 +32,10 @@ class Producer:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.writer.append({"key": f"k{(self._i + j) % 7}", "value": (self._i * 7 + j * 13) % 101,
-                                "ts": time.time()} for j in range(self.per_tick))
+            self.writer.append(
+                {"key": f"k{(self._i + j) % 7}", "value": (self._i * 7 + j * 13) % 101, "ts": time.time()}
+                for j in range(self.per_tick)
+            )
             self._i += self.per_tick
             time.sleep(self.tick_s)
 
@@ -68,8 +70,17 @@ class Job:
     def launch(self, app: str, spec: LaunchSpec, *app_args: str) -> tuple[subprocess.Popen[bytes], Path]:
         self.launches += 1
         log = self.work / f"driver-{self.launches}-{app}-g{spec.generation}.log"
-        args = [*spec.to_args(), "--", "--events", str(self.events), "--output", str(self.output),
-                "--trigger-seconds", "0.5", *app_args]
+        args = [
+            *spec.to_args(),
+            "--",
+            "--events",
+            str(self.events),
+            "--output",
+            str(self.output),
+            "--trigger-seconds",
+            "0.5",
+            *app_args,
+        ]
         return spark_submit(APPS[app], *args, run_dir=self.run_dir, log=log), log
 
     def status(self, generation: int) -> DriverStatus | None:
@@ -83,23 +94,45 @@ class Job:
         return inspect_checkpoint(self.root.checkpoint(generation), allow_empty=True).in_flight_batch
 
     def wait_committed(self, generation: int, batch: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-        wait_for(lambda: self.committed(generation) >= batch, 240, f"g{generation} to commit batch {batch}", proc, log)
+        wait_for(
+            lambda: self.committed(generation) >= batch,
+            240,
+            f"g{generation} to commit batch {batch}",
+            proc,
+            log,
+        )
 
     def wait_in_flight(self, generation: int, proc: subprocess.Popen[bytes], log: Path) -> int:
         """Wait until a batch is planned but not committed (the driver is inside it)."""
-        wait_for(lambda: self.in_flight(generation) is not None, 240, f"a batch in flight in g{generation}", proc, log)
+        wait_for(
+            lambda: self.in_flight(generation) is not None,
+            240,
+            f"a batch in flight in g{generation}",
+            proc,
+            log,
+        )
         return int(self.in_flight(generation))  # type: ignore[arg-type]
 
     def request_stop(self, generation: int, timeout_s: float = 60, **kw: object) -> StopRequest:
-        request = StopRequest(request_id=uuid.uuid4().hex, requested_at=time.time(), timeout_s=timeout_s, **kw)  # type: ignore[arg-type]
+        request = StopRequest(
+            request_id=uuid.uuid4().hex, requested_at=time.time(), timeout_s=timeout_s, **kw
+        )  # type: ignore[arg-type]
         self.root.write_stop_request(generation, request)
         return request
 
     def export(self, generation: int, *extra: str) -> dict[str, object]:
         """Run the exporter as its own spark-submit; return its result line."""
         log = self.work / f"export-g{generation}-{uuid.uuid4().hex[:6]}.log"
-        proc = spark_submit(EXPORTER, "--job-root", str(self.path), "--generation", str(generation), *extra,
-                            run_dir=self.run_dir, log=log)
+        proc = spark_submit(
+            EXPORTER,
+            "--job-root",
+            str(self.path),
+            "--generation",
+            str(generation),
+            *extra,
+            run_dir=self.run_dir,
+            log=log,
+        )
         rc = proc.wait(timeout=300)
         text = log.read_text()
         assert rc == 0, text[-3000:]
@@ -109,4 +142,8 @@ class Job:
 
 def checkpoint_digest(path: Path) -> dict[str, bytes]:
     """Every file below a folder with its content (to show a checkpoint was not touched)."""
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()} if path.exists() else {}
+    return (
+        {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+        if path.exists()
+        else {}
+    )

@@ -81,19 +81,43 @@ def params(job: Job, run_dir: Path, app: str, **extra: Any) -> dict[str, Any]:
     """``run_conf`` for the DAGs in tests/dags: where this job's root, log, sink and Spark scratch are."""
     (run_dir / "spark-local").mkdir(parents=True, exist_ok=True)
     # Every param, every time: dag.test() on an in-process DAG keeps params a previous run's conf set.
-    return {"job_root": str(job.path), "app": str(APPS[app]), "events": str(job.events), "output": str(job.output),
-            "run_dir": str(run_dir), "code_version": f"event-counter-{app}", "master": "", "generation": "",
-            "snapshot": "", "slow_batch_seconds": "0", **extra}
+    return {
+        "job_root": str(job.path),
+        "app": str(APPS[app]),
+        "events": str(job.events),
+        "output": str(job.output),
+        "run_dir": str(run_dir),
+        "code_version": f"event-counter-{app}",
+        "master": "",
+        "generation": "",
+        "snapshot": "",
+        "slow_batch_seconds": "0",
+        **extra,
+    }
 
 
 def example_params(job: Job, run_dir: Path, app: str, **extra: Any) -> dict[str, Any]:
     """``run_conf`` for the example DAGs (dags/): this job's root, log, sink and Spark scratch, the app's code."""
     (run_dir / "spark-local").mkdir(parents=True, exist_ok=True)
     return {
-        "job_root": str(job.path), "application": str(APPS[app]), "code_version": f"event-counter-{app}",
-        "application_args": ["--events", str(job.events), "--output", str(job.output), "--trigger-seconds", "0.5"],
-        "spark_conf": {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "3",
-                       "spark.local.dir": str(run_dir / "spark-local"), "spark.driver.bindAddress": "127.0.0.1"},
-        "conn_id": "", "migration": "auto",  # every param, every time (dag.test() keeps earlier runs' conf)
+        "job_root": str(job.path),
+        "application": str(APPS[app]),
+        "code_version": f"event-counter-{app}",
+        "application_args": [
+            "--events",
+            str(job.events),
+            "--output",
+            str(job.output),
+            "--trigger-seconds",
+            "0.5",
+        ],
+        "spark_conf": {
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "3",
+            "spark.local.dir": str(run_dir / "spark-local"),
+            "spark.driver.bindAddress": "127.0.0.1",
+        },
+        "conn_id": "",
+        "migration": "auto",  # every param, every time (dag.test() keeps earlier runs' conf)
         **extra,
     }

@@ -24,26 +24,41 @@ def spark_env(run_dir: Path) -> dict[str, str]:
     return env
 
 
-def spark_submit(app: Path | str, *args: str, run_dir: Path, log: Path, conf: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spark_submit(
+    app: Path | str, *args: str, run_dir: Path, log: Path, conf: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``spark-submit`` on local[2] in its own process group; output goes to ``log``."""
     local_dir = run_dir / "spark-local"
     local_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
         str(Path(sys.executable).parent / "spark-submit"),
-        "--master", "local[2]",
-        "--conf", "spark.ui.enabled=false",
-        "--conf", f"spark.local.dir={local_dir}",
-        "--conf", "spark.sql.shuffle.partitions=3",
-        "--conf", "spark.driver.bindAddress=127.0.0.1",
+        "--master",
+        "local[2]",
+        "--conf",
+        "spark.ui.enabled=false",
+        "--conf",
+        f"spark.local.dir={local_dir}",
+        "--conf",
+        "spark.sql.shuffle.partitions=3",
+        "--conf",
+        "spark.driver.bindAddress=127.0.0.1",
     ]
     for key, value in (conf or {}).items():
         cmd += ["--conf", f"{key}={value}"]
     cmd += [str(app), *args]
     handle = open(log, "ab")
-    return subprocess.Popen(cmd, env=spark_env(run_dir), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        cmd, env=spark_env(run_dir), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+def wait_for(
+    condition: Callable[[], bool],
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

@@ -90,7 +90,7 @@ def make_transform_with_state(spark: Any, root: str, events: int = 30, per_batch
         def handleInputRows(self, key: Any, rows: Iterator[Any], timerValues: Any) -> Iterator[Any]:
             from pyspark.sql import Row
 
-            n, total = (self.state.get() or (0, 0))
+            n, total = self.state.get() or (0, 0)
             for row in rows:
                 n += 1
                 total += row.value

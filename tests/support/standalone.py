@@ -42,15 +42,48 @@ def standalone_cluster(run_dir: Path, cores: int = 2, memory: str = "2g") -> Ite
     procs: list[subprocess.Popen[bytes]] = []
     master_log, worker_log = folder / "master.log", folder / "worker.log"
     try:
-        procs.append(subprocess.Popen(
-            [spark_class(), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-             "--webui-port", str(free_port())],
-            env=env, stdout=open(master_log, "wb"), stderr=subprocess.STDOUT, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [
+                    spark_class(),
+                    "org.apache.spark.deploy.master.Master",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--webui-port",
+                    str(free_port()),
+                ],
+                env=env,
+                stdout=open(master_log, "wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         _wait_log(master_log, "I have been elected leader", procs[0])
-        procs.append(subprocess.Popen(
-            [spark_class(), "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", str(cores),
-             "--memory", memory, "--webui-port", str(free_port()), "--work-dir", str(folder / "work"), master_url],
-            env=env, stdout=open(worker_log, "wb"), stderr=subprocess.STDOUT, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [
+                    spark_class(),
+                    "org.apache.spark.deploy.worker.Worker",
+                    "--host",
+                    "127.0.0.1",
+                    "--cores",
+                    str(cores),
+                    "--memory",
+                    memory,
+                    "--webui-port",
+                    str(free_port()),
+                    "--work-dir",
+                    str(folder / "work"),
+                    master_url,
+                ],
+                env=env,
+                stdout=open(worker_log, "wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         _wait_log(worker_log, "Successfully registered with master", procs[1])
         yield master_url
     finally:
@@ -70,5 +103,7 @@ def _wait_log(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: floa
         if proc.poll() is not None:
             break
         time.sleep(0.3)
-    raise AssertionError(f"{text!r} not seen in {log}:\n{log.read_text(errors='replace')[-3000:] if log.exists() else ''}"
-                         f" (python {sys.executable})")
+    raise AssertionError(
+        f"{text!r} not seen in {log}:\n{log.read_text(errors='replace')[-3000:] if log.exists() else ''}"
+        f" (python {sys.executable})"
+    )

@@ -78,14 +78,28 @@ def test_status_of_a_job_root(tmp_path: Path) -> None:
     ledger = JobLedger(root)
     ledger.set_current(2, by="redeploy/run-1", event="generation_created")
     ledger.acquire("redeploy/run-1", "start (start)", ttl_s=600)
-    root.write_status(DriverStatus(job="counter", generation=2, state="RUNNING", driver_id="d", host="h", pid=1,
-                                   last_committed_batch=2, heartbeat_at=time.time() - 120, lease_s=30))
+    root.write_status(
+        DriverStatus(
+            job="counter",
+            generation=2,
+            state="RUNNING",
+            driver_id="d",
+            host="h",
+            pid=1,
+            last_committed_batch=2,
+            heartbeat_at=time.time() - 120,
+            lease_s=30,
+        )
+    )
     out = run("status", str(root.location.path), "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["current_generation"] == 2 and report["lease"]["holder"] == "redeploy/run-1"
     states = {g["generation"]: (g["state"], g["last_committed_batch"]) for g in report["generations"]}
-    assert states == {1: ("RETIRED", 4), 2: ("DEAD", 2)}  # RUNNING in its last report, heartbeat past the lease
+    assert states == {
+        1: ("RETIRED", 4),
+        2: ("DEAD", 2),
+    }  # RUNNING in its last report, heartbeat past the lease
     assert report["generations"][1]["heartbeat_age_s"] >= 120
     assert [s["snapshot_id"] for s in report["snapshots"]] == ["20261101T000000Z-g1-b4"]
     text = run("status", str(root.location.path))

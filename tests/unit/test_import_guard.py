@@ -48,7 +48,10 @@ def test_no_pyspark_outside_runtime() -> None:
     assert "airflow_checkpoint_provider.cli" in modules
     out = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(modules), json.dumps([str(p) for p in dag_files()])],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
@@ -57,8 +60,15 @@ def test_no_pyspark_outside_runtime() -> None:
 def test_runtime_eventlog_imports_without_pyspark() -> None:
     # The producer side of the shipped source (writer, index) must not need a JVM either.
     out = subprocess.run(
-        [sys.executable, "-c", "import sys, airflow_checkpoint_provider.runtime.eventlog as e;"
-         "print(any(m.startswith('pyspark') for m in sys.modules))"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "import sys, airflow_checkpoint_provider.runtime.eventlog as e;"
+            "print(any(m.startswith('pyspark') for m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
     assert out.stdout.strip() == "False", out.stderr

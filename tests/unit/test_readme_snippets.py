@@ -7,7 +7,9 @@ import textwrap
 
 from tests.support.processes import ROOT
 
-SNIPPET = re.compile(r"<!-- snippet: (\S+) (\S+) -->\n\s*```python\n(.*?)\n\s*```\n\s*<!-- /snippet -->", re.S)
+SNIPPET = re.compile(
+    r"<!-- snippet: (\S+) (\S+) -->\n\s*```python\n(.*?)\n\s*```\n\s*<!-- /snippet -->", re.S
+)
 
 
 def marked(path: str, name: str) -> str:

@@ -40,7 +40,10 @@ def test_first_start_then_redeploy_v1_to_v2_exact_totals(run_dir: Path, airflow_
             restarted = xcom(redeploy, "start")
             assert restarted["generation"] == 2 and restarted["mode"] == "fresh_from_snapshot"
             record1 = job.root.read_generation_record(1) or {}
-            assert record1.get("retired_at") and record1.get("final_committed_batch") == stopped["final_committed_batch"]
+            assert (
+                record1.get("retired_at")
+                and record1.get("final_committed_batch") == stopped["final_committed_batch"]
+            )
             assert job.root.checkpoint(1).exists()  # retired in place, never moved
             assert JobLedger(job.root).read().current_generation == 2
             recover_twice(job, run_dir, dags)
@@ -60,9 +63,12 @@ def test_first_start_then_redeploy_v1_to_v2_exact_totals(run_dir: Path, airflow_
 
 def committed_logs(job: Job, generation: int) -> dict[str, bytes]:
     folder = Path(job.root.checkpoint(generation).path)
-    return {str(p.relative_to(folder)): p.read_bytes() for sub in ("offsets", "commits", "metadata")
-            for p in ([folder / sub] if (folder / sub).is_file() else sorted((folder / sub).glob("*")))
-            if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for sub in ("offsets", "commits", "metadata")
+        for p in ([folder / sub] if (folder / sub).is_file() else sorted((folder / sub).glob("*")))
+        if p.is_file()
+    }
 
 
 def launches(job: Job, generation: int) -> list[dict]:  # type: ignore[type-arg]
@@ -83,8 +89,13 @@ def recover_twice(job: Job, run_dir: Path, dags) -> None:  # type: ignore[no-unt
     assert health.state == "failed", states(health)  # the health check found the driver dead ...
     restart = launches(job, 2)[-1]
     assert restart["by"].startswith("restart:") and restart["mode"] == "resume"  # ... and its callback acted
-    wait_for(lambda: (s := job.status(2)) is not None and s.launch_id == restart["launch_id"]
-             and s.state == "RUNNING", 240, "the callback's driver to run")
+    wait_for(
+        lambda: (
+            (s := job.status(2)) is not None and s.launch_id == restart["launch_id"] and s.state == "RUNNING"
+        ),
+        240,
+        "the callback's driver to run",
+    )
     resumed = job.status(2)
     assert resumed is not None and resumed.start_mode == "resume" and resumed.snapshot is None
     assert resumed.query_id == before.query_id

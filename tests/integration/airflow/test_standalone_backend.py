@@ -26,7 +26,9 @@ def test_redeploy_on_a_standalone_cluster(run_dir: Path, airflow_db: Path) -> No
                 first = run(dags.start_dag, **params(job, run_dir, "v1", master=master))
                 assert first.state == "success", states(first)
                 status = job.status(1)
-                assert status is not None and status.app_id and status.app_id.startswith("app-")  # a cluster app id
+                assert (
+                    status is not None and status.app_id and status.app_id.startswith("app-")
+                )  # a cluster app id
                 redeploy = run(dags.redeploy_dag, **params(job, run_dir, "v2", master=master))
                 assert redeploy.state == "success", states(redeploy)
                 assert xcom(redeploy, "start")["mode"] == "fresh_from_snapshot"

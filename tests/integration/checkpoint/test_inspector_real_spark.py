@@ -62,8 +62,18 @@ def test_transform_with_state_details(made: dict[str, spark_checkpoints.Made]) -
 
 def test_cli_json_on_real_checkpoint(made: dict[str, spark_checkpoints.Made]) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "airflow_checkpoint_provider.cli", "inspect", made["tws"].checkpoint, "--json"],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "airflow_checkpoint_provider.cli",
+            "inspect",
+            made["tws"].checkpoint,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     report = json.loads(out.stdout)
     assert report["last_committed_batch"] == 2
@@ -79,11 +89,18 @@ def test_in_flight_batch_after_kill_9(run_dir: Path) -> None:
     spark_checkpoints.write_events(str(log), 30)
     driver_log = work / "driver.log"
     proc = spark_submit(
-        ROOT / "tests" / "support" / "crash_driver.py", str(log), str(checkpoint), str(work), "2",
-        run_dir=run_dir, log=driver_log,
+        ROOT / "tests" / "support" / "crash_driver.py",
+        str(log),
+        str(checkpoint),
+        str(work),
+        "2",
+        run_dir=run_dir,
+        log=driver_log,
     )
     try:
-        wait_for(lambda: (work / "hanging.json").exists(), 180, "the driver to enter batch 2", proc, driver_log)
+        wait_for(
+            lambda: (work / "hanging.json").exists(), 180, "the driver to enter batch 2", proc, driver_log
+        )
     finally:
         kill_group(proc)
     info = inspect_checkpoint(checkpoint)
@@ -102,7 +119,10 @@ def test_in_flight_batch_after_kill_9(run_dir: Path) -> None:
     report = json.loads(
         subprocess.run(
             [sys.executable, "-m", "airflow_checkpoint_provider.cli", "inspect", str(checkpoint), "--json"],
-            capture_output=True, text=True, check=True, cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
         ).stdout
     )
     assert (report["last_committed_batch"], report["in_flight_batch"]) == (1, 2)

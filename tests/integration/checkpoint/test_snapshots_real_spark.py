@@ -65,11 +65,19 @@ def running_v1(spark: Any, run_dir: Path) -> Iterator[dict[str, Any]]:
     outputs: dict[int, list[Any]] = {}
     eventlog.register(spark)
     with rocksdb(spark):
-        events = spark.readStream.format("eventlog").option("path", str(log)).option("maxRecordsPerBatch", 10).load()
+        events = (
+            spark.readStream.format("eventlog")
+            .option("path", str(log))
+            .option("maxRecordsPerBatch", 10)
+            .load()
+        )
         counts = events.groupBy("key").transformWithState(CounterV1(), OUTPUT, "Update", "None")
-        query = (counts.writeStream.outputMode("update")
-                 .foreachBatch(lambda df, b: outputs.__setitem__(b, df.collect()))
-                 .option("checkpointLocation", str(JobRoot(job).checkpoint(1).uri)).start())
+        query = (
+            counts.writeStream.outputMode("update")
+            .foreachBatch(lambda df, b: outputs.__setitem__(b, df.collect()))
+            .option("checkpointLocation", str(JobRoot(job).checkpoint(1).uri))
+            .start()
+        )
         query.processAllAvailable()
     try:
         yield {"job": job, "log": log, "outputs": outputs, "query": query}
@@ -87,13 +95,22 @@ def state_at(outputs: dict[int, list[Any]], batch: int) -> dict[str, tuple[int, 
 
 
 def test_snapshot_of_a_running_query_equals_its_state_at_n(spark: Any, running_v1: dict[str, Any]) -> None:
-    job, log, outputs, query = running_v1["job"], running_v1["log"], running_v1["outputs"], running_v1["query"]
+    job, log, outputs, query = (
+        running_v1["job"],
+        running_v1["log"],
+        running_v1["outputs"],
+        running_v1["query"],
+    )
     assert query.isActive and max(outputs) == 3
     for batch in (1, 3):  # an earlier retained batch and the last committed one, while the query runs
         m = export_snapshot(spark, job, 1, batch=batch, code_version="event-counter-v1")
         assert m.batch == batch and m.end_offsets == [{"offset": (batch + 1) * 10}]
         part = m.parts["counts"]
-        assert part.key_columns == ["key"] and part.value_columns == ["n", "total"] and part.state_var == "counts"
+        assert (
+            part.key_columns == ["key"]
+            and part.value_columns == ["n", "total"]
+            and part.state_var == "counts"
+        )
         got = spark.read.parquet(str(job / "snapshots" / m.snapshot_id / part.path)).collect()
         assert rows_by_key(got, "n", "total") == state_at(outputs, batch)
         assert rows_by_key(got, "n", "total") == fold_log(log, m.end_offsets[0]["offset"])
@@ -116,13 +133,17 @@ def test_deep_verification_compares_with_the_checkpoint(spark: Any, running_v1: 
     # a manifest that claims another batch passes the file checks but not the deep check
     shutil.copytree(job / "snapshots" / "deep-b2", job / "snapshots" / "claims-b3")
     manifest = job / "snapshots" / "claims-b3" / "manifest.json"
-    manifest.write_text(manifest.read_text().replace('"batch": 2', '"batch": 3').replace("deep-b2", "claims-b3"))
+    manifest.write_text(
+        manifest.read_text().replace('"batch": 2', '"batch": 3').replace("deep-b2", "claims-b3")
+    )
     verify_snapshot(root, "claims-b3")
     with pytest.raises(SnapshotCorruptError, match="differs from the checkpoint at batch 3"):
         deep_verify(spark, root, "claims-b3")
 
 
-def test_refusals_for_batches_not_committed_or_purged(spark: Any, running_v1: dict[str, Any], run_dir: Path) -> None:
+def test_refusals_for_batches_not_committed_or_purged(
+    spark: Any, running_v1: dict[str, Any], run_dir: Path
+) -> None:
     with pytest.raises(BatchNotRetainedError, match="batch 99 is not committed") as err:
         export_snapshot(spark, running_v1["job"], 1, batch=99)
     assert "generation=1" in str(err.value) and "job=counter" in str(err.value)
@@ -134,9 +155,20 @@ def test_refusals_for_batches_not_committed_or_purged(spark: Any, running_v1: di
     log = work / "events"
     write_events(str(log), 60)
     with Conf(spark, spark__sql__streaming__minBatchesToRetain="2"):
-        df = spark.readStream.format("eventlog").option("path", str(log)).option("maxRecordsPerBatch", 10).load()
-        q = (df.groupBy("key").agg(F.count("*").alias("n")).writeStream.outputMode("update").format("noop")
-             .option("checkpointLocation", JobRoot(job).checkpoint(1).uri).start())
+        df = (
+            spark.readStream.format("eventlog")
+            .option("path", str(log))
+            .option("maxRecordsPerBatch", 10)
+            .load()
+        )
+        q = (
+            df.groupBy("key")
+            .agg(F.count("*").alias("n"))
+            .writeStream.outputMode("update")
+            .format("noop")
+            .option("checkpointLocation", JobRoot(job).checkpoint(1).uri)
+            .start()
+        )
         q.processAllAvailable()
         q.stop()
     assert not (JobRoot(job).checkpoint(1).child("offsets", 0).exists())
@@ -153,16 +185,27 @@ def test_stopped_aggregation_with_repeated_internal_names(spark: Any, run_dir: P
     log = work / "events"
     write_events(str(log), 30, keys=4)
     df = spark.readStream.format("eventlog").option("path", str(log)).option("maxRecordsPerBatch", 10).load()
-    agg = df.groupBy("key").agg(F.avg("value").alias("mean"), F.sum("value").alias("s"), F.count("*").alias("c"))
-    q = (agg.writeStream.outputMode("update").format("noop")
-         .option("checkpointLocation", JobRoot(job).checkpoint(1).uri).start())
+    agg = df.groupBy("key").agg(
+        F.avg("value").alias("mean"), F.sum("value").alias("s"), F.count("*").alias("c")
+    )
+    q = (
+        agg.writeStream.outputMode("update")
+        .format("noop")
+        .option("checkpointLocation", JobRoot(job).checkpoint(1).uri)
+        .start()
+    )
     q.processAllAvailable()
     q.stop()
     m = export_snapshot(spark, job, 1)
     part = m.parts["op0"]
     # Spark's internal buffer names repeat (avg keeps sum, count; then sum; then count): renamed positionally
     assert part.value_columns == ["sum", "count", "sum_2", "count_2"]
-    assert [c["from"] for c in part.columns[1:]] == ["value.sum#0", "value.count#1", "value.sum#2", "value.count#3"]
+    assert [c["from"] for c in part.columns[1:]] == [
+        "value.sum#0",
+        "value.count#1",
+        "value.sum#2",
+        "value.count#3",
+    ]
     truth = fold_log(log)
     got = spark.read.parquet(str(job / "snapshots" / m.snapshot_id / part.path)).collect()
     assert {r["key"]: (r["count"], int(r["sum"]), r["count_2"], r["sum_2"]) for r in got} == {
@@ -178,8 +221,14 @@ def test_failed_export_leaves_nothing_that_looks_like_a_snapshot(spark: Any, run
     log = work / "events"
     write_events(str(log), 20)
     df = spark.readStream.format("eventlog").option("path", str(log)).option("maxRecordsPerBatch", 10).load()
-    q = (df.groupBy("key").agg(F.count("*").alias("n")).writeStream.outputMode("update").format("noop")
-         .option("checkpointLocation", JobRoot(job).checkpoint(1).uri).start())
+    q = (
+        df.groupBy("key")
+        .agg(F.count("*").alias("n"))
+        .writeStream.outputMode("update")
+        .format("noop")
+        .option("checkpointLocation", JobRoot(job).checkpoint(1).uri)
+        .start()
+    )
     q.processAllAvailable()
     q.stop()
     state = Path(JobRoot(job).checkpoint(1).uri) / "state" / "0"
@@ -199,12 +248,15 @@ def fresh_from_snapshot(spark: Any, job: Path, *, generation: int, batch: int) -
     root = JobRoot(job)
     m = export_snapshot(spark, job, 1, batch=batch)
     spec = LaunchSpec(job_root=str(job), generation=generation, snapshot=m.snapshot_id)
-    decision = decide_start(generation=generation, last_committed_batch=None, in_flight_batch=None,
-                            snapshot=m.snapshot_id)
+    decision = decide_start(
+        generation=generation, last_committed_batch=None, in_flight_batch=None, snapshot=m.snapshot_id
+    )
     return ManagedContext(spark, spec, root, decision, m.end_offsets, read_manifest(root, m.snapshot_id)), m
 
 
-def test_v1_snapshot_loads_into_v2_with_the_migration(spark: Any, running_v1: dict[str, Any], run_dir: Path) -> None:
+def test_v1_snapshot_loads_into_v2_with_the_migration(
+    spark: Any, running_v1: dict[str, Any], run_dir: Path
+) -> None:
     from dags.apps import event_counter_v2 as v2
 
     log = running_v1["log"]
@@ -221,10 +273,15 @@ def test_v1_snapshot_loads_into_v2_with_the_migration(spark: Any, running_v1: di
     outputs: dict[int, list[Any]] = {}
     with rocksdb(spark):
         events = ctx.read_eventlog(str(log), maxRecordsPerBatch=100)
-        counts = events.groupBy("key").transformWithState(v2.CounterV2(), v2.OUTPUT, "Update", "None",
-                                                          initialState=grouped)
-        q = (counts.writeStream.outputMode("update").foreachBatch(lambda df, b: outputs.__setitem__(b, df.collect()))
-             .option("checkpointLocation", root.checkpoint(2).uri).start())
+        counts = events.groupBy("key").transformWithState(
+            v2.CounterV2(), v2.OUTPUT, "Update", "None", initialState=grouped
+        )
+        q = (
+            counts.writeStream.outputMode("update")
+            .foreachBatch(lambda df, b: outputs.__setitem__(b, df.collect()))
+            .option("checkpointLocation", root.checkpoint(2).uri)
+            .start()
+        )
         q.processAllAvailable()
         q.stop()
     end = eventlog.EventLogIndex(str(log)).end()
@@ -271,9 +328,14 @@ def test_pandas_flavour_loads_the_same_snapshot(spark: Any, running_v1: dict[str
     with rocksdb(spark):
         events = ctx.read_eventlog(str(log), maxRecordsPerBatch=1000)
         counts = events.groupBy("key").transformWithStateInPandas(
-            PandasCounter(), OUTPUT, "Update", "None", initialState=ctx.initial_state("counts", expect=STATE))
-        q = (counts.writeStream.outputMode("update").foreachBatch(lambda df, b: outputs.__setitem__(b, df.collect()))
-             .option("checkpointLocation", root.checkpoint(3).uri).start())
+            PandasCounter(), OUTPUT, "Update", "None", initialState=ctx.initial_state("counts", expect=STATE)
+        )
+        q = (
+            counts.writeStream.outputMode("update")
+            .foreachBatch(lambda df, b: outputs.__setitem__(b, df.collect()))
+            .option("checkpointLocation", root.checkpoint(3).uri)
+            .start()
+        )
         q.processAllAvailable()
         q.stop()
     got: dict[str, tuple[Any, ...]] = {}

@@ -30,11 +30,20 @@ def job(tmp_path: Path) -> Path:
 
 
 def run(job: Path, generation: int, *flags: str) -> int:
-    return managed.run(never_built, argv=["--acp-job-root", str(job), "--acp-generation", str(generation), *flags])
+    return managed.run(
+        never_built, argv=["--acp-job-root", str(job), "--acp-generation", str(generation), *flags]
+    )
 
 
-def expect_refusal(job: Path, capsys: pytest.CaptureFixture[str], generation: int, flags: list[str], error: str,
-                   *phrases: str, status_written: bool = True) -> str:
+def expect_refusal(
+    job: Path,
+    capsys: pytest.CaptureFixture[str],
+    generation: int,
+    flags: list[str],
+    error: str,
+    *phrases: str,
+    status_written: bool = True,
+) -> str:
     before = {g: checkpoint_digest(job / "generations" / str(g) / "checkpoint") for g in (1, 2)}
     assert run(job, generation, *flags) == 1
     err = capsys.readouterr().err
@@ -50,20 +59,43 @@ def expect_refusal(job: Path, capsys: pytest.CaptureFixture[str], generation: in
 
 
 def test_missing_snapshot(job: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    expect_refusal(job, capsys, 2, ["--acp-snapshot", "nope"], "SnapshotNotFoundError", "'nope' does not exist",
-                   "airflow-checkpoint snapshots")
+    expect_refusal(
+        job,
+        capsys,
+        2,
+        ["--acp-snapshot", "nope"],
+        "SnapshotNotFoundError",
+        "'nope' does not exist",
+        "airflow-checkpoint snapshots",
+    )
 
 
 def test_snapshot_of_another_job(job: Path, capsys: pytest.CaptureFixture[str]) -> None:
     make_snapshot(job, "theirs", job="payments")
-    expect_refusal(job, capsys, 2, ["--acp-snapshot", "theirs"], "ForeignSnapshotError",
-                   "belongs to job 'payments', not 'orders'")
+    expect_refusal(
+        job,
+        capsys,
+        2,
+        ["--acp-snapshot", "theirs"],
+        "ForeignSnapshotError",
+        "belongs to job 'payments', not 'orders'",
+    )
 
 
-def test_starting_offsets_that_do_not_match_the_snapshot(job: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_starting_offsets_that_do_not_match_the_snapshot(
+    job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     make_snapshot(job, "s1", batch=4, end_offsets=[{"offset": 50}])
-    expect_refusal(job, capsys, 2, ["--acp-snapshot", "s1", "--acp-starting-offsets", '[{"offset": 40}]'],
-                   "OffsetsMismatchError", "[{'offset': 40}]", "[{'offset': 50}]", "lose or double-count")
+    expect_refusal(
+        job,
+        capsys,
+        2,
+        ["--acp-snapshot", "s1", "--acp-starting-offsets", '[{"offset": 40}]'],
+        "OffsetsMismatchError",
+        "[{'offset': 40}]",
+        "[{'offset': 50}]",
+        "lose or double-count",
+    )
 
 
 def test_damaged_snapshot(job: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -81,7 +113,9 @@ def test_unreadable_control_file(job: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_superseded_generation_does_not_touch_status(job: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    expect_refusal(job, capsys, 1, [], "FencedError", "not the job's current generation (2)", status_written=False)
+    expect_refusal(
+        job, capsys, 1, [], "FencedError", "not the job's current generation (2)", status_written=False
+    )
     assert JobRoot(job).read_status(1) is None
 
 

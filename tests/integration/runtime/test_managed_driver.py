@@ -30,8 +30,17 @@ def stop_and_check(job: Job, generation: int, proc, log, method: str = "fence") 
     assert ack.end_offsets == info.committed.end_offsets_json()  # type: ignore[union-attr]
     status = job.status(generation)
     assert status is not None and status.state == "STOPPED"
-    print(json.dumps({"generation": generation, "method": method, "stop_latency_s": ack.stop_latency_s,
-                      "final_batch": ack.final_committed_batch, "in_flight": ack.in_flight_batch}))
+    print(
+        json.dumps(
+            {
+                "generation": generation,
+                "method": method,
+                "stop_latency_s": ack.stop_latency_s,
+                "final_batch": ack.final_committed_batch,
+                "in_flight": ack.in_flight_batch,
+            }
+        )
+    )
     return int(ack.end_offsets[0]["offset"])  # type: ignore[index]
 
 
@@ -50,8 +59,15 @@ def test_kill_9_resume_and_graceful_stop(run_dir: Path) -> None:
         time.sleep(LEASE_EXPIRY_S)
         proc, log = job.launch("v1", spec)
         try:
-            wait_for(lambda: (s := job.status(1)) is not None and s.start_mode == "resume" and s.state == "RUNNING",
-                     240, "the restarted driver to resume", proc, log)
+            wait_for(
+                lambda: (
+                    (s := job.status(1)) is not None and s.start_mode == "resume" and s.state == "RUNNING"
+                ),
+                240,
+                "the restarted driver to resume",
+                proc,
+                log,
+            )
             resumed = job.status(1)
             assert resumed is not None and resumed.snapshot is None
             assert "initial state is not loaded" in str(resumed.start_reason)
@@ -60,7 +76,9 @@ def test_kill_9_resume_and_graceful_stop(run_dir: Path) -> None:
             end = stop_and_check(job, 1, proc, log)
         finally:
             kill_group(proc)
-    assert inspect_checkpoint(job.root.checkpoint(1)).in_flight_batch is None  # the fence leaves nothing planned
+    assert (
+        inspect_checkpoint(job.root.checkpoint(1)).in_flight_batch is None
+    )  # the fence leaves nothing planned
     assert partial_batches(job.output) == []
     assert sink_totals(job.output) == fold_log(job.events, end)
 
@@ -96,12 +114,22 @@ def test_redeploy_from_snapshot_survives_crashes_in_batch_0_and_mid_batch(run_di
         assert killed is not None and killed.start_mode == "fresh_from_snapshot"
         proc, log = job.launch("v2", spec, *slow)
         try:
-            wait_for(lambda: (s := job.status(2)) is not None and s.driver_id != killed.driver_id, 240,
-                     "the restarted driver's status", proc, log)
+            wait_for(
+                lambda: (s := job.status(2)) is not None and s.driver_id != killed.driver_id,
+                240,
+                "the restarted driver's status",
+                proc,
+                log,
+            )
             again = job.status(2)
             assert again is not None and again.start_mode == "fresh_from_snapshot"
-            assert "re-running planned batch 0" in str(again.start_reason) and again.snapshot == snap["snapshot_id"]
-            assert again.starting_offsets == [{"offset": stopped_at}]  # the same numeric offsets on every attempt
+            assert (
+                "re-running planned batch 0" in str(again.start_reason)
+                and again.snapshot == snap["snapshot_id"]
+            )
+            assert again.starting_offsets == [
+                {"offset": stopped_at}
+            ]  # the same numeric offsets on every attempt
             job.wait_committed(2, 2, proc, log)
             job.wait_in_flight(2, proc, log)
         finally:
@@ -138,15 +166,30 @@ def test_second_driver_is_refused_and_a_superseded_driver_stops_itself(run_dir: 
             # timed out, and the driver goes on (nothing is killed unless the caller asks for force_stop)
             job.wait_in_flight(1, proc, log)
             late = job.request_stop(1, timeout_s=0.5)
-            wait_for(lambda: (a := job.root.read_stop_ack(1)) is not None and a.request_id == late.request_id,
-                     60, "the timed-out acknowledgement", proc, log)
+            wait_for(
+                lambda: (a := job.root.read_stop_ack(1)) is not None and a.request_id == late.request_id,
+                60,
+                "the timed-out acknowledgement",
+                proc,
+                log,
+            )
             ack = job.root.read_stop_ack(1)
             assert ack is not None and ack.outcome == "timed_out" and ack.in_flight_batch is not None
-            wait_for(lambda: (s := job.status(1)) is not None and s.state == "RUNNING", 30, "RUNNING again", proc, log)
+            wait_for(
+                lambda: (s := job.status(1)) is not None and s.state == "RUNNING",
+                30,
+                "RUNNING again",
+                proc,
+                log,
+            )
             second, second_log = job.launch("v1", spec)
             assert second.wait(timeout=180) == 1
             text = second_log.read_text()
-            assert "FencedError" in text and "another live driver" in text and "refusing to start a second" in text
+            assert (
+                "FencedError" in text
+                and "another live driver" in text
+                and "refusing to start a second" in text
+            )
             assert proc.poll() is None  # the live one is unaffected
             status = job.status(1)
             assert status is not None and status.state == "RUNNING"

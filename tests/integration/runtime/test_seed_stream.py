@@ -54,12 +54,21 @@ def test_seeded_through_input_exactly_once_across_kill_and_redeploys(run_dir: Pa
         time.sleep(LEASE_EXPIRY_S)
         proc, log = job.launch("v3", spec)  # the original arguments, snapshot included (a cluster restart)
         try:
-            wait_for(lambda: (s := job.status(2)) is not None and s.start_mode == "resume" and s.state == "RUNNING",
-                     240, "v3 to resume", proc, log)
+            wait_for(
+                lambda: (
+                    (s := job.status(2)) is not None and s.start_mode == "resume" and s.state == "RUNNING"
+                ),
+                240,
+                "v3 to resume",
+                proc,
+                log,
+            )
             before = job.committed(2)
             job.wait_committed(2, before + 2, proc, log)
             seed_log = Path(job.root.checkpoint(2).path) / "sources" / "1"
-            assert sorted(p.name for p in seed_log.iterdir() if not p.name.startswith(".")) == ["0"]  # read once
+            assert sorted(p.name for p in seed_log.iterdir() if not p.name.startswith(".")) == [
+                "0"
+            ]  # read once
             from_v3 = stop_with_snapshot(job, 2, proc, log)
         finally:
             kill_group(proc) if proc.poll() is None else None

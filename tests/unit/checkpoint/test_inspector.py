@@ -30,8 +30,14 @@ def test_committed_and_in_flight(tmp_path: Path) -> None:
     assert info.query_id == "11111111-2222-3333-4444-555555555555"
     assert info.last_committed_batch == 4
     assert info.in_flight_batch == 5
-    assert info.committed is not None and info.committed.end_offsets_json() == [{"offset": 50}, {"offset": 50}]
-    assert info.in_flight is not None and info.in_flight.end_offsets_json() == [{"offset": 60}, {"offset": 60}]
+    assert info.committed is not None and info.committed.end_offsets_json() == [
+        {"offset": 50},
+        {"offset": 50},
+    ]
+    assert info.in_flight is not None and info.in_flight.end_offsets_json() == [
+        {"offset": 60},
+        {"offset": 60},
+    ]
     assert info.retained_batches == (0, 4)
     assert info.offset_log_version == 1 and info.commit_log_version == 1
     assert info.checkpoint_format_version == 1
@@ -53,7 +59,10 @@ def test_fresh_checkpoint_with_metadata_only_has_no_batches(tmp_path: Path) -> N
     (cp / "metadata").write_text('{"id":"q"}')
     info = inspect_checkpoint(cp)
     assert (info.query_id, info.last_committed_batch, info.in_flight_batch, info.retained_batches) == (
-        "q", None, None, None
+        "q",
+        None,
+        None,
+        None,
     )
     assert info.to_json()["committed_end_offsets"] == []
 
@@ -92,7 +101,9 @@ def test_file_uri_and_object_storage_path_like(tmp_path: Path) -> None:
 # --- bad input: each error is typed and names the path ----------------------------------------------------
 
 
-def _expect(error: type[CheckpointProviderError], location: Any, names: Path | str) -> CheckpointProviderError:
+def _expect(
+    error: type[CheckpointProviderError], location: Any, names: Path | str
+) -> CheckpointProviderError:
     with pytest.raises(error) as info:
         inspect_checkpoint(location)
     assert str(names) in str(info.value), str(info.value)
@@ -162,7 +173,7 @@ def test_missing_metadata_with_logs(tmp_path: Path) -> None:
 
 def test_corrupt_offsets_names_the_file(tmp_path: Path) -> None:
     cp = make_checkpoint(tmp_path / "cp", committed=3)
-    (cp / "offsets" / "3").write_text("v1\n{\"batchWatermarkMs\":0,")
+    (cp / "offsets" / "3").write_text('v1\n{"batchWatermarkMs":0,')
     _expect(CorruptCheckpointError, cp, cp / "offsets" / "3")
 
 
@@ -224,7 +235,12 @@ def test_long_checkpoint_is_cheap(tmp_path: Path) -> None:
     assert info.last_committed_batch == 1999 and info.in_flight_batch == 2000
     assert sorted(fs.listed) == sorted([str(cp), str(cp / "offsets"), str(cp / "commits")])
     assert sorted(fs.opened) == sorted(
-        [str(cp / "metadata"), str(cp / "offsets" / "1999"), str(cp / "commits" / "1999"), str(cp / "offsets" / "2000")]
+        [
+            str(cp / "metadata"),
+            str(cp / "offsets" / "1999"),
+            str(cp / "commits" / "1999"),
+            str(cp / "offsets" / "2000"),
+        ]
     )
 
 
@@ -232,5 +248,11 @@ def test_json_contract_keys(tmp_path: Path) -> None:
     cp = make_checkpoint(tmp_path / "cp", committed=0)
     report = inspect_checkpoint(cp).to_json()
     json.dumps(report)
-    for key in ("query_id", "last_committed_batch", "in_flight_batch", "committed_end_offsets", "retained_batches"):
+    for key in (
+        "query_id",
+        "last_committed_batch",
+        "in_flight_batch",
+        "committed_end_offsets",
+        "retained_batches",
+    ):
         assert key in report

@@ -16,7 +16,9 @@ from airflow_checkpoint_provider.exceptions import LeaseHeldError
 def test_lease_is_exclusive_renewable_and_expires(tmp_path: Path) -> None:
     ledger = JobLedger(JobRoot(tmp_path / "counter"))
     first = ledger.acquire("redeploy/run-1", "stop", ttl_s=60)
-    assert ledger.acquire("redeploy/run-1", "snapshot", ttl_s=60).acquired_at == first.acquired_at  # same holder
+    assert (
+        ledger.acquire("redeploy/run-1", "snapshot", ttl_s=60).acquired_at == first.acquired_at
+    )  # same holder
     with pytest.raises(LeaseHeldError) as caught:
         ledger.acquire("redeploy/run-2", "stop", ttl_s=60)
     message = str(caught.value)
@@ -24,7 +26,9 @@ def test_lease_is_exclusive_renewable_and_expires(tmp_path: Path) -> None:
     assert not ledger.release("redeploy/run-2") and ledger.release("redeploy/run-1")
     ledger.acquire("redeploy/run-2", "stop", ttl_s=0.2)
     time.sleep(0.3)
-    assert ledger.acquire("redeploy/run-3", "stop", ttl_s=60).holder == "redeploy/run-3"  # a stale lease expired
+    assert (
+        ledger.acquire("redeploy/run-3", "stop", ttl_s=60).holder == "redeploy/run-3"
+    )  # a stale lease expired
 
 
 def test_two_racing_takers_one_wins(tmp_path: Path) -> None:

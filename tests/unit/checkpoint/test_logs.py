@@ -81,7 +81,11 @@ def test_operator_metadata_v1_and_v2() -> None:
         "/m",
     )
     assert (v1.version, v1.operator_id, v1.name, v1.num_partitions, v1.stores) == (
-        1, 0, "stateStoreSave", 3, ("default",)
+        1,
+        0,
+        "stateStoreSave",
+        3,
+        ("default",),
     )
     v2 = parse_operator_metadata(
         'v2\n{"operatorInfo":{"operatorId":1,"operatorName":"transformWithStateInPySparkExec"},'

@@ -36,10 +36,16 @@ def fixture(name: str) -> str:
     return (FIXTURES / name).read_text()
 
 
-@pytest.mark.parametrize(("master", "backend"), [
-    ("local[2]", Backend.LOCAL), ("local[*]", Backend.LOCAL), ("spark://10.0.0.1:7077", Backend.STANDALONE),
-    ("yarn", Backend.YARN), ("k8s://https://10.0.0.2:6443", Backend.KUBERNETES),
-])
+@pytest.mark.parametrize(
+    ("master", "backend"),
+    [
+        ("local[2]", Backend.LOCAL),
+        ("local[*]", Backend.LOCAL),
+        ("spark://10.0.0.1:7077", Backend.STANDALONE),
+        ("yarn", Backend.YARN),
+        ("k8s://https://10.0.0.2:6443", Backend.KUBERNETES),
+    ],
+)
 def test_backend_of_master(master: str, backend: Backend) -> None:
     assert backend_of(master) is backend
 
@@ -55,32 +61,78 @@ def test_bad_master_and_deploy_modes_are_refused() -> None:
 
 def test_yarn_cluster_command_is_an_argument_list() -> None:
     target = SubmitTarget(master="yarn", queue="streaming", python="/opt/py/bin/python")
-    cmd = submit_command(target, app="hdfs:///apps/counter.py", app_args=["--acp-job-root", "hdfs:///jobs/c", "--",
-                         "--events", "a b; rm -rf /"], name="c-g2", conf={"spark.executor.memory": "2g"},
-                         python_path=["/opt/app"])
-    assert cmd[:8] == ["spark-submit", "--master", "yarn", "--name", "c-g2", "--deploy-mode", "cluster", "--queue"]
+    cmd = submit_command(
+        target,
+        app="hdfs:///apps/counter.py",
+        app_args=["--acp-job-root", "hdfs:///jobs/c", "--", "--events", "a b; rm -rf /"],
+        name="c-g2",
+        conf={"spark.executor.memory": "2g"},
+        python_path=["/opt/app"],
+    )
+    assert cmd[:8] == [
+        "spark-submit",
+        "--master",
+        "yarn",
+        "--name",
+        "c-g2",
+        "--deploy-mode",
+        "cluster",
+        "--queue",
+    ]
     confs = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--conf"]
-    assert "spark.yarn.submit.waitAppCompletion=false" in confs  # detached: spark-submit returns once accepted
-    assert "spark.yarn.appMasterEnv.PYTHONPATH=/opt/app" in confs and "spark.executorEnv.PYTHONPATH=/opt/app" in confs
+    assert (
+        "spark.yarn.submit.waitAppCompletion=false" in confs
+    )  # detached: spark-submit returns once accepted
+    assert (
+        "spark.yarn.appMasterEnv.PYTHONPATH=/opt/app" in confs
+        and "spark.executorEnv.PYTHONPATH=/opt/app" in confs
+    )
     assert "spark.pyspark.python=/opt/py/bin/python" in confs and "spark.executor.memory=2g" in confs
     assert cmd[-1] == "a b; rm -rf /"  # one argument, never parsed by a shell
 
 
 def test_kubernetes_command_names_the_driver_pod() -> None:
     target = SubmitTarget(master="k8s://https://10.0.0.2:6443", namespace="streaming")
-    cmd = submit_command(target, app="local:///opt/app/counter.py", app_args=[], name="c-g2", conf={},
-                         python_path=["/opt/app"], pod_name="c-g2-abc-driver")
+    cmd = submit_command(
+        target,
+        app="local:///opt/app/counter.py",
+        app_args=[],
+        name="c-g2",
+        conf={},
+        python_path=["/opt/app"],
+        pod_name="c-g2-abc-driver",
+    )
     confs = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--conf"]
     assert "spark.kubernetes.driver.pod.name=c-g2-abc-driver" in confs
     assert "spark.kubernetes.submission.waitAppCompletion=false" in confs
     assert "spark.kubernetes.namespace=streaming" in confs
     assert "spark.kubernetes.driverEnv.PYTHONPATH=/opt/app" in confs
-    handle = DriverHandle(backend="kubernetes", launch_id="abc", master=target.master, submitted_at=0, generation=2,
-                          namespace="streaming", pod="c-g2-abc-driver")
-    assert status_command(target, handle) == ["kubectl", "get", "pod", "c-g2-abc-driver", "-n", "streaming", "-o",
-                                              "json"]
-    assert kill_command(target, handle) == ["spark-submit", "--master", target.master, "--kill",
-                                            "streaming:c-g2-abc-driver"]
+    handle = DriverHandle(
+        backend="kubernetes",
+        launch_id="abc",
+        master=target.master,
+        submitted_at=0,
+        generation=2,
+        namespace="streaming",
+        pod="c-g2-abc-driver",
+    )
+    assert status_command(target, handle) == [
+        "kubectl",
+        "get",
+        "pod",
+        "c-g2-abc-driver",
+        "-n",
+        "streaming",
+        "-o",
+        "json",
+    ]
+    assert kill_command(target, handle) == [
+        "spark-submit",
+        "--master",
+        target.master,
+        "--kill",
+        "streaming:c-g2-abc-driver",
+    ]
 
 
 def test_parse_recorded_yarn_outputs() -> None:
@@ -114,15 +166,23 @@ def test_hook_submits_watches_and_kills_on_yarn(tmp_path: Path, monkeypatch: pyt
     from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook
 
     calls = tmp_path / "calls.txt"
-    extra = {"deploy-mode": "cluster", "queue": "streaming", "not-allowed": "ignored",
-             "spark-binary": fake(tmp_path, "spark-submit", "yarn_submit_cluster.txt", calls),
-             "yarn-binary": fake(tmp_path, "yarn", "yarn_status_running.txt", calls)}
-    monkeypatch.setenv("AIRFLOW_CONN_ACP_YARN", json.dumps({"conn_type": "spark", "host": "yarn", "extra": extra}))
+    extra = {
+        "deploy-mode": "cluster",
+        "queue": "streaming",
+        "not-allowed": "ignored",
+        "spark-binary": fake(tmp_path, "spark-submit", "yarn_submit_cluster.txt", calls),
+        "yarn-binary": fake(tmp_path, "yarn", "yarn_status_running.txt", calls),
+    }
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ACP_YARN", json.dumps({"conn_type": "spark", "host": "yarn", "extra": extra})
+    )
     hook = StreamingJobHook("acp_yarn", python_path=["/opt/app"])
     assert hook.target.backend is Backend.YARN and hook.target.queue == "streaming"
     root = JobRoot(tmp_path / "job")
     spec = LaunchSpec(job_root=str(tmp_path / "job"), generation=2, launch_id="l1")
-    handle = hook.submit_driver(root, spec, application="hdfs:///apps/counter.py", application_args=["--x", "1"])
+    handle = hook.submit_driver(
+        root, spec, application="hdfs:///apps/counter.py", application_args=["--x", "1"]
+    )
     assert handle.app_id == "application_1763630000000_0042" and handle.backend == "yarn"
     assert hook.liveness(handle) is Liveness.ALIVE
     hook.kill(handle)
@@ -136,16 +196,22 @@ def test_hook_on_kubernetes_finds_its_pod(tmp_path: Path, monkeypatch: pytest.Mo
     from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook
 
     calls = tmp_path / "calls.txt"
-    extra = {"namespace": "streaming",
-             "spark-binary": fake(tmp_path, "spark-submit", "k8s_submit_cluster.txt", calls),
-             "kubectl-binary": fake(tmp_path, "kubectl", "k8s_pod_notfound.txt", calls, rc=1)}
-    monkeypatch.setenv("AIRFLOW_CONN_ACP_K8S", json.dumps(
-        {"conn_type": "spark", "host": "k8s://https://10.0.0.2", "port": 6443, "extra": extra}))
+    extra = {
+        "namespace": "streaming",
+        "spark-binary": fake(tmp_path, "spark-submit", "k8s_submit_cluster.txt", calls),
+        "kubectl-binary": fake(tmp_path, "kubectl", "k8s_pod_notfound.txt", calls, rc=1),
+    }
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ACP_K8S",
+        json.dumps({"conn_type": "spark", "host": "k8s://https://10.0.0.2", "port": 6443, "extra": extra}),
+    )
     hook = StreamingJobHook("acp_k8s")
     assert hook.target.master == "k8s://https://10.0.0.2:6443"
-    handle = hook.submit_driver(JobRoot(tmp_path / "job"),
-                                LaunchSpec(job_root=str(tmp_path / "job"), generation=2, launch_id="5f0c1e2a99"),
-                                application="local:///opt/app/counter.py")
+    handle = hook.submit_driver(
+        JobRoot(tmp_path / "job"),
+        LaunchSpec(job_root=str(tmp_path / "job"), generation=2, launch_id="5f0c1e2a99"),
+        application="local:///opt/app/counter.py",
+    )
     assert (handle.namespace, handle.pod) == ("streaming", "counter-g2-5f0c1e2a-driver")
     assert hook.liveness(handle) is Liveness.GONE  # kubectl: NotFound
     assert os.path.exists(calls)

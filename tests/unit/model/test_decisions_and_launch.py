@@ -20,16 +20,24 @@ from airflow_checkpoint_provider.model.offsets import starting_offset_options
         (7, None, None, StartMode.RESUME, False),
     ],
 )
-def test_start_decision_table(committed: int | None, in_flight: int | None, snapshot: str | None,
-                              mode: StartMode, load: bool) -> None:
-    d = decide_start(generation=3, last_committed_batch=committed, in_flight_batch=in_flight, snapshot=snapshot)
+def test_start_decision_table(
+    committed: int | None, in_flight: int | None, snapshot: str | None, mode: StartMode, load: bool
+) -> None:
+    d = decide_start(
+        generation=3, last_committed_batch=committed, in_flight_batch=in_flight, snapshot=snapshot
+    )
     assert (d.mode, d.load_initial_state) == (mode, load)
     assert "generation 3" in d.reason
 
 
 def test_launch_round_trip_and_app_args() -> None:
-    spec = LaunchSpec(job_root="/jobs/counter", generation=2, snapshot="snap-1",
-                      starting_offsets=({"offset": 42},), code_version="v2")
+    spec = LaunchSpec(
+        job_root="/jobs/counter",
+        generation=2,
+        snapshot="snap-1",
+        starting_offsets=({"offset": 42},),
+        code_version="v2",
+    )
     parsed, rest = parse_launch_args([*spec.to_args(), "--", "--events", "/log"])
     assert parsed == spec
     assert parsed.job_name == "counter"
@@ -55,7 +63,9 @@ def test_bad_launch_args(argv: list[str]) -> None:
 
 def test_starting_offset_mapping() -> None:
     assert starting_offset_options("eventlog", {"offset": 12}) == {"startingOffset": "12"}
-    assert starting_offset_options("kafka", {"t": {"0": 5, "1": 9}}) == {"startingOffsets": '{"t":{"0":5,"1":9}}'}
+    assert starting_offset_options("kafka", {"t": {"0": 5, "1": 9}}) == {
+        "startingOffsets": '{"t":{"0":5,"1":9}}'
+    }
     assert starting_offset_options("eventlog", None) == {}
     with pytest.raises(InvalidLaunchError):
         starting_offset_options("eventlog", {"offset": -1})

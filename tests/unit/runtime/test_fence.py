@@ -38,9 +38,13 @@ def test_a_restarted_source_keeps_the_recorded_fence_and_ignores_old_ones(tmp_pa
     control = tmp_path / "control"
     request(control, "r1")
     assert SourceFence(str(control), "/events").admit(40, 90) == 40
-    assert SourceFence(str(control), "/events").admit(40, 95) == 40  # same request: same offset after a restart
+    assert (
+        SourceFence(str(control), "/events").admit(40, 95) == 40
+    )  # same request: same offset after a restart
     ack(control, "r1", "stopped")
-    assert SourceFence(str(control), "/events").admit(40, 95) == 95  # answered: a resumed driver runs normally
+    assert (
+        SourceFence(str(control), "/events").admit(40, 95) == 95
+    )  # answered: a resumed driver runs normally
 
 
 def test_unreadable_request_does_not_fence(tmp_path: Path) -> None:
