@@ -1,7 +1,7 @@
 """``airflow-checkpoint``: the operator-facing command line.
 
-Subcommands print a readable report, or one JSON object with ``--json``. Exit codes: 0 success, 1 a typed error
-(one line on stderr naming the path), 2 bad usage.
+Subcommands print a readable report, or one JSON object with ``--json``. Exit codes: 0 success, 1 a typed
+error (one line on stderr naming the path), 2 bad usage.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def _offsets_text(offsets: list[Any] | None, ids: list[str]) -> list[str]:
     if not offsets:
         return ["    (no sources)"]
     return [
-        f"    source {ids[i] if i < len(ids) else i}: {'-' if o is None else json.dumps(o, separators=(',', ':'))}"
+        f"    source {ids[i] if i < len(ids) else i}: "
+        f"{'-' if o is None else json.dumps(o, separators=(',', ':'))}"
         for i, o in enumerate(offsets)
     ]
 
@@ -41,9 +42,11 @@ def render_inspect(report: dict[str, Any]) -> str:
         f"in-flight batch       {_or_none(report['in_flight_batch'])}",
         f"retained batches      {_range(report['retained_batches'])}",
         f"batch time            {_format_ms(report['batch_timestamp_ms'])}",
-        f"watermark             {_format_ms(report['watermark_ms']) if report['watermark_ms'] else '0 (none)'}",
+        "watermark             "
+        f"{_format_ms(report['watermark_ms']) if report['watermark_ms'] else '0 (none)'}",
         f"formats               offset log v{report['offset_log_version'] or '-'}, "
-        f"commit log v{report['commit_log_version'] or '-'}, checkpoint format v{report['checkpoint_format_version'] or '-'}",
+        f"commit log v{report['commit_log_version'] or '-'}, checkpoint format "
+        f"v{report['checkpoint_format_version'] or '-'}",
         f"state store provider  {report['state_store_provider'] or '-'}",
         "end offsets of the last committed batch:",
         *_offsets_text(report["committed_end_offsets"], report["source_ids"]),
@@ -160,7 +163,8 @@ def _cmd_snapshots(args: argparse.Namespace) -> int:
 
 
 def job_status(job_root: str, job_name: str | None = None) -> dict[str, Any]:
-    """Everything ``status`` shows, as one JSON-able object (pure reading of the job root; no Airflow, no JVM)."""
+    """Everything ``status`` shows, as one JSON-able object (pure reading of the job root; no Airflow, no
+    JVM)."""
     import time
 
     from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint

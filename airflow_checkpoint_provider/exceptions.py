@@ -118,7 +118,8 @@ class BatchNotRetainedError(CheckpointProviderError, LookupError):
 
 
 class SnapshotCorruptError(CheckpointProviderError, ValueError):
-    """A snapshot's files disagree with its manifest: missing, truncated, extra, checksum or row-count mismatch."""
+    """A snapshot's files disagree with its manifest: missing, truncated, extra, checksum or row-count
+    mismatch."""
 
 
 class SnapshotSchemaMismatchError(CheckpointProviderError, TypeError):
@@ -126,7 +127,8 @@ class SnapshotSchemaMismatchError(CheckpointProviderError, TypeError):
 
 
 class SnapshotProtectedError(CheckpointProviderError, PermissionError):
-    """Deleting this snapshot would remove the job's newest verified one, or one a kept generation started from."""
+    """Deleting this snapshot would remove the job's newest verified one, or one a kept generation started
+    from."""
 
 
 class ExportFailedError(CheckpointProviderError, RuntimeError):
@@ -139,7 +141,8 @@ class ExportFailedError(CheckpointProviderError, RuntimeError):
 
 
 class LeaseHeldError(CheckpointProviderError, RuntimeError):
-    """Another lifecycle operation (a redeploy, a restart) holds the job's lease; this one must not interleave."""
+    """Another lifecycle operation (a redeploy, a restart) holds the job's lease; this one must not
+    interleave."""
 
 
 class DriverStillRunningError(CheckpointProviderError, RuntimeError):
@@ -150,11 +153,13 @@ class DriverStillRunningError(CheckpointProviderError, RuntimeError):
 
 
 class CleanupRefusedError(CheckpointProviderError, RuntimeError):
-    """A checkpoint may not be retired or deleted yet: no graceful stop, or no verified snapshot of its last batch."""
+    """A checkpoint may not be retired or deleted yet: no graceful stop, or no verified snapshot of its last
+    batch."""
 
 
 class StopTimeoutError(CheckpointProviderError, TimeoutError):
-    """The driver did not reach a batch boundary within the stop timeout (and was left running, as configured)."""
+    """The driver did not reach a batch boundary within the stop timeout (and was left running, as
+    configured)."""
 
     terminal = False
 
@@ -176,7 +181,8 @@ class JobUnhealthyError(CheckpointProviderError, RuntimeError):
 
 
 def error_class(name: str) -> type[CheckpointProviderError] | None:
-    """The error class called ``name`` (as a driver writes it in status.json), or None if it is not one of ours."""
+    """The error class called ``name`` (as a driver writes it in status.json), or None if it is not one of
+    ours."""
     found = globals().get(name)
     if isinstance(found, type) and issubclass(found, CheckpointProviderError):
         return found

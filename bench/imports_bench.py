@@ -3,9 +3,10 @@
 
     bash ./scripts/bench.sh imports [--repeat 7]
 
-For each module: the median over ``--repeat`` fresh interpreters of (import airflow.sdk, then the module) minus the
-median of importing airflow.sdk alone, measured inside the interpreter with ``perf_counter``. Prints a table and
-writes ``bench/results/imports_bench.json``. Also records whether pyspark was imported (it must not be).
+For each module: the median over ``--repeat`` fresh interpreters of (import airflow.sdk, then the module)
+minus the median of importing airflow.sdk alone, measured inside the interpreter with ``perf_counter``. Prints
+a table and writes ``bench/results/imports_bench.json``. Also records whether pyspark was imported (it must
+not be).
 """
 
 from __future__ import annotations

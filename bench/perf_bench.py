@@ -1,10 +1,11 @@
 """The performance table: every target of the performance issue, measured on this machine in one run.
 
-    bash ./scripts/bench.sh perf              # runs the three benchmarks below (~20 min on 2 cores), then the table
-    bash ./scripts/bench.sh perf --table-only # the table from the latest bench/results/*.json
+    bash ./scripts/bench.sh perf              # runs the three benchmarks below (~20 min on 2 cores), then the
+    table bash ./scripts/bench.sh perf --table-only # the table from the latest bench/results/*.json
 
 - redeploy downtime vs the floor (a cold start of the same application): ``redeploy_bench.py``;
-- initial-state load rate at 100k / 1M / 5M keys and snapshot export vs a plain Parquet write: ``snapshot_bench.py``;
+- initial-state load rate at 100k / 1M / 5M keys and snapshot export vs a plain Parquet write:
+``snapshot_bench.py``;
 - import time each operator, sensor and example DAG module adds over ``airflow.sdk``: ``imports_bench.py``.
 
 Prints one table and writes ``bench/results/perf.json``.
@@ -117,7 +118,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             )
             ours = r["added_ms"]
             if module.startswith("example_") and reference is not None:
-                # Any DAG file pays Airflow's own DAG and timetable imports (the reference DAG); ours is the rest.
+                # Any DAG file pays Airflow's own DAG and timetable imports (the reference DAG); ours is the
+                # rest.
                 ours = r["added_ms"] - reference
                 measured += f" (+{ours:.0f} ms over a plain Airflow DAG)"
             if module == "bench_reference_dag":
@@ -157,7 +159,8 @@ def main() -> int:
     print(f"{'what':<{width}}  {'measured':<{mwidth}}  {'target':<16} met")
     for what, measured, target, met in table:
         print(
-            f"{what:<{width}}  {measured:<{mwidth}}  {target:<16} {'-' if met is None else ('yes' if met else 'NO')}"
+            f"{what:<{width}}  {measured:<{mwidth}}  {target:<16} "
+            f"{'-' if met is None else ('yes' if met else 'NO')}"
         )
     out = RESULTS / "perf.json"
     out.write_text(

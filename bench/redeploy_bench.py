@@ -1,18 +1,20 @@
-"""Redeploy downtime against its floor, side by side in one run, through Airflow's example DAGs on local Spark.
+"""Redeploy downtime against its floor, side by side in one run, through Airflow's example DAGs on local
+Spark.
 
     bash ./scripts/bench.sh redeploy [--rounds 2]
 
 First the floors, each alone on the machine: the cold start of each application on an empty checkpoint
-(``example_start_job`` on a fresh job root), from the driver's submission to its first committed batch (median of
-``--rounds``). Then, for each round, four redeploys of one running job (to v2, back to v1; with each flow):
+(``example_start_job`` on a fresh job root), from the driver's submission to its first committed batch (median
+of ``--rounds``). Then, for each round, four redeploys of one running job (to v2, back to v1; with each flow):
 
-- ``downtime``: a redeploy of the running job to that application (``example_redeploy``): from the stop request to
-  the first committed batch of the new generation (stop, snapshot, verification, retire, submit, load, batch 0),
-  with the stopping driver exporting the snapshot (``example_redeploy``, now) and with the exporter as its own
-  Spark application (``bench/dags``' variant: the flow before).
+- ``downtime``: a redeploy of the running job to that application (``example_redeploy``): from the stop
+request to
+  the first committed batch of the new generation (stop, snapshot, verification, retire, submit, load, batch
+  0), with the stopping driver exporting the snapshot (``example_redeploy``, now) and with the exporter as its
+  own Spark application (``bench/dags``' variant: the flow before).
 
-The target is downtime <= 1.3 x floor. Events arrive continuously (200/s, 13 keys) the whole time. Prints a table
-and writes ``bench/results/redeploy_bench.json``.
+The target is downtime <= 1.3 x floor. Events arrive continuously (200/s, 13 keys) the whole time. Prints a
+table and writes ``bench/results/redeploy_bench.json``.
 """
 
 from __future__ import annotations
@@ -164,7 +166,8 @@ def main() -> int:
     )
     for row in rows:
         print(
-            f"{row['round']:>5} {row['app']:>4} {row['flow']:>21} {row['floor_s']:>10.1f} {row['downtime_s']:>13.1f} "
+            f"{row['round']:>5} {row['app']:>4} {row['flow']:>21} {row['floor_s']:>10.1f} "
+            f"{row['downtime_s']:>13.1f} "
             f"{row['ratio']:>6.2f} {row['stop_latency_s'] or 0:>9.2f} {row['export_on_stop_s'] or 0:>19.2f}"
         )
     for flow, ratio in medians.items():

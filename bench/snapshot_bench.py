@@ -6,17 +6,19 @@
 For each key count K it builds a real state of K keys (a streaming aggregation, RocksDB, in one local[2]
 session), then measures, in the same run:
 
-- ``export``: :func:`export_snapshot` end to end (state-metadata, statestore read, Parquet write, SHA-256 of every
+- ``export``: :func:`export_snapshot` end to end (state-metadata, statestore read, Parquet write, SHA-256 of
+every
   file, manifest);
 - ``plain_write``: ``spark.range(K)`` shaped like the state, written as Parquet — the floor for the export;
 - ``seed_load``: the v3 counter's query shape (Spark's streaming aggregation over the events unioned with the
-  snapshot read as a file stream, ``ManagedContext.seed_stream``): time from start to its first committed batch,
-  and the marginal rate (keys over the time beyond the same query's start with an empty seed);
-- ``tws_load``: a Python transformWithState query (the v1 counter) started with the snapshot as ``initialState``
+  snapshot read as a file stream, ``ManagedContext.seed_stream``): time from start to its first committed
+  batch, and the marginal rate (keys over the time beyond the same query's start with an empty seed);
+- ``tws_load``: a Python transformWithState query (the v1 counter) started with the snapshot as
+``initialState``
   (up to ``--tws-max-keys``: it loads a few thousand keys per second).
 
-Prints a table and writes ``bench/results/snapshot_bench.json``. Ratios, not absolute numbers, are the point: the
-machine is shared and noisy.
+Prints a table and writes ``bench/results/snapshot_bench.json``. Ratios, not absolute numbers, are the point:
+the machine is shared and noisy.
 """
 
 from __future__ import annotations
@@ -132,8 +134,8 @@ def load(spark: Any, work: Path, job: Path, snapshot_id: str) -> float:
 
 
 def load_seeded(spark: Any, work: Path, job: Path, snapshot_id: str, part_dir: Path | None = None) -> float:
-    """Start the v3 counter's query shape: Spark's streaming aggregation over the events unioned with the snapshot
-    read as a file stream (``ManagedContext.seed_stream``); time to its first committed batch."""
+    """Start the v3 counter's query shape: Spark's streaming aggregation over the events unioned with the
+    snapshot read as a file stream (``ManagedContext.seed_stream``); time to its first committed batch."""
     from pyspark.sql import functions as F
 
     from dags.apps.event_counter_v3 import SEED, seed_rows

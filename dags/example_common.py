@@ -31,7 +31,8 @@ PARAMS = {
 #: The job every task acts on.
 JOB = {"job_root": "{{ params.job_root }}", "conn_id": "{{ params.conn_id }}"}
 
-#: How the new code is launched (the application's own arguments, with the snapshot migration it should apply).
+#: How the new code is launched (the application's own arguments, with the snapshot migration it should
+#: apply).
 APPLICATION = {
     "application": "{{ params.application }}",
     "application_args": "{{ params.application_args + ['--migration', params.migration] }}",

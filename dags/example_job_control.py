@@ -1,8 +1,8 @@
-"""Start a streaming job (first start, or a restart of its current generation from its own checkpoint) and stop
-it gracefully — the two DAGs a team triggers by hand.
+"""Start a streaming job (first start, or a restart of its current generation from its own checkpoint) and
+stop it gracefully — the two DAGs a team triggers by hand.
 
-``example_start_job``: start → wait for a committed batch. Without a snapshot it never creates a generation: on an
-existing job it resumes the current one, and a live driver is reconnected to, never submitted twice.
+``example_start_job``: start → wait for a committed batch. Without a snapshot it never creates a generation:
+on an existing job it resumes the current one, and a live driver is reconnected to, never submitted twice.
 ``example_stop_job``: a graceful stop at a batch boundary; an already stopped job is success.
 """
 

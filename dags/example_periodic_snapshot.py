@@ -1,8 +1,8 @@
 """Snapshot a running streaming job every 30 minutes and keep the newest 24 (and none older than 7 days).
 
-The snapshot is taken at the job's last committed batch while it runs (the batch is pinned, so state and offsets
-come from the same batch) and verified. A generation can later be restarted from it, or rolled back to it. The
-newest verified snapshot and any snapshot a kept generation started from are never deleted.
+The snapshot is taken at the job's last committed batch while it runs (the batch is pinned, so state and
+offsets come from the same batch) and verified. A generation can later be restarted from it, or rolled back to
+it. The newest verified snapshot and any snapshot a kept generation started from are never deleted.
 """
 
 from __future__ import annotations

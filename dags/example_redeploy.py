@@ -5,10 +5,10 @@ batch before it exits → verify that snapshot (or export it here, if the driver
 checkpoint in place → start the new code on a fresh checkpoint with the snapshot as initial state, its source
 starting right after that batch → wait until it is healthy.
 
-Params: ``job_root``, the new ``application`` (+ ``application_args``, ``code_version``) and the ``migration`` the
-new code applies to the old state. Safe to rerun after any failure: each task finds what an earlier try did (the
-stop is already done, the snapshot exists, the generation was created, its driver runs) and finishes the work.
-One redeploy per job at a time: a second run fails fast naming the run that holds the job's lease.
+Params: ``job_root``, the new ``application`` (+ ``application_args``, ``code_version``) and the ``migration``
+the new code applies to the old state. Safe to rerun after any failure: each task finds what an earlier try
+did (the stop is already done, the snapshot exists, the generation was created, its driver runs) and finishes
+the work. One redeploy per job at a time: a second run fails fast naming the run that holds the job's lease.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ SNAPSHOT = "{{ ti.xcom_pull(task_ids='snapshot') }}"
 def redeploy_dag(
     dag_id: str = "example_redeploy", default_args: dict[str, Any] | None = None, export_on_stop: bool = True
 ) -> DAG:
-    """The redeploy DAG (a function so a test can build it with fault-injecting ``default_args``, and the benchmark
-    with ``export_on_stop=False``: the snapshot then runs as its own Spark application, as it did before)."""
+    """The redeploy DAG (a function so a test can build it with fault-injecting ``default_args``, and the
+    benchmark with ``export_on_stop=False``: the snapshot then runs as its own Spark application, as it did
+    before)."""
     # [START example_redeploy]
     with DAG(
         dag_id,

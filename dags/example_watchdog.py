@@ -1,8 +1,9 @@
 """Watch a streaming job and bring it back from its own checkpoint when its driver dies.
 
-Every 5 minutes a health check (driver RUNNING, heartbeat fresh, a batch in the last 10 minutes); when the driver is
-dead or failed the check fails at once and its ``on_failure_callback`` restarts the current generation on its
-intact checkpoint — resume, never a snapshot, never a cleanup — unless a redeploy holds the job's lease.
+Every 5 minutes a health check (driver RUNNING, heartbeat fresh, a batch in the last 10 minutes); when the
+driver is dead or failed the check fails at once and its ``on_failure_callback`` restarts the current
+generation on its intact checkpoint — resume, never a snapshot, never a cleanup — unless a redeploy holds the
+job's lease.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@
 7. report generations, snapshots, batches, stop latency, redeploy downtime, wall time, and the per-key totals
    against the event log — they must be equal.
 
-Nothing is left running when it ends or is interrupted. Airflow's and Spark's logs go to files in the output folder.
+Nothing is left running when it ends or is interrupted. Airflow's and Spark's logs go to files in the output
+folder.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ class Demo:
             )
 
     def dag(self, module: str, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
-        """Run one DAG (``dag.test()``, in a child process whose logs go to airflow.log); return its outcome."""
+        """Run one DAG (``dag.test()``, in a child process whose logs go to airflow.log); return its
+        outcome."""
         started = time.monotonic()
         with open(self.out / "airflow.log", "a") as log:
             log.write(f"\n===== {dag_id} =====\n")
@@ -154,7 +156,8 @@ class Demo:
         )
         tasks = ", ".join(f"{t} {v['state'].split('.')[-1].lower()}" for t, v in outcome["tasks"].items())
         say(
-            f"  {dag_id}: {outcome['state'].split('.')[-1].lower()} in {time.monotonic() - started:.0f}s ({tasks})"
+            f"  {dag_id}: {outcome['state'].split('.')[-1].lower()} in {time.monotonic() - started:.0f}s "
+            f"({tasks})"
         )
         return outcome
 
@@ -202,7 +205,8 @@ class Demo:
         say(f"  v1 running: generation 1 at batch {self.committed(1)}")
 
         say(
-            "2/5 redeploy to v2 with the v1 -> v2 state migration: example_redeploy (stop, snapshot, cleanup, start)"
+            "2/5 redeploy to v2 with the v1 -> v2 state migration: example_redeploy (stop, snapshot, "
+            "cleanup, start)"
         )
         redeploy = self.dag("example_redeploy", "example_redeploy", self.params("v2", migration="v1_to_v2"))
         if redeploy["state"].split(".")[-1] != "success":
@@ -228,7 +232,8 @@ class Demo:
         in_flight = inspect_checkpoint(self.root.checkpoint(2)).in_flight_batch
         say(f"  killed pid {self.kill_driver(2)} inside batch {in_flight}")
         say(
-            "  the watchdog's health check fails, its callback restarts the job from its checkpoint: example_watchdog"
+            "  the watchdog's health check fails, its callback restarts the job from its checkpoint: "
+            "example_watchdog"
         )
         self.dag("example_watchdog", "example_watchdog", {"job_root": str(self.job)})
         restart = (self.root.read_generation_record(2) or {})["launches"][-1]
@@ -310,7 +315,8 @@ class Demo:
             + ", ".join(f"g{g}: {len(r.get('launches', []))}" for g, r in generations.items())
         )
         print(
-            f"  stop latency (v1)      {stop['stop_latency_s']:.2f} s (request -> acknowledged at a batch boundary)"
+            f"  stop latency (v1)      {stop['stop_latency_s']:.2f} s (request -> acknowledged at a batch "
+            "boundary)"
         )
         print(f"  redeploy downtime      {downtime:.1f} s (stop request -> first committed batch of v2)")
         print(f"  events                 {end}")

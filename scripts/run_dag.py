@@ -1,5 +1,5 @@
-"""Run one DAG with ``dag.test()`` in this process and print, as the last line, its state, each task's state and
-return value (JSON). Used by the demo so Airflow's own logging goes to a log file, not the console.
+"""Run one DAG with ``dag.test()`` in this process and print, as the last line, its state, each task's state
+and return value (JSON). Used by the demo so Airflow's own logging goes to a log file, not the console.
 
     python scripts/run_dag.py <module in the DAGs folder> <dag id> '<run_conf JSON>'
 """

@@ -9,7 +9,8 @@ export ACP_TEST_RUN_DIR="$RUN_DIR"
 export AIRFLOW_HOME="$RUN_DIR/airflow-home"
 cleanup() { rm -rf "$RUN_DIR"; }
 trap cleanup EXIT
-echo "==> ruff"
+echo "==> ruff (lint, format, line length)"
 ruff check airflow_checkpoint_provider dags tests bench scripts
+ruff format --check airflow_checkpoint_provider dags tests bench scripts
 echo "==> pytest"
 python -m pytest -p no:cacheprovider "$@"

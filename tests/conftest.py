@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-# Airflow reads its configuration once, at first import: point it at this run's folder before anything imports it.
+# Airflow reads its configuration once, at first import: point it at this run's folder before anything imports
+# it.
 _GIVEN_RUN_DIR = os.environ.get("ACP_TEST_RUN_DIR")
 _RUN_DIR = Path(_GIVEN_RUN_DIR) if _GIVEN_RUN_DIR else Path(tempfile.mkdtemp(prefix="acp-test-"))
 os.environ["ACP_TEST_RUN_DIR"] = str(_RUN_DIR)

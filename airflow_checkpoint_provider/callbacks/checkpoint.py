@@ -2,9 +2,9 @@
 
 ``on_failure_callback=restart_from_checkpoint(job_root=...)`` on a health sensor (or on any task watching the
 job) relaunches the job's current generation with its recorded launch. It never snapshots, never cleans, never
-creates a generation, and never passes the snapshot to a generation whose checkpoint has a committed batch (the
-driver decides the same from the checkpoint). It does nothing while a redeploy holds the job's lease, while a
-driver is alive, or when the current generation is retired.
+creates a generation, and never passes the snapshot to a generation whose checkpoint has a committed batch
+(the driver decides the same from the checkpoint). It does nothing while a redeploy holds the job's lease,
+while a driver is alive, or when the current generation is retired.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def restart_from_checkpoint(
 ) -> Callable[[Any], dict[str, Any]]:
     """Build an ``on_failure_callback`` that restarts the job from its checkpoint (see the module docstring).
 
-    :param job_root: the job root; may be a template (``"{{ params.job_root }}"``), rendered with the failed task.
+    :param job_root: the job root; may be a template (``"{{ params.job_root }}"``), rendered with the failed
+    task.
     :param wait_s: wait up to this long for the restarted driver to report RUNNING (0: do not wait).
     :returns: the callback; it returns what it did (``{"action": ..., "reason": ...}``) for logs and tests.
     """

@@ -1,9 +1,9 @@
 """Where a Spark Structured Streaming checkpoint stands, read without a JVM.
 
-Cheap on long-running checkpoints: the root, ``offsets/``, ``commits/`` and ``state/`` folders are each listed once,
-and only the files that carry the answer are read (the query metadata, the last committed batch's offsets and
-commit, the in-flight batch's offsets, and one metadata file per stateful operator). Offsets of any other retained
-batch are read on request with :meth:`CheckpointReader.offsets`.
+Cheap on long-running checkpoints: the root, ``offsets/``, ``commits/`` and ``state/`` folders are each listed
+once, and only the files that carry the answer are read (the query metadata, the last committed batch's
+offsets and commit, the in-flight batch's offsets, and one metadata file per stateful operator). Offsets of
+any other retained batch are read on request with :meth:`CheckpointReader.offsets`.
 """
 
 from __future__ import annotations
@@ -140,7 +140,8 @@ def _batch_ids(entries: list[Entry]) -> list[int]:
 
 
 class CheckpointReader:
-    """Reads one checkpoint folder. Construct it, then call :meth:`inspect` (or :meth:`offsets` for a batch)."""
+    """Reads one checkpoint folder. Construct it, then call :meth:`inspect` (or :meth:`offsets` for a
+    batch)."""
 
     def __init__(self, location: str | os.PathLike[str] | Location | Any) -> None:
         self.location = Location.of(location)
@@ -217,7 +218,8 @@ class CheckpointReader:
                     path=self.location.child("metadata").uri,
                 )
             raise NotACheckpointError(
-                "not a Spark streaming checkpoint: expected a 'metadata' file and 'offsets'/'commits' folders, "
+                "not a Spark streaming checkpoint: expected a 'metadata' file and 'offsets'/'commits' "
+                "folders, "
                 f"found {', '.join(sorted(visible)[:6])}",
                 path=uri,
             )
@@ -226,7 +228,8 @@ class CheckpointReader:
     def inspect(self, *, allow_empty: bool = False) -> CheckpointInfo:
         """Read where the checkpoint stands.
 
-        :param allow_empty: treat a missing or empty folder as a checkpoint with no batch (how a generation looks
+        :param allow_empty: treat a missing or empty folder as a checkpoint with no batch (how a generation
+        looks
             before its first start) instead of raising.
         """
         root = self._classify_root(allow_empty)

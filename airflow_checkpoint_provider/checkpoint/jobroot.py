@@ -1,5 +1,6 @@
-"""The job root: one folder per streaming job, holding every generation's checkpoint, status and control files,
-and the snapshots. Nothing under it is ever moved (a transformWithState checkpoint holds absolute paths).
+"""The job root: one folder per streaming job, holding every generation's checkpoint, status and control
+files, and the snapshots. Nothing under it is ever moved (a transformWithState checkpoint holds absolute
+paths).
 
 ::
 
@@ -96,7 +97,8 @@ class JobRoot:
         error: type[Exception] = CorruptCheckpointError,
         generation: int | None = None,
     ) -> dict[str, Any] | None:
-        """Read a JSON object; None if the file does not exist; a typed error naming the file if unreadable."""
+        """Read a JSON object; None if the file does not exist; a typed error naming the file if
+        unreadable."""
         try:
             text = location.read_text()
         except FileNotFoundError:
@@ -173,7 +175,8 @@ class JobRoot:
         return self.read_json(self.generation_record_file(generation), what="generation record")
 
     def update_generation_record(self, generation: int, **changes: Any) -> dict[str, Any]:
-        """Merge ``changes`` into ``generations/<g>/generation.json`` (created if absent); returns the record."""
+        """Merge ``changes`` into ``generations/<g>/generation.json`` (created if absent); returns the
+        record."""
         record = self.read_generation_record(generation) or {"generation": int(generation)}
         record.update(changes)
         self.write_json(self.generation_record_file(generation), record)

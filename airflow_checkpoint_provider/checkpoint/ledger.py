@@ -1,8 +1,8 @@
 """Reading and changing ``<job root>/job.json`` under a short mutex, so two operations cannot both win.
 
 Every change is a read-modify-write inside :meth:`JobLedger.transaction`, which holds ``job.json.lock``
-(created exclusively; a mutex older than ``MUTEX_STALE_S`` belongs to a crashed writer and is broken). On local
-storage this is atomic; on object stores exclusive creation is check-then-write (see the README).
+(created exclusively; a mutex older than ``MUTEX_STALE_S`` belongs to a crashed writer and is broken). On
+local storage this is atomic; on object stores exclusive creation is check-then-write (see the README).
 """
 
 from __future__ import annotations
@@ -139,7 +139,8 @@ class JobLedger:
     # --- generations ----------------------------------------------------------------------------------
 
     def pinned_generation(self, holder: str) -> int | None:
-        """The generation run ``holder`` acts on: the current one when the run first asks, the same ever after."""
+        """The generation run ``holder`` acts on: the current one when the run first asks, the same ever
+        after."""
         pinned: int | None = None
 
         def change(ledger: Ledger) -> Ledger:

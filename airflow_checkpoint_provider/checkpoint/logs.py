@@ -3,12 +3,15 @@
 Formats, as Spark 4.x writes them (see DESIGN.md §3):
 
 - ``metadata``: ``{"id": "<query id>"}``.
-- ``offsets/<n>``: ``v1`` or ``v2``; a JSON line (``batchWatermarkMs``, ``batchTimestampMs``, ``conf``, and in v2
-  ``sourceMetadataInfo``); then one line per source: v1 the offset JSON or ``-``; v2 ``<source id>:<json or ->``,
-  in no particular order.
-- ``commits/<n>``: ``v1`` or ``v2`` (checkpoint format v2) and a JSON line (``nextBatchWatermarkMs``, and in v2
+- ``offsets/<n>``: ``v1`` or ``v2``; a JSON line (``batchWatermarkMs``, ``batchTimestampMs``, ``conf``, and in
+v2
+  ``sourceMetadataInfo``); then one line per source: v1 the offset JSON or ``-``; v2 ``<source id>:<json or
+  ->``, in no particular order.
+- ``commits/<n>``: ``v1`` or ``v2`` (checkpoint format v2) and a JSON line (``nextBatchWatermarkMs``, and in
+v2
   ``stateUniqueIds``).
-- ``state/<op>/_metadata/metadata`` (v1) or ``state/<op>/_metadata/v2/<batch>`` (v2): a version line and a JSON line
+- ``state/<op>/_metadata/metadata`` (v1) or ``state/<op>/_metadata/v2/<batch>`` (v2): a version line and a
+JSON line
   with ``operatorInfo``, ``stateStoreInfo`` and, in v2, ``operatorPropertiesJson``.
 """
 

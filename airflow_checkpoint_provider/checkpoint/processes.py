@@ -1,4 +1,5 @@
-"""Is a driver process on this host still alive? (Linux ``/proc``; elsewhere ``kill -0``.) No Airflow, no pyspark."""
+"""Is a driver process on this host still alive? (Linux ``/proc``; elsewhere ``kill -0``.) No Airflow, no
+pyspark."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ that same batch N (from ``offsets/N`` of the same checkpoint). Layout::
       manifest.json                 written last: a folder without it is not a snapshot
       verified.json                 written by verification (which checks, when, of which manifest)
 
-The exporter that writes them is a Spark job (``runtime/export.py``); everything here reads them with fsspec and
-pyarrow, so the Airflow side can list, verify and delete snapshots without a JVM.
+The exporter that writes them is a Spark job (``runtime/export.py``); everything here reads them with fsspec
+and pyarrow, so the Airflow side can list, verify and delete snapshots without a JVM.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ MANIFEST = "manifest.json"
 VERIFIED = "verified.json"
 PARTS = "parts"
 FORMAT_VERSION = 1
-#: An export folder without a manifest younger than this may still be being written; retention leaves it alone.
+#: An export folder without a manifest younger than this may still be being written; retention leaves it
+#: alone.
 INCOMPLETE_GRACE = timedelta(hours=6)
 
 
@@ -47,7 +48,8 @@ def new_snapshot_id(generation: int, batch: int, now: Any = None) -> str:
 
 
 def data_file(relative: str) -> bool:
-    """Whether a file inside a part folder is data (Spark also writes ``_SUCCESS`` and hidden ``.crc`` files)."""
+    """Whether a file inside a part folder is data (Spark also writes ``_SUCCESS`` and hidden ``.crc``
+    files)."""
     name = relative.rsplit("/", 1)[-1]
     return not name.startswith(("_", "."))
 
@@ -73,7 +75,8 @@ class Part:
     state_var_type: str | None
     key_columns: list[str]
     value_columns: list[str]
-    #: per column: name, Spark type, and the field of the state reader's output it came from (e.g. "value.sum#2")
+    #: per column: name, Spark type, and the field of the state reader's output it came from (e.g.
+    #: "value.sum#2")
     columns: list[dict[str, str]]
     spark_schema: str
     rows: int
@@ -128,7 +131,8 @@ def read_manifest(root: JobRoot, snapshot_id: str, *, generation: int | None = N
     data = root.read_json(folder.child(MANIFEST), what="snapshot manifest", error=SnapshotCorruptError)
     if data is None:
         raise SnapshotNotFoundError(
-            f"snapshot {snapshot_id!r} does not exist or has no manifest (an unfinished export is not a snapshot)",
+            f"snapshot {snapshot_id!r} does not exist or has no manifest (an unfinished export is not a "
+            "snapshot)",
             path=folder.uri,
             job=root.job,
             generation=generation,
@@ -152,7 +156,8 @@ def read_manifest(root: JobRoot, snapshot_id: str, *, generation: int | None = N
         ) from exc
     if manifest.snapshot_id != snapshot_id:
         raise ForeignSnapshotError(
-            f"folder {snapshot_id!r} holds the manifest of snapshot {manifest.snapshot_id!r} (copied or renamed?)",
+            f"folder {snapshot_id!r} holds the manifest of snapshot {manifest.snapshot_id!r} (copied or "
+            "renamed?)",
             path=folder.uri,
             job=root.job,
             generation=generation,
@@ -253,7 +258,8 @@ def verify_snapshot(
     if problems:
         folder.child(VERIFIED).remove()  # an earlier verification no longer holds
         raise SnapshotCorruptError(
-            f"snapshot {snapshot_id!r} (of generation {manifest.generation}, batch {manifest.batch}) does not match "
+            f"snapshot {snapshot_id!r} (of generation {manifest.generation}, batch {manifest.batch}) does "
+            "not match "
             "its manifest: " + "; ".join(problems),
             path=folder.uri,
             job=root.job,
@@ -322,7 +328,8 @@ class RetentionPlan:
 
 
 class SnapshotCatalogue:
-    """A job's snapshots: list newest first, find, latest verified, retention, delete — inside the job root."""
+    """A job's snapshots: list newest first, find, latest verified, retention, delete — inside the job
+    root."""
 
     def __init__(self, root: JobRoot) -> None:
         self.root = root
@@ -387,7 +394,8 @@ class SnapshotCatalogue:
         return None
 
     def protected(self, entries: list[SnapshotEntry] | None = None) -> dict[str, str]:
-        """Snapshot ids that retention and delete must keep, with the reason (``entries``: an existing listing)."""
+        """Snapshot ids that retention and delete must keep, with the reason (``entries``: an existing
+        listing)."""
         reasons: dict[str, str] = {}
         newest = next((e for e in (self.list() if entries is None else entries) if e.verified), None)
         if newest is not None:

@@ -1,8 +1,8 @@
 """A folder on any fsspec filesystem: the one way this package touches storage.
 
 Accepts a plain path, a URI (``file://``, ``s3://``, ``gs://``, ``hdfs://`` where the filesystem package is
-installed), or an Airflow ``ObjectStoragePath`` (duck-typed: anything with ``fs`` and ``path``), so this module
-works inside a Spark driver that has no Airflow installed.
+installed), or an Airflow ``ObjectStoragePath`` (duck-typed: anything with ``fs`` and ``path``), so this
+module works inside a Spark driver that has no Airflow installed.
 """
 
 from __future__ import annotations

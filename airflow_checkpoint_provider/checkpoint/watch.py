@@ -1,8 +1,8 @@
 """Conditions the lifecycle waits for, read from the job root: one function per condition, shared by the
 operators' synchronous waits, the sensors' pokes and the triggers' loops (so all three agree).
 
-Each returns an :class:`Observation`: ``done`` (the condition holds), ``failed`` (it never will: the reason is in
-``message``), else keep waiting. Nothing here imports Airflow or pyspark.
+Each returns an :class:`Observation`: ``done`` (the condition holds), ``failed`` (it never will: the reason is
+in ``message``), else keep waiting. Nothing here imports Airflow or pyspark.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def driver_started(
 
 
 def stop_acknowledged(root: JobRoot, generation: int, request_id: str) -> Observation:
-    """The driver answered stop request ``request_id`` and, unless it timed out, has exited (lock released)."""
+    """The driver answered stop request ``request_id`` and, unless it timed out, has exited (lock
+    released)."""
     ack = root.read_stop_ack(generation)
     status = root.read_status(generation)
     lease = status.lease_s if status else 30.0
@@ -114,8 +115,9 @@ def stop_acknowledged(root: JobRoot, generation: int, request_id: str) -> Observ
             False, False, f"acknowledged ({ack.outcome}); waiting for the driver to exit", payload
         )
     if status is not None and (not status.is_live() or process_gone(status.pid, status.host)):
-        # It ended (or was killed) before it acknowledged: stopped all the same. Its checkpoint ends at its last
-        # committed batch; a batch it had in flight was never committed and is read again by whoever continues.
+        # It ended (or was killed) before it acknowledged: stopped all the same. Its checkpoint ends at its
+        # last committed batch; a batch it had in flight was never committed and is read again by whoever
+        # continues.
         info = inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
         payload = {
             "outcome": "ended",

@@ -81,7 +81,8 @@ class StreamingJobHook(BaseHook):
 
     :param conn_id: a ``spark`` connection; None for the embedded local default.
     :param master: override the connection's master (e.g. ``local[2]``).
-    :param python_path: folders the driver's and executors' Python must import from (the application's package;
+    :param python_path: folders the driver's and executors' Python must import from (the application's
+    package;
         this provider's own folder is always added).
     :param env: extra environment for local and standalone drivers.
     """
@@ -297,7 +298,8 @@ class StreamingJobHook(BaseHook):
         return parse_k8s_pod_status(output, done.returncode)
 
     def kill(self, handle: DriverHandle) -> None:
-        """Hard-kill a driver (the batch in progress is abandoned and re-run by whoever resumes the checkpoint)."""
+        """Hard-kill a driver (the batch in progress is abandoned and re-run by whoever resumes the
+        checkpoint)."""
         self.log.warning("hard-killing %s", handle.describe())
         if handle.backend in (Backend.LOCAL.value, Backend.STANDALONE.value):
             if local_liveness(handle.pid, handle.host, handle.launch_id) is not Liveness.ALIVE:
@@ -318,8 +320,8 @@ class StreamingJobHook(BaseHook):
     def observe(self, root: JobRoot, generation: int) -> DriverView:
         """Combine the driver's own reports (status, lock) with the backend's answer about its latest launch.
 
-        A report counts as alive while its heartbeat is within the lease — unless its process is on this host and
-        provably gone (a kill -9'd local driver is known dead at once, not after the lease)."""
+        A report counts as alive while its heartbeat is within the lease — unless its process is on this host
+        and provably gone (a kill -9'd local driver is known dead at once, not after the lease)."""
         status = root.read_status(generation)
         handle = latest_handle(root, generation)
         lease = status.lease_s if status else 30.0
@@ -378,7 +380,8 @@ class StreamingJobHook(BaseHook):
         self, root: JobRoot, generation: int, *, launch_id: str | None = None, by: str = ""
     ) -> tuple[DriverHandle, StartDecision]:
         """(Re)start a generation from its recorded launch: resume if its checkpoint has a committed batch (no
-        snapshot is passed), else the fresh path with its snapshot. Records the handle next to the checkpoint."""
+        snapshot is passed), else the fresh path with its snapshot. Records the handle next to the
+        checkpoint."""
         record = root.read_generation_record(generation) or {}
         application = record.get("application")
         if not application:

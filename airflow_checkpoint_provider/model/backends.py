@@ -1,5 +1,5 @@
-"""Where a driver runs, as pure data: the submission target, the handle of a submitted driver, the commands that
-submit, query and kill it on each backend, and the parsing of what those commands print.
+"""Where a driver runs, as pure data: the submission target, the handle of a submitted driver, the commands
+that submit, query and kill it on each backend, and the parsing of what those commands print.
 
 Commands are argument lists, never shell strings. The hook (``hooks/checkpoint.py``) runs them.
 
@@ -78,7 +78,8 @@ class SubmitTarget:
             )
         if backend in (Backend.YARN, Backend.KUBERNETES) and mode != "cluster":
             raise InvalidLaunchError(
-                f"{backend.value} drivers must run in cluster mode (a client-mode driver would die with the Airflow "
+                f"{backend.value} drivers must run in cluster mode (a client-mode driver would die with "
+                "the Airflow "
                 "worker), got deploy mode {mode!r}",
                 hint="Set deploy-mode to cluster in the connection's extras",
             )
@@ -180,7 +181,8 @@ def submit_command(
 
 
 def status_command(target: SubmitTarget, handle: DriverHandle) -> list[str] | None:
-    """The command that reports a cluster driver's state (None for local and standalone: the hook checks the pid)."""
+    """The command that reports a cluster driver's state (None for local and standalone: the hook checks the
+    pid)."""
     if handle.backend == Backend.YARN.value and handle.app_id:
         return [target.yarn_binary, "application", "-status", handle.app_id]
     if handle.backend == Backend.KUBERNETES.value and handle.pod:
@@ -189,7 +191,8 @@ def status_command(target: SubmitTarget, handle: DriverHandle) -> list[str] | No
 
 
 def kill_command(target: SubmitTarget, handle: DriverHandle) -> list[str] | None:
-    """The command that hard-kills a cluster driver (None for local and standalone: the hook signals the group)."""
+    """The command that hard-kills a cluster driver (None for local and standalone: the hook signals the
+    group)."""
     if handle.backend == Backend.YARN.value and handle.app_id:
         return [target.yarn_binary, "application", "-kill", handle.app_id]
     if handle.backend == Backend.KUBERNETES.value and handle.pod:
@@ -234,7 +237,8 @@ def parse_k8s_submission(output: str) -> str | None:
 
 
 def parse_k8s_pod_status(output: str, returncode: int = 0) -> Liveness:
-    """``kubectl get pod <driver> -o json``: ``status.phase`` (Pending/Running alive; Succeeded/Failed gone)."""
+    """``kubectl get pod <driver> -o json``: ``status.phase`` (Pending/Running alive; Succeeded/Failed
+    gone)."""
     if returncode != 0:
         return Liveness.GONE if "NotFound" in output or "not found" in output else Liveness.UNKNOWN
     try:

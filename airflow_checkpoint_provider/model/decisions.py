@@ -36,14 +36,15 @@ def decide_start(
 ) -> StartDecision:
     """Decide from the checkpoint alone whether to resume or start fresh.
 
-    Promise 2: initial state is loaded only into a generation whose checkpoint has no committed batch. A batch 0
-    that was planned but never committed (a crash in batch 0) is re-run on the fresh path with the same initial
-    state and the same starting offsets; Spark has applied nothing of it yet.
+    Promise 2: initial state is loaded only into a generation whose checkpoint has no committed batch. A batch
+    0 that was planned but never committed (a crash in batch 0) is re-run on the fresh path with the same
+    initial state and the same starting offsets; Spark has applied nothing of it yet.
     """
     if last_committed_batch is not None:
         return StartDecision(
             StartMode.RESUME,
-            f"resuming generation {generation} after committed batch {last_committed_batch}: the checkpoint has "
+            f"resuming generation {generation} after committed batch {last_committed_batch}: the "
+            "checkpoint has "
             "commits, so initial state is not loaded"
             + (f"; planned batch {in_flight_batch} will be re-run" if in_flight_batch is not None else ""),
             load_initial_state=False,
@@ -144,8 +145,8 @@ def decide_cleanup(
     require_stop: bool,
     already_done: bool,
 ) -> tuple[CleanupVerdict, str]:
-    """Promise 3: a checkpoint is retired only when its driver is provably stopped and a verified snapshot of its
-    last committed batch exists (and, when asked, the graceful stop of this run completed)."""
+    """Promise 3: a checkpoint is retired only when its driver is provably stopped and a verified snapshot of
+    its last committed batch exists (and, when asked, the graceful stop of this run completed)."""
     if already_done:
         return CleanupVerdict.ALREADY_DONE, "already retired"
     if not driver_stopped:

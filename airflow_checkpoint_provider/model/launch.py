@@ -1,8 +1,8 @@
 """The launch contract: what the lifecycle operators pass to a managed streaming application.
 
-One place parses and validates it. It travels as command-line arguments so that a cluster manager that restarts a
-driver with its original arguments restarts it with the same contract (and the driver then decides, from the
-checkpoint, whether to resume). A user can launch by hand with the same flags::
+One place parses and validates it. It travels as command-line arguments so that a cluster manager that
+restarts a driver with its original arguments restarts it with the same contract (and the driver then decides,
+from the checkpoint, whether to resume). A user can launch by hand with the same flags::
 
     spark-submit app.py --acp-job-root /data/jobs/counter --acp-generation 2 \\
         --acp-snapshot 20261122T101500Z-g1-b41 --acp-starting-offsets '[{"offset": 4200}]' \\
@@ -30,7 +30,8 @@ class LaunchSpec:
     """The arguments of one managed driver start.
 
     :param job_root: the job's root folder (path or URI); everything the job owns lives below it.
-    :param generation: the generation this driver runs (>= 1); its checkpoint is ``generations/<g>/checkpoint``.
+    :param generation: the generation this driver runs (>= 1); its checkpoint is
+    ``generations/<g>/checkpoint``.
     :param job_name: a display name; defaults to the job root's last path element.
     :param snapshot: id of the snapshot to load as initial state on the fresh path (None: no initial state).
     :param starting_offsets: per source, the offset JSON to start from on the fresh path; None means "the
@@ -101,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def parse_launch_args(argv: Sequence[str]) -> tuple[LaunchSpec, list[str]]:
-    """Split ``argv`` into the launch contract and the application's own arguments (after ``--`` or unknown)."""
+    """Split ``argv`` into the launch contract and the application's own arguments (after ``--`` or
+    unknown)."""
     argv = list(argv)
     app_args: list[str] = []
     if "--" in argv:

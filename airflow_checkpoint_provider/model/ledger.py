@@ -1,8 +1,10 @@
-"""The job ledger (``<job root>/job.json``): current generation, history, and the lease (pure data + decisions).
+"""The job ledger (``<job root>/job.json``): current generation, history, and the lease (pure data +
+decisions).
 
-The lease makes lifecycle operations on one job mutually exclusive: a redeploy DAG run holds it from its stop to
-its start, so a second redeploy (or a restart callback) fails fast naming the holder instead of interleaving. A
-holder may take it again (a retried task, the next task of the same run); a lease past its expiry is free.
+The lease makes lifecycle operations on one job mutually exclusive: a redeploy DAG run holds it from its stop
+to its start, so a second redeploy (or a restart callback) fails fast naming the holder instead of
+interleaving. A holder may take it again (a retried task, the next task of the same run); a lease past its
+expiry is free.
 """
 
 from __future__ import annotations

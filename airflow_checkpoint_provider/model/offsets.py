@@ -4,10 +4,11 @@ A checkpoint's ``offsets/N`` holds, per source, the offset *after* the last reco
 read). A new generation that starts right after batch N passes exactly that as its starting position:
 
 - the shipped ``eventlog`` source: ``{"offset": n}`` -> option ``startingOffset=n``;
-- Kafka: the checkpoint's ``{"topic": {"0": 42, "1": 17}}`` is already the JSON form Kafka's ``startingOffsets``
-  option takes for specific offsets, so it is passed verbatim (never ``latest``: a batch-0 retry would then skip
-  data). Partitions added after the snapshot are absent from it; Kafka starts them at ``earliest`` by default —
-  pass them explicitly if that is not what you want.
+- Kafka: the checkpoint's ``{"topic": {"0": 42, "1": 17}}`` is already the JSON form Kafka's
+``startingOffsets``
+  option takes for specific offsets, so it is passed verbatim (never ``latest``: a batch-0 retry would then
+  skip data). Partitions added after the snapshot are absent from it; Kafka starts them at ``earliest`` by
+  default — pass them explicitly if that is not what you want.
 """
 
 from __future__ import annotations

@@ -91,8 +91,9 @@ class StopRequest:
     timeout_s: float = 120.0
     on_timeout: str = OnStopTimeout.KEEP_RUNNING.value
     requested_by: str = ""
-    #: Export a snapshot of the final committed batch in the stopping driver, before it exits (its own session:
-    #: no second JVM). The acknowledgement names it, or says why it failed (a separate export can still run).
+    #: Export a snapshot of the final committed batch in the stopping driver, before it exits (its own
+    #: session: no second JVM). The acknowledgement names it, or says why it failed (a separate export can
+    #: still run).
     snapshot: bool = False
 
     def to_json(self) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """Operators for the lifecycle of a checkpointed streaming job: start, stop, snapshot, cleanup.
 
-A redeploy DAG chains them (stop → snapshot → cleanup → start from the snapshot); a recovery is a start without a
-snapshot, which restarts the current generation on its own checkpoint. Each operator records intent under the job
-root before acting, holds the job's lease (one lifecycle operation per job: a second redeploy fails fast naming
-the holder, until that run ends or the lease expires), and is idempotent: rerunning a failed DAG run finishes the work and never repeats it wrongly.
+A redeploy DAG chains them (stop → snapshot → cleanup → start from the snapshot); a recovery is a start
+without a snapshot, which restarts the current generation on its own checkpoint. Each operator records intent
+under the job root before acting, holds the job's lease (one lifecycle operation per job: a second redeploy
+fails fast naming the holder, until that run ends or the lease expires), and is idempotent: rerunning a failed
+DAG run finishes the work and never repeats it wrongly.
 
 Constructors only record intent; hooks are built in ``execute``. Errors that retrying cannot fix (corrupt
 checkpoint, foreign snapshot, lease held, ...) fail the task at once (``AirflowFailException``).
@@ -59,7 +60,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def classified(fn: F) -> F:
-    """Turn terminal provider errors into ``AirflowFailException`` (no pointless retries); keep the message."""
+    """Turn terminal provider errors into ``AirflowFailException`` (no pointless retries); keep the
+    message."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -82,7 +84,8 @@ def run_holder(context: Context) -> str:
 
 
 def run_finished(context: Context, holder: str) -> bool:
-    """Whether the DAG run ``holder`` (``dag_id/run_id``) is no longer active, so the lease it left is free."""
+    """Whether the DAG run ``holder`` (``dag_id/run_id``) is no longer active, so the lease it left is
+    free."""
     dag_id, _, run_id = holder.removeprefix("restart:").partition("/")
     if not dag_id or not run_id:
         return False
@@ -248,12 +251,13 @@ def driver_error(
 class StartStreamingJobOperator(StreamingJobOperator):
     """Start a managed streaming application: first start, fresh from a snapshot, or resume.
 
-    Without ``snapshot`` it (re)starts the job's current generation on its own checkpoint — a recovery; the driver
-    resumes and never loads a snapshot again. With ``snapshot`` it creates a new generation (once: a retry reuses
-    it) whose driver loads the snapshot as initial state and starts its sources after the snapshot's batch.
-    A live driver is reconnected to, never submitted twice. Waits until the driver reports RUNNING with a
-    committed batch (``wait_for="committed"``), or only RUNNING (``"running"``), and fails with the driver's own
-    error. Returns (XCom) the generation, start mode, reason, launch id and last committed batch.
+    Without ``snapshot`` it (re)starts the job's current generation on its own checkpoint — a recovery; the
+    driver resumes and never loads a snapshot again. With ``snapshot`` it creates a new generation (once: a
+    retry reuses it) whose driver loads the snapshot as initial state and starts its sources after the
+    snapshot's batch. A live driver is reconnected to, never submitted twice. Waits until the driver reports
+    RUNNING with a committed batch (``wait_for="committed"``), or only RUNNING (``"running"``), and fails with
+    the driver's own error. Returns (XCom) the generation, start mode, reason, launch id and last committed
+    batch.
 
     :param application: the application file for spark-submit (templated).
     :param application_args: the application's own arguments (templated).
@@ -445,7 +449,8 @@ class StartStreamingJobOperator(StreamingJobOperator):
                 view = hook.observe(root, current)
                 if view.alive:
                     raise DriverStillRunningError(
-                        f"generation {current} still has a live driver ({view.reason}); a new generation would "
+                        f"generation {current} still has a live driver ({view.reason}); a new generation "
+                        "would "
                         "run beside it",
                         path=root.generation_dir(current).uri,
                         job=root.job,
@@ -502,17 +507,18 @@ class StopStreamingJobOperator(StreamingJobOperator):
     Writes a stop request (or, on a rerun, waits on the one already pending) and waits for the driver's
     acknowledgement with its final committed batch and offsets. An already stopped job is success. On timeout:
     ``on_timeout="fail"`` (default; the driver keeps running), ``"force_stop"`` (the driver stops its query
-    anyway; the abandoned batch is re-run by whoever resumes the checkpoint) or ``"kill"`` (hard-kill the driver
-    through its backend). A driver that dies before it acknowledges is stopped all the same (outcome ``ended``,
-    with its state and error): its checkpoint ends at its last committed batch. Returns (XCom) ``generation``,
-    ``outcome`` (stopped, forced, killed, ended, already_stopped), ``final_committed_batch`` and ``end_offsets``.
+    anyway; the abandoned batch is re-run by whoever resumes the checkpoint) or ``"kill"`` (hard-kill the
+    driver through its backend). A driver that dies before it acknowledges is stopped all the same (outcome
+    ``ended``, with its state and error): its checkpoint ends at its last committed batch. Returns (XCom)
+    ``generation``, ``outcome`` (stopped, forced, killed, ended, already_stopped), ``final_committed_batch``
+    and ``end_offsets``.
 
     :param generation: the generation to stop (templated); default the current one.
     :param timeout_s: how long the driver may take to reach a batch boundary.
     :param snapshot: have the stopping driver export its final committed batch before it exits, with its own
-        Spark session (a redeploy's snapshot then costs no second JVM start). The XCom gains ``snapshot_id`` (or
-        ``snapshot_error``); a following :class:`SnapshotStreamingJobOperator` finds and verifies it, or exports
-        itself when the driver could not (it died, or its export failed).
+        Spark session (a redeploy's snapshot then costs no second JVM start). The XCom gains ``snapshot_id``
+        (or ``snapshot_error``); a following :class:`SnapshotStreamingJobOperator` finds and verifies it, or
+        exports itself when the driver could not (it died, or its export failed).
     """
 
     template_fields: Sequence[str] = (*StreamingJobOperator.template_fields, "generation")
@@ -826,11 +832,12 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
 
 
 class CleanupStreamingJobOperator(StreamingJobOperator):
-    """Retire a generation's checkpoint — kept in place and marked retired, or deleted (``mode``) — never moved.
+    """Retire a generation's checkpoint — kept in place and marked retired, or deleted (``mode``) — never
+    moved.
 
-    Only when its driver is provably stopped, a verified snapshot of its last committed batch exists, the path is
-    inside the job root, and (with ``stop_task_id``) the stop task of this DAG run completed. A retired generation
-    can never be started again (its driver refuses). Then applies snapshot retention when asked.
+    Only when its driver is provably stopped, a verified snapshot of its last committed batch exists, the path
+    is inside the job root, and (with ``stop_task_id``) the stop task of this DAG run completed. A retired
+    generation can never be started again (its driver refuses). Then applies snapshot retention when asked.
 
     :param snapshot_id: the snapshot that covers the generation (templated); it names the generation.
     :param generation: the generation to retire (templated), if no snapshot id is given.

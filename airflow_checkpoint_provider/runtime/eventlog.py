@@ -1,9 +1,9 @@
 """An append-only event log on local or fsspec storage, and a Spark streaming source over it.
 
-The log is a folder of segment files ``<n>.jsonl`` (``n`` zero-padded), each a sequence of JSON lines. A record's
-offset is its position in the whole log (0-based); a source offset ``{"offset": n}`` means "the first ``n``
-records", i.e. the next record to read, exactly like a Kafka partition's offset. Only complete lines (ending in
-``\\n``) are visible, so a writer that crashed mid-line hides its torn tail.
+The log is a folder of segment files ``<n>.jsonl`` (``n`` zero-padded), each a sequence of JSON lines. A
+record's offset is its position in the whole log (0-based); a source offset ``{"offset": n}`` means "the first
+``n`` records", i.e. the next record to read, exactly like a Kafka partition's offset. Only complete lines
+(ending in ``\\n``) are visible, so a writer that crashed mid-line hides its torn tail.
 
 The writer and the line counting are pure Python; the Spark parts import pyspark lazily so a producer process
 (or the demo's event generator) does not need a JVM.
@@ -124,7 +124,8 @@ class EventLogWriter:
         self.segment_records = segment_records
         segments = EventLogIndex(location).segments()
         self._next_offset = segments[-1].first + segments[-1].count if segments else 0
-        # Always start a fresh segment: a previous writer may have left a torn line at the end of the last one.
+        # Always start a fresh segment: a previous writer may have left a torn line at the end of the last
+        # one.
         self._segment_number = len(segments)
         self._in_segment = 0
         self._handle: Any = None

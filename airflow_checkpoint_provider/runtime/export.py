@@ -1,4 +1,5 @@
-"""The snapshot exporter: a Spark batch job that writes the state of one committed batch as Parquet + manifest.
+"""The snapshot exporter: a Spark batch job that writes the state of one committed batch as Parquet +
+manifest.
 
 Run it where the job's cluster is::
 
@@ -6,14 +7,15 @@ Run it where the job's cluster is::
         [--batch N] [--snapshot-id ID] [--code-version LABEL] [--deep]
 
 or in-process with :func:`export_snapshot` (tests and notebooks share one session). For batch N (default: the
-last committed one) it lists every stateful operator and state variable with ``state-metadata``, reads each with
-the ``statestore`` reader at N, flattens key and value structs to top-level columns (renaming Spark's repeated
-internal aggregate field names, e.g. ``sum, count, sum`` -> ``sum, count, sum_2``), writes Parquet, checksums the
-files, and publishes ``manifest.json`` last. The source end offsets come from ``offsets/N`` of the same checkpoint,
-so state and position always belong to the same batch. On failure the partial folder is removed.
+last committed one) it lists every stateful operator and state variable with ``state-metadata``, reads each
+with the ``statestore`` reader at N, flattens key and value structs to top-level columns (renaming Spark's
+repeated internal aggregate field names, e.g. ``sum, count, sum`` -> ``sum, count, sum_2``), writes Parquet,
+checksums the files, and publishes ``manifest.json`` last. The source end offsets come from ``offsets/N`` of
+the same checkpoint, so state and position always belong to the same batch. On failure the partial folder is
+removed.
 
-Exporting the same (generation, batch) again returns the existing snapshot (promise 5: a rerun never repeats the
-work wrongly). Works on a running query (N must still be retained) and on a stopped one.
+Exporting the same (generation, batch) again returns the existing snapshot (promise 5: a rerun never repeats
+the work wrongly). Works on a running query (N must still be retained) and on a stopped one.
 """
 
 from __future__ import annotations
@@ -232,7 +234,8 @@ def export_snapshot(
         )
     if not (checkpoint.child("offsets", n).exists() and checkpoint.child("commits", n).exists()):
         raise BatchNotRetainedError(
-            f"batch {n} is no longer retained in the checkpoint (its offset or commit log was purged; retained: "
+            f"batch {n} is no longer retained in the checkpoint (its offset or commit log was purged; "
+            "retained: "
             f"{info.retained_batches})",
             path=checkpoint.uri,
             job=root.job,

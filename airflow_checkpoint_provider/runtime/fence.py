@@ -1,12 +1,12 @@
 """The source fence: after a stop request, the shipped event-log source admits no new data.
 
-It runs in Spark's Python process for the source on the driver (a separate process from the driver's own Python,
-so it talks to the supervisor through the control folder). While a stop request is open (``stop.json`` holds a
-request id that ``stop-ack.json`` has not answered), ``latestOffset`` freezes the source at the end of what is
-already planned and records that offset, with the request id, in ``fence-<source>.json``; every later call returns
-the same offset, so Spark plans no new batch. The driver stops once every fenced offset is committed: a stop at a
-batch boundary, with nothing in flight. An answered request (stopped, or timed out with the driver kept running)
-fences nothing, so a restarted driver of the same generation runs normally.
+It runs in Spark's Python process for the source on the driver (a separate process from the driver's own
+Python, so it talks to the supervisor through the control folder). While a stop request is open (``stop.json``
+holds a request id that ``stop-ack.json`` has not answered), ``latestOffset`` freezes the source at the end of
+what is already planned and records that offset, with the request id, in ``fence-<source>.json``; every later
+call returns the same offset, so Spark plans no new batch. The driver stops once every fenced offset is
+committed: a stop at a batch boundary, with nothing in flight. An answered request (stopped, or timed out with
+the driver kept running) fences nothing, so a restarted driver of the same generation runs normally.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ class SourceFence:
         self._fenced: tuple[str, int] | None = None  # (request id, offset)
 
     def admit(self, begin: int, end: int) -> int:
-        """The end offset Spark may plan: ``end`` normally; ``begin`` (frozen) while a stop request is open."""
+        """The end offset Spark may plan: ``end`` normally; ``begin`` (frozen) while a stop request is
+        open."""
         request_id = open_request(self.control)
         if request_id is None:
             self._fenced = None

@@ -13,11 +13,11 @@ A user's application::
     if __name__ == "__main__":
         raise SystemExit(managed.run(build, app_name="counter"))
 
-``run`` parses the launch contract from ``sys.argv``, refuses to run on a superseded generation or beside another
-live driver, decides resume vs fresh from the checkpoint (at every start: a restarted driver with the same
-arguments resumes and never loads the snapshot again), starts the query on ``generations/<g>/checkpoint``,
-keeps ``status.json`` current, and serves stop requests. Exit code 0 when stopped (on request or superseded),
-1 on error (with the error in ``status.json``).
+``run`` parses the launch contract from ``sys.argv``, refuses to run on a superseded generation or beside
+another live driver, decides resume vs fresh from the checkpoint (at every start: a restarted driver with the
+same arguments resumes and never loads the snapshot again), starts the query on
+``generations/<g>/checkpoint``, keeps ``status.json`` current, and serves stop requests. Exit code 0 when
+stopped (on request or superseded), 1 on error (with the error in ``status.json``).
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ SESSION_CONF = {"spark.sql.streaming.stateStore.providerClass": ROCKSDB}
 
 
 class GateClosed(RuntimeError):
-    """Raised by a gated sink to refuse a batch before touching it (stop requested, or generation superseded)."""
+    """Raised by a gated sink to refuse a batch before touching it (stop requested, or generation
+    superseded)."""
 
 
 class StatusWriter:
@@ -96,8 +97,8 @@ class StatusWriter:
 class DriverLock:
     """``generations/<g>/driver.lock``: at most one live driver per generation (promise 4).
 
-    Created exclusively; refreshed on every heartbeat; a lock whose heartbeat is older than the lease belongs to a
-    dead driver and is taken over.
+    Created exclusively; refreshed on every heartbeat; a lock whose heartbeat is older than the lease belongs
+    to a dead driver and is taken over.
     """
 
     def __init__(self, root: JobRoot, generation: int, driver_id: str, lease_s: float) -> None:
@@ -124,7 +125,8 @@ class DriverLock:
         dead_here = process_gone(holder.get("pid"), holder.get("host"))
         if holder.get("driver_id") != self.driver_id and age < self.lease_s and not dead_here:
             raise FencedError(
-                f"another live driver ({holder.get('driver_id')} on {holder.get('host')} pid {holder.get('pid')}, "
+                f"another live driver ({holder.get('driver_id')} on {holder.get('host')} pid "
+                f"{holder.get('pid')}, "
                 f"heartbeat {age:.1f}s ago) holds this generation; refusing to start a second one",
                 path=self.file.uri,
                 job=self.root.job,
@@ -149,7 +151,8 @@ class DriverLock:
 
 
 class ManagedContext:
-    """What ``build`` gets: the session, the decision, and helpers that apply it to sources, state and sinks."""
+    """What ``build`` gets: the session, the decision, and helpers that apply it to sources, state and
+    sinks."""
 
     def __init__(
         self,
@@ -179,12 +182,14 @@ class ManagedContext:
         return self.spec.generation
 
     def starting_offset(self, source_index: int) -> Any | None:
-        """The recorded end offset this source starts from on the fresh path (None on resume or if not given)."""
+        """The recorded end offset this source starts from on the fresh path (None on resume or if not
+        given)."""
         if self.decision.mode is StartMode.RESUME or self.starting_offsets is None:
             return None
         if source_index >= len(self.starting_offsets):
             raise OffsetsMismatchError(
-                f"the query reads source #{source_index} but only {len(self.starting_offsets)} starting offsets "
+                f"the query reads source #{source_index} but only {len(self.starting_offsets)} starting "
+                "offsets "
                 "were given",
                 path=self.root.location.uri,
                 job=self.root.job,
@@ -219,8 +224,8 @@ class ManagedContext:
         expect: Any = None,
         migrate: Callable[[Any], Any] | None = None,
     ) -> Any:
-        """The snapshot's state part ``part`` (None: its only part) grouped by its key, for ``initialState=`` —
-        or None unless this start loads a snapshot (never on resume: promise 2).
+        """The snapshot's state part ``part`` (None: its only part) grouped by its key, for ``initialState=``
+        — or None unless this start loads a snapshot (never on resume: promise 2).
 
         :param key: key column(s); default the part's key columns as exported.
         :param expect: the state schema the new code declares for this part (a ``StructType`` or DDL string of
@@ -254,16 +259,17 @@ class ManagedContext:
         self, schema: Any, part: str | None = None, *, migrate: Callable[[Any], Any] | None = None
     ) -> Any:
         """The snapshot's state as *input*: a streaming DataFrame that yields the rows of state part ``part``
-        once, in this generation's first batch, and nothing ever after — for state that is a mergeable aggregate
-        (count, sum, min, max, ...): union it with the events and let Spark's own aggregation fold both, so the
-        state loads at the speed of a Parquet scan instead of one Python call per key.
+        once, in this generation's first batch, and nothing ever after — for state that is a mergeable
+        aggregate (count, sum, min, max, ...): union it with the events and let Spark's own aggregation fold
+        both, so the state loads at the speed of a Parquet scan instead of one Python call per key.
 
         Exactly once comes from Spark's checkpoint: it is a file stream source over the snapshot's (immutable)
         Parquet files, and the source's own log in the checkpoint records them as read with batch 0. A restart
-        after a commit reads nothing (promise 2); a re-run batch 0 reads the same files again. A generation that
-        did not start from a snapshot gets an empty folder: the query has the same shape either way.
+        after a commit reads nothing (promise 2); a re-run batch 0 reads the same files again. A generation
+        that did not start from a snapshot gets an empty folder: the query has the same shape either way.
 
-        :param schema: the seed's schema after ``migrate`` (a ``StructType`` or DDL string); the empty stream of a
+        :param schema: the seed's schema after ``migrate`` (a ``StructType`` or DDL string); the empty stream
+        of a
             generation without a snapshot has it.
         :param part: the snapshot's state part; default its only part.
         :param migrate: old state rows -> seed rows (rename, add or drop columns); applied on read.
@@ -293,13 +299,15 @@ class ManagedContext:
         return df
 
     def _part(self, manifest: Manifest, part: str | None) -> tuple[str, Any]:
-        """The snapshot's state part by name (None: its only one), or ForeignSnapshotError naming what it has."""
+        """The snapshot's state part by name (None: its only one), or ForeignSnapshotError naming what it
+        has."""
         folder = self.root.snapshot_dir(manifest.snapshot_id)
         has = ", ".join(sorted(manifest.parts)) or "none"
         if part is None:
             if len(manifest.parts) != 1:
                 raise ForeignSnapshotError(
-                    f"snapshot {manifest.snapshot_id!r} has {len(manifest.parts)} state parts ({has}): name one",
+                    f"snapshot {manifest.snapshot_id!r} has {len(manifest.parts)} state parts ({has}): "
+                    "name one",
                     path=folder.uri,
                     job=self.root.job,
                     generation=self.generation,
@@ -315,8 +323,9 @@ class ManagedContext:
         return part, manifest.parts[part]
 
     def gated(self, fn: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
-        """Wrap a ``foreachBatch`` function: it refuses a batch, before touching it, once this driver must stop
-        (a stop request served by the gate, or a superseded generation). A refused batch is not committed."""
+        """Wrap a ``foreachBatch`` function: it refuses a batch, before touching it, once this driver must
+        stop (a stop request served by the gate, or a superseded generation). A refused batch is not
+        committed."""
         self.gated_sinks += 1
 
         def gate(df: Any, batch_id: int) -> Any:
@@ -398,7 +407,8 @@ def _offsets_for_fresh_start(
     recorded = list(manifest.end_offsets)
     if spec.starting_offsets is not None and list(spec.starting_offsets) != recorded:
         raise OffsetsMismatchError(
-            f"starting offsets {list(spec.starting_offsets)} do not match snapshot {spec.snapshot!r}'s end offsets "
+            f"starting offsets {list(spec.starting_offsets)} do not match snapshot {spec.snapshot!r}'s "
+            "end offsets "
             f"{recorded} (batch {manifest.batch}): starting elsewhere would lose or double-count events",
             path=root.snapshot_dir(str(spec.snapshot)).uri,
             job=root.job,
@@ -408,12 +418,14 @@ def _offsets_for_fresh_start(
 
 
 def prepare(spec: LaunchSpec) -> tuple[JobRoot, StartDecision, list[Any] | None, Manifest | None]:
-    """Everything decided before any Spark work: fencing, the start decision, validated offsets and snapshot."""
+    """Everything decided before any Spark work: fencing, the start decision, validated offsets and
+    snapshot."""
     root = JobRoot(spec.job_root, job=spec.job_name)
     current = root.current_generation()
     if current is not None and current != spec.generation:
         raise FencedError(
-            f"generation {spec.generation} is not the job's current generation ({current}); refusing to start",
+            f"generation {spec.generation} is not the job's current generation ({current}); refusing to "
+            "start",
             path=root.location.uri,
             job=root.job,
             generation=spec.generation,
@@ -644,7 +656,8 @@ def _run_query(
         unused = sorted(set(manifest.parts) - set(ctx.initial_state_parts))
         if len(unused) == len(manifest.parts):
             raise InvalidLaunchError(
-                f"this start must load snapshot {spec.snapshot!r} as initial state, but the application called "
+                f"this start must load snapshot {spec.snapshot!r} as initial state, but the application "
+                "called "
                 "ctx.initial_state(...) for none of its parts: starting would silently drop the state",
                 path=root.snapshot_dir(str(spec.snapshot)).uri,
                 job=root.job,
@@ -737,7 +750,8 @@ def _supervise(ctx: ManagedContext, query: Any, status: StatusWriter, lock: Driv
 
 
 def _at_boundary(ctx: ManagedContext, query: Any, request: StopRequest) -> bool:
-    """Whether stopping now leaves no batch in flight and, with the fence, everything admitted is committed."""
+    """Whether stopping now leaves no batch in flight and, with the fence, everything admitted is
+    committed."""
     info = inspect_checkpoint(ctx.checkpoint_location, allow_empty=True)
     if info.in_flight_batch is not None or query.status.get("isTriggerActive"):
         return False

@@ -94,7 +94,8 @@ class _JobRootSensor(BaseSensorOperator):
 
 class StreamingJobHealthSensor(_JobRootSensor):
     """Succeed when the job is healthy: driver RUNNING, heartbeat fresh, and (optionally) a batch within
-    ``max_batch_age_s`` and source lag at most ``max_lag`` records. Fail at once when the driver is dead or failed.
+    ``max_batch_age_s`` and source lag at most ``max_lag`` records. Fail at once when the driver is dead or
+    failed.
 
     :param generation: default the current one (templated).
     :param max_heartbeat_age_s: default the driver's own lease.

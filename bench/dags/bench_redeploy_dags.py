@@ -1,5 +1,6 @@
-"""The redeploy DAG as it was before the stopping driver exported its own snapshot (an airflow dag for the redeploy
-benchmark's side-by-side comparison): the snapshot task runs the exporter as its own Spark application."""
+"""The redeploy DAG as it was before the stopping driver exported its own snapshot (an airflow dag for the
+redeploy benchmark's side-by-side comparison): the snapshot task runs the exporter as its own Spark
+application."""
 
 from __future__ import annotations
 

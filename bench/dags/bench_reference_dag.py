@@ -1,5 +1,6 @@
-"""The reference for the import benchmark: an airflow DAG of the same shape as the example DAGs with no provider
-operator in it — what any DAG file costs to import over ``airflow.sdk`` (Airflow's own DAG and timetable code)."""
+"""The reference for the import benchmark: an airflow DAG of the same shape as the example DAGs with no
+provider operator in it — what any DAG file costs to import over ``airflow.sdk`` (Airflow's own DAG and
+timetable code)."""
 
 from __future__ import annotations
 

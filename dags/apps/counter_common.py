@@ -1,9 +1,9 @@
 """Shared parts of the event counter examples: arguments and the idempotent per-batch sink.
 
 The sink writes each batch's output to ``<output>/g=<generation>/batch=<id>/`` with Spark's Parquet commit
-protocol (``overwrite``): a replayed batch replaces its own folder, and a batch folder without ``_SUCCESS`` is a
-partial write that never committed. Batch ids restart at 0 in every generation, so the generation is part of the
-key — a sink keyed on batch id alone would drop the new generation's first batches as duplicates.
+protocol (``overwrite``): a replayed batch replaces its own folder, and a batch folder without ``_SUCCESS`` is
+a partial write that never committed. Batch ids restart at 0 in every generation, so the generation is part of
+the key — a sink keyed on batch id alone would drop the new generation's first batches as duplicates.
 """
 
 from __future__ import annotations

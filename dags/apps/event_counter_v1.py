@@ -5,7 +5,8 @@ State part ``counts``: one row per key ``(key STRING, n BIGINT, total BIGINT)``.
 A rollback from v2 goes through a snapshot too (v2's checkpoint pins a state schema v1 cannot read): v1's
 migration :func:`migrate_v2_to_v1` drops v2's ``max`` column and keeps ``n`` and ``total`` exactly.
 
-    spark-submit dags/apps/event_counter_v1.py --acp-job-root <root> --acp-generation <g> [--acp-snapshot <id>] \\
+    spark-submit dags/apps/event_counter_v1.py --acp-job-root <root> --acp-generation <g> [--acp-snapshot
+    <id>] \\
         -- --events <event log> --output <sink folder>
 """
 

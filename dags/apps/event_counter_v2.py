@@ -2,10 +2,10 @@
 
 State part ``counts``: ``(key STRING, n BIGINT, total BIGINT, max BIGINT)``.
 
-Why a redeploy, not a restart: v1's checkpoint pins the value schema ``(n, total)`` of state variable ``counts``;
-v2 declares ``(n, total, max)``, which Spark refuses on v1's checkpoint (the state schema check fails at the first
-batch). So v1 -> v2 goes through a snapshot: stop v1 at a batch boundary, export its state, start v2 on a fresh
-checkpoint with :func:`migrate_v1_to_v2` applied to the snapshot on load.
+Why a redeploy, not a restart: v1's checkpoint pins the value schema ``(n, total)`` of state variable
+``counts``; v2 declares ``(n, total, max)``, which Spark refuses on v1's checkpoint (the state schema check
+fails at the first batch). So v1 -> v2 goes through a snapshot: stop v1 at a batch boundary, export its state,
+start v2 on a fresh checkpoint with :func:`migrate_v1_to_v2` applied to the snapshot on load.
 
 The migration: ``n`` and ``total`` carry over unchanged; ``max`` is NULL, because v1 never kept the events it
 counted and a maximum cannot be derived from a count and a sum. The first event v2 sees for a key sets it, so

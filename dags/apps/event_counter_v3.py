@@ -1,12 +1,12 @@
 """Event counter v3: the same per-key count, sum and maximum as v2, kept by Spark's own streaming aggregation
 instead of a Python ``transformWithState`` — and its state loads at disk speed.
 
-Why: loading a snapshot as ``initialState`` of a Python ``transformWithState`` costs a few Python calls per key
-(thousands of keys per second). Count, sum and max are *mergeable*: the state of a key is the aggregate of its
-events, and aggregating the old state together with new events gives the same result. So v3 takes the snapshot as
-*input* (:meth:`ManagedContext.seed_stream`): in the generation's first batch the snapshot's rows are unioned with
-the events and Spark's aggregation folds both, at the speed of a Parquet scan. Spark's checkpoint makes the seed
-exactly-once (a restart after a commit reads nothing).
+Why: loading a snapshot as ``initialState`` of a Python ``transformWithState`` costs a few Python calls per
+key (thousands of keys per second). Count, sum and max are *mergeable*: the state of a key is the aggregate of
+its events, and aggregating the old state together with new events gives the same result. So v3 takes the
+snapshot as *input* (:meth:`ManagedContext.seed_stream`): in the generation's first batch the snapshot's rows
+are unioned with the events and Spark's aggregation folds both, at the speed of a Parquet scan. Spark's
+checkpoint makes the seed exactly-once (a restart after a commit reads nothing).
 
 State part (as exported): the aggregation's buffers ``op0``: ``(key, sum, sum_2, max, max_2)`` = count, sum,
 maximum and "touched by an event". Its migration ``auto`` reads a v1 or v2 snapshot (``counts``) or a v3 one.

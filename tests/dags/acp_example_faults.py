@@ -1,5 +1,6 @@
-"""The example redeploy DAG (an airflow DAG) with a fault after every task: each task does its work, then fails once (its
-``post_execute``), so the next run must finish the work without repeating any of it wrongly."""
+"""The example redeploy DAG (an airflow DAG) with a fault after every task: each task does its work, then
+fails once (its ``post_execute``), so the next run must finish the work without repeating any of it
+wrongly."""
 
 from __future__ import annotations
 

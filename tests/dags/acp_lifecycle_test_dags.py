@@ -121,7 +121,8 @@ with dag("acp_test_start_from") as start_from_dag:
     )
 
 with dag("acp_test_stop_kill") as stop_kill_dag:
-    # A driver stuck in a long batch: the graceful stop times out, then the driver is hard-killed as configured.
+    # A driver stuck in a long batch: the graceful stop times out, then the driver is hard-killed as
+    # configured.
     StopStreamingJobOperator(task_id="stop", timeout_s=1, on_timeout="kill", release_lease=True, **JOB)
 
 with dag("acp_test_stop_fail") as stop_fail_dag:

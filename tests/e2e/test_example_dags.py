@@ -1,6 +1,7 @@
-"""The example DAGs, run as a user runs them (``dag.test()``), on real local Spark: start, periodic snapshot of the
-running job, a redeploy whose every task fails once after doing its work (rerun until done), the watchdog, stop.
-Per-key totals equal the event log; nothing was done twice (one new generation, one driver launch for it)."""
+"""The example DAGs, run as a user runs them (``dag.test()``), on real local Spark: start, periodic snapshot
+of the running job, a redeploy whose every task fails once after doing its work (rerun until done), the
+watchdog, stop. Per-key totals equal the event log; nothing was done twice (one new generation, one driver
+launch for it)."""
 
 from __future__ import annotations
 

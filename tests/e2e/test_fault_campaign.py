@@ -1,6 +1,6 @@
-"""Exactly-once under faults: a seeded campaign of redeploys with code changes, kill -9 of drivers and exporters
-at random moments, and a concurrent second redeploy, all through the example DAGs on real local Spark. At the end
-the job's final state and the sink's output equal the fold of the event log, key by key.
+"""Exactly-once under faults: a seeded campaign of redeploys with code changes, kill -9 of drivers and
+exporters at random moments, and a concurrent second redeploy, all through the example DAGs on real local
+Spark. At the end the job's final state and the sink's output equal the fold of the event log, key by key.
 
 CI runs a small campaign (``ACP_CAMPAIGN_OPS``, default 10, seed ``ACP_CAMPAIGN_SEED``); the seed and the
 sequence are printed first, so a failure replays with the same seed."""

@@ -1,16 +1,16 @@
 """A seeded fault campaign against the example DAGs on real local Spark.
 
-A seed gives a sequence of operations: redeploys that change the code (between v1, v2 and v3, each with its state
-migration; v3 loads its state through its input, the others as initial state),
+A seed gives a sequence of operations: redeploys that change the code (between v1, v2 and v3, each with its
+state migration; v3 loads its state through its input, the others as initial state),
 kill -9 of the driver at a random moment (the watchdog DAG brings it back from its checkpoint), kill -9 of the
-exporter during a redeploy's snapshot, of the new driver during a start, of the old driver during a stop, of the
-driver while the periodic snapshot reads it, and a second redeploy started while one runs (the first one
+exporter during a redeploy's snapshot, of the new driver during a start, of the old driver during a stop, of
+the driver while the periodic snapshot reads it, and a second redeploy started while one runs (the first one
 deferrable: its waits run as triggers). A failed DAG run is
-cleared and rerun, as an operator would. After the last operation the job is stopped and its final state and the
-sink's output must equal the fold of the event log, key by key.
+cleared and rerun, as an operator would. After the last operation the job is stopped and its final state and
+the sink's output must equal the fold of the event log, key by key.
 
-The sequence replays exactly from its seed; where in a batch a kill lands depends on timing, and each step's log
-says what it hit. Run by hand (longer)::
+The sequence replays exactly from its seed; where in a batch a kill lands depends on timing, and each step's
+log says what it hit. Run by hand (longer)::
 
     ACP_CAMPAIGN_SEED=7 ACP_CAMPAIGN_OPS=30 bash ./scripts/test.sh tests/e2e/test_fault_campaign.py -s
 """
@@ -43,8 +43,8 @@ from tests.support.drivers import Job
 from tests.support.lifecycle import driver_pid, example_params, kill_driver, kill_drivers, states, xcom
 from tests.support.processes import ROOT, wait_for
 
-#: The code a redeploy deploys: the counter as Python transformWithState (v1: count and sum; v2: + max, loaded as
-#: initial state) or as Spark's own aggregation (v3: the same as v2, its state seeded through its input).
+#: The code a redeploy deploys: the counter as Python transformWithState (v1: count and sum; v2: + max, loaded
+#: as initial state) or as Spark's own aggregation (v3: the same as v2, its state seeded through its input).
 APPS = ("v1", "v2", "v3")
 #: Every sequence holds each of these once (the faults the campaign exists for); the rest is drawn at random.
 REQUIRED = (
@@ -63,7 +63,8 @@ MENU = {
     "redeploy+kill-new-driver": 1,
     "snapshot+kill-driver": 1,
 }
-#: Seconds after the target appears at which the kill lands, drawn uniformly (what it can hit: see each range).
+#: Seconds after the target appears at which the kill lands, drawn uniformly (what it can hit: see each
+#: range).
 DELAYS = {
     "kill-exporter": (
         0.0,
@@ -119,7 +120,8 @@ def plan(seed: int, ops: int) -> list[Step]:
     return steps
 
 
-# --- processes ------------------------------------------------------------------------------------------------
+# --- processes
+# ------------------------------------------------------------------------------------------------
 
 
 def find_processes(*needles: str) -> list[int]:
@@ -216,7 +218,8 @@ class Chaos:
                 return
         seen = time.monotonic()
         if self._cancel.wait(self.delay):
-            self.outcome = f"{self.what}: the step ended {time.monotonic() - seen:.1f}s after it appeared, before the kill"
+            ended = time.monotonic() - seen
+            self.outcome = f"{self.what}: the step ended {ended:.1f}s after it appeared, before the kill"
             return
         killed = self.kill_fn()
         self.outcome = (
@@ -226,7 +229,8 @@ class Chaos:
         )
 
 
-# --- the campaign ---------------------------------------------------------------------------------------------
+# --- the campaign
+# ---------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -264,7 +268,8 @@ class Campaign:
         assert generation is not None
         return generation
 
-    # DAG runs ------------------------------------------------------------------------------------------------
+    # DAG runs
+    # ------------------------------------------------------------------------------------------------
 
     def dag_run(self, dag: Any, conf: dict[str, Any], entry: StepLog, tries: int = 4) -> Any:
         """Run a DAG; clear and rerun the same run after a failure, up to ``tries`` times."""
@@ -291,7 +296,8 @@ class Campaign:
 
         wait_for(ok, timeout, f"generation {generation} to run and commit a batch")
 
-    # steps ---------------------------------------------------------------------------------------------------
+    # steps
+    # ---------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
         import example_job_control
@@ -401,8 +407,8 @@ class Campaign:
         self.after_redeploy(old, str(step.app))
 
     def kill_and_recover(self, step: Step, entry: StepLog) -> None:
-        """kill -9 the running driver (at a random moment, or while the periodic snapshot reads it); the watchdog
-        DAG's health check fails and its callback restarts the generation from its own checkpoint."""
+        """kill -9 the running driver (at a random moment, or while the periodic snapshot reads it); the
+        watchdog DAG's health check fails and its callback restarts the generation from its own checkpoint."""
         import example_periodic_snapshot
         import example_watchdog
 
@@ -434,7 +440,8 @@ class Campaign:
         assert after[-1].get("mode") == "resume", after[-1]  # from its own checkpoint, never a snapshot again
         self.wait_running(generation, before)
 
-    # helpers -------------------------------------------------------------------------------------------------
+    # helpers
+    # -------------------------------------------------------------------------------------------------
 
     def exporters(self) -> list[int]:
         return find_processes("export.py", "--job-root", str(self.job.path))
@@ -535,7 +542,8 @@ class Campaign:
 def run_campaign(
     job: Job, run_dir: Path, seed: int, ops: int, say: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """Run the whole campaign; return what the caller checks (the final state, the sink and the log's fold)."""
+    """Run the whole campaign; return what the caller checks (the final state, the sink and the log's
+    fold)."""
     from tests.support.drivers import Producer
 
     campaign = Campaign(job, run_dir, seed, ops, say)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+HDFS_PROVIDER = "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider"
 CONF = {
-    "spark.sql.streaming.stateStore.providerClass": "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
+    "spark.sql.streaming.stateStore.providerClass": HDFS_PROVIDER,
     "spark.sql.shuffle.partitions": "3",
 }
 

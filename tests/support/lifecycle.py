@@ -13,8 +13,8 @@ from tests.support.drivers import APPS, Job
 
 
 def run(dag: Any, **conf: Any) -> Any:
-    """One real DAG run; returns the DagRun (``dag.test()`` does not raise when a task fails). Params not given
-    get the DAG file's defaults (an in-process DAG otherwise keeps what an earlier run's conf set)."""
+    """One real DAG run; returns the DagRun (``dag.test()`` does not raise when a task fails). Params not
+    given get the DAG file's defaults (an in-process DAG otherwise keeps what an earlier run's conf set)."""
     from tests.dags.acp_lifecycle_test_dags import PARAMS
 
     return dag.test(run_conf={**PARAMS, **conf})
@@ -30,7 +30,8 @@ def xcom(dag_run: Any, task_id: str, key: str = "return_value") -> Any:
 
 
 def kill_drivers(path: Path) -> None:
-    """Kill -9 every local driver ever launched under a job root (test teardown: nothing outlives the test)."""
+    """Kill -9 every local driver ever launched under a job root (test teardown: nothing outlives the
+    test)."""
     root = JobRoot(path)
     for record in root.generation_records().values():
         for launch in record.get("launches", []):
@@ -49,8 +50,8 @@ def driver_pid(job: Job, generation: int) -> int | None:
 
 
 def kill_driver(job: Job, generation: int) -> int | None:
-    """kill -9 a generation's latest driver (its own process group: the JVM and its Python workers); return its
-    pid, or None when there was nothing to kill."""
+    """kill -9 a generation's latest driver (its own process group: the JVM and its Python workers); return
+    its pid, or None when there was nothing to kill."""
     pid = driver_pid(job, generation)
     if pid is None:
         return None
@@ -97,7 +98,8 @@ def params(job: Job, run_dir: Path, app: str, **extra: Any) -> dict[str, Any]:
 
 
 def example_params(job: Job, run_dir: Path, app: str, **extra: Any) -> dict[str, Any]:
-    """``run_conf`` for the example DAGs (dags/): this job's root, log, sink and Spark scratch, the app's code."""
+    """``run_conf`` for the example DAGs (dags/): this job's root, log, sink and Spark scratch, the app's
+    code."""
     (run_dir / "spark-local").mkdir(parents=True, exist_ok=True)
     return {
         "job_root": str(job.path),

@@ -16,7 +16,8 @@ def spark_env(run_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    # Spark's Python runner (driver and workers) must import the project: PYTHONPATH works, --py-files does not.
+    # Spark's Python runner (driver and workers) must import the project: PYTHONPATH works, --py-files does
+    # not.
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYSPARK_PYTHON"] = sys.executable
     env["PYSPARK_DRIVER_PYTHON"] = sys.executable

@@ -1,5 +1,5 @@
-"""A Spark standalone master and one worker on loopback, started from pyspark's own jars (``spark-class``) by the
-tests themselves and killed afterwards."""
+"""A Spark standalone master and one worker on loopback, started from pyspark's own jars (``spark-class``) by
+the tests themselves and killed afterwards."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The README's code snippets are the example DAGs' real code (between ``# [START x]`` / ``# [END x]`` markers)."""
+"""The README's code snippets are the example DAGs' real code (between ``# [START x]`` / ``# [END x]``
+markers)."""
 
 from __future__ import annotations
 

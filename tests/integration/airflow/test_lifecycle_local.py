@@ -1,6 +1,7 @@
 """The lifecycle operators and sensors in real DAG runs (``dag.test()``) against real local Spark drivers:
-first start, a redeploy v1 -> v2 through stop / snapshot / cleanup / start-from-snapshot, then the failure path
-on the new generation (kill -9 brought back by the health callback, then by a start-task retry), exact totals."""
+first start, a redeploy v1 -> v2 through stop / snapshot / cleanup / start-from-snapshot, then the failure
+path on the new generation (kill -9 brought back by the health callback, then by a start-task retry), exact
+totals."""
 
 from __future__ import annotations
 
@@ -76,8 +77,8 @@ def launches(job: Job, generation: int) -> list[dict]:  # type: ignore[type-arg]
 
 
 def recover_twice(job: Job, run_dir: Path, dags) -> None:  # type: ignore[no-untyped-def]
-    """kill -9 generation 2 (started from a snapshot) twice: the health sensor's callback brings it back, then a
-    start task whose first try loses its driver too brings it back on retry. Both resume: same query id, no
+    """kill -9 generation 2 (started from a snapshot) twice: the health sensor's callback brings it back, then
+    a start task whose first try loses its driver too brings it back on retry. Both resume: same query id, no
     initial state, the committed logs byte-identical."""
     wait_for(lambda: job.committed(2) >= 2, 240, "generation 2 to commit batch 2")
     before = job.status(2)

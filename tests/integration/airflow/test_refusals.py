@@ -1,6 +1,6 @@
-"""Refusals in real DAG runs (no Spark needed: the job roots are written the way drivers and the exporter write
-them). Each is a typed error naming job, generation and path, fails the task at once (no retries spent), and
-leaves everything in place."""
+"""Refusals in real DAG runs (no Spark needed: the job roots are written the way drivers and the exporter
+write them). Each is a typed error naming job, generation and path, fails the task at once (no retries spent),
+and leaves everything in place."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """A graceful stop that cannot finish in time (the driver is inside a slow batch), in real DAG runs: with
 ``on_timeout="fail"`` the task fails and the driver keeps running; with ``on_timeout="kill"`` the driver is
-hard-killed through its backend. Either way the checkpoint stays valid: a restart resumes and totals are exact."""
+hard-killed through its backend. Either way the checkpoint stays valid: a restart resumes and totals are
+exact."""
 
 from __future__ import annotations
 

@@ -244,7 +244,8 @@ def test_failed_export_leaves_nothing_that_looks_like_a_snapshot(spark: Any, run
 
 
 def fresh_from_snapshot(spark: Any, job: Path, *, generation: int, batch: int) -> tuple[ManagedContext, Any]:
-    """Export generation 1 at ``batch`` and build the context a driver of ``generation`` gets on the fresh path."""
+    """Export generation 1 at ``batch`` and build the context a driver of ``generation`` gets on the fresh
+    path."""
     root = JobRoot(job)
     m = export_snapshot(spark, job, 1, batch=batch)
     spec = LaunchSpec(job_root=str(job), generation=generation, snapshot=m.snapshot_id)
@@ -297,7 +298,8 @@ def test_v1_snapshot_loads_into_v2_with_the_migration(
 
 
 def test_pandas_flavour_loads_the_same_snapshot(spark: Any, running_v1: dict[str, Any]) -> None:
-    """transformWithStateInPandas takes the same ``ctx.initial_state(...)`` (one row per key, as a DataFrame)."""
+    """transformWithStateInPandas takes the same ``ctx.initial_state(...)`` (one row per key, as a
+    DataFrame)."""
     import pandas as pd
     from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 

@@ -1,6 +1,6 @@
 """Bad input to a managed driver: a clear typed error naming job, generation and path, a non-zero exit, the
-error in status.json, and the checkpoint untouched. One real spark-submit; the rest call ``managed.run`` in-process
-(every refusal happens before Spark is touched, so the process boundary adds nothing but time)."""
+error in status.json, and the checkpoint untouched. One real spark-submit; the rest call ``managed.run``
+in-process (every refusal happens before Spark is touched, so the process boundary adds nothing but time)."""
 
 from __future__ import annotations
 
@@ -121,7 +121,8 @@ def test_superseded_generation_does_not_touch_status(job: Path, capsys: pytest.C
 
 @pytest.mark.spark
 def test_missing_snapshot_through_spark_submit(run_dir: Path) -> None:
-    """The same refusal from a real spark-submit driver: exit code 1, the error on stderr and in status.json."""
+    """The same refusal from a real spark-submit driver: exit code 1, the error on stderr and in
+    status.json."""
     job = Job(run_dir / "bad-input", run_dir, name="orders")
     make_checkpoint(job.path / "generations" / "1" / "checkpoint", committed=4)
     job.set_current(2)

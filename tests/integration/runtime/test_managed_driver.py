@@ -1,5 +1,5 @@
-"""The managed runtime in real spark-submit drivers under continuous input: kill -9 and resume, a redeploy from a
-snapshot with crashes in batch 0 and mid-batch, graceful stop by fence and by gate, fencing."""
+"""The managed runtime in real spark-submit drivers under continuous input: kill -9 and resume, a redeploy
+from a snapshot with crashes in batch 0 and mid-batch, graceful stop by fence and by gate, fencing."""
 
 from __future__ import annotations
 
@@ -84,9 +84,10 @@ def test_kill_9_resume_and_graceful_stop(run_dir: Path) -> None:
 
 
 def test_redeploy_from_snapshot_survives_crashes_in_batch_0_and_mid_batch(run_dir: Path) -> None:
-    """v1 -> stop -> snapshot (spark-submit exporter) -> v2 fresh from it; kill -9 inside batch 0, restart with the
-    same arguments (fresh again: nothing was committed), kill -9 mid-batch later, restart (resume, no initial
-    state). Per-key totals equal the event log exactly; v2's max covers exactly the events since the snapshot."""
+    """v1 -> stop -> snapshot (spark-submit exporter) -> v2 fresh from it; kill -9 inside batch 0, restart
+    with the same arguments (fresh again: nothing was committed), kill -9 mid-batch later, restart (resume, no
+    initial state). Per-key totals equal the event log exactly; v2's max covers exactly the events since the
+    snapshot."""
     job = Job(run_dir / "managed-redeploy", run_dir)
     job.set_current(1)
     with Producer(job.events):
@@ -209,8 +210,8 @@ def test_second_driver_is_refused_and_a_superseded_driver_stops_itself(run_dir: 
 
 
 def test_gate_stop_for_any_source_then_resume(run_dir: Path) -> None:
-    """A source without a fence: the foreachBatch gate refuses the next batch before touching it. That batch stays
-    planned (like after a crash) and is re-run with the same offsets on resume: still exact."""
+    """A source without a fence: the foreachBatch gate refuses the next batch before touching it. That batch
+    stays planned (like after a crash) and is re-run with the same offsets on resume: still exact."""
     job = Job(run_dir / "managed-gate", run_dir)
     job.set_current(1)
     spec = job.spec(1)

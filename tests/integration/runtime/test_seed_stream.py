@@ -1,7 +1,7 @@
-"""State seeded through the input (``ManagedContext.seed_stream``, the v3 counter) in real spark-submit drivers under
-continuous input: v2 stops and exports its final batch itself; v3 starts from that snapshot, is killed -9 and
-restarted with its original arguments (the seed is not read again); v3 stops and exports its own state (Spark's
-aggregation buffers); v2 starts from that. Per-key totals equal the event log throughout."""
+"""State seeded through the input (``ManagedContext.seed_stream``, the v3 counter) in real spark-submit
+drivers under continuous input: v2 stops and exports its final batch itself; v3 starts from that snapshot, is
+killed -9 and restarted with its original arguments (the seed is not read again); v3 stops and exports its own
+state (Spark's aggregation buffers); v2 starts from that. Per-key totals equal the event log throughout."""
 
 from __future__ import annotations
 

@@ -208,7 +208,8 @@ def test_errors_share_one_root_and_say_if_terminal(tmp_path: Path) -> None:
     assert info.value.terminal
 
 
-# --- cost: list each log folder once, read only the files that carry the answer ------------------------------
+# --- cost: list each log folder once, read only the files that carry the answer
+# ------------------------------
 
 
 class CountingFS(LocalFileSystem):

@@ -1,4 +1,5 @@
-"""The job ledger's lease: one lifecycle operation per job; renewals, expiry, and a race between two takers."""
+"""The job ledger's lease: one lifecycle operation per job; renewals, expiry, and a race between two
+takers."""
 
 from __future__ import annotations
 

@@ -24,7 +24,10 @@ def test_offsets_v1_keeps_source_order_and_void_offsets() -> None:
 
 def test_offsets_v2_is_ordered_by_source_id() -> None:
     # Spark 4.3 writes v2 source lines in no particular order (seen: "1:..." before "0:...").
-    text = 'v2\n{"batchWatermarkMs":5,"batchTimestampMs":9,"conf":{},"sourceMetadataInfo":{}}\n1:{"offset": 15}\n0:-'
+    text = (
+        'v2\n{"batchWatermarkMs":5,"batchTimestampMs":9,"conf":{},"sourceMetadataInfo":{}}\n'
+        '1:{"offset": 15}\n0:-'
+    )
     entry = parse_offsets(text, 2, "/cp/offsets/2")
     assert entry.log_version == 2
     assert entry.source_ids == ("0", "1")

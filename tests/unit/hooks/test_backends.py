@@ -1,6 +1,6 @@
 """YARN and Kubernetes backends: command construction and status parsing against recorded-format CLI outputs
-(tests/fixtures/cluster/README.md says what they are), through the real hook with small fake binaries in place of
-spark-submit, yarn and kubectl. Local and standalone run for real in tests/integration/airflow."""
+(tests/fixtures/cluster/README.md says what they are), through the real hook with small fake binaries in place
+of spark-submit, yarn and kubectl. Local and standalone run for real in tests/integration/airflow."""
 
 from __future__ import annotations
 

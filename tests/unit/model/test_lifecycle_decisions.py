@@ -1,4 +1,5 @@
-"""Decision tables: which generation a start uses, whether a checkpoint may be retired, who may take the lease."""
+"""Decision tables: which generation a start uses, whether a checkpoint may be retired, who may take the
+lease."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Every trigger round-trips its serialization and runs to an event (``asyncio.wait_for``) on a job root written
-the way a driver writes it."""
+"""Every trigger round-trips its serialization and runs to an event (``asyncio.wait_for``) on a job root
+written the way a driver writes it."""
 
 from __future__ import annotations
 
@@ -158,8 +158,8 @@ def test_health_fails_at_once_for_a_dead_driver(tmp_path: Path) -> None:
 
 
 def test_a_driver_error_keeps_its_type(tmp_path: Path) -> None:
-    """The driver writes ``TypeName: message`` in status.json; the start operator raises that type when it is ours
-    (so a terminal one stays terminal), else a retryable DriverFailedError."""
+    """The driver writes ``TypeName: message`` in status.json; the start operator raises that type when it is
+    ours (so a terminal one stays terminal), else a retryable DriverFailedError."""
     from airflow_checkpoint_provider.exceptions import DriverFailedError, ForeignSnapshotError
     from airflow_checkpoint_provider.operators.checkpoint import driver_error
 
