@@ -106,6 +106,11 @@ class FencedError(CheckpointProviderError, RuntimeError):
     """This driver may not run: another live driver holds the generation, or the generation is superseded."""
 
 
+class LaunchTargetError(CheckpointProviderError, ValueError):
+    """A relaunch cannot run where the generation ran: its recorded target is unknown, unreachable, or not
+    the one the caller named. A resume never falls back to another engine."""
+
+
 class ControlFileError(CheckpointProviderError, ValueError):
     """A control request (e.g. stop) under the job root cannot be read."""
 

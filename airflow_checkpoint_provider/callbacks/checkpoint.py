@@ -36,10 +36,19 @@ def restart_from_checkpoint(
 ) -> Callable[[Any], dict[str, Any]]:
     """Build an ``on_failure_callback`` that restarts the job from its checkpoint (see the module docstring).
 
-    :param job_root: the job root; may be a template (``"{{ params.job_root }}"``), rendered with the failed
-    task.
+    The relaunch goes where the generation ran: the Spark target recorded with its first launch (connection,
+    master, deploy mode). ``conn_id`` and ``master`` need not be given; when they are, they must name that
+    same target, or the callback refuses (:class:`~airflow_checkpoint_provider.exceptions.LaunchTargetError`)
+    rather than run the job's driver somewhere else.
+
+    :param job_root: the job root (templated: rendered with the failed task's context).
+    :param job_name: display name; default the job root's last path element.
+    :param conn_id: the ``spark`` connection the job runs on (templated); only a check, see above.
+    :param master: the Spark master the job runs on (templated); only a check, see above.
+    :param python_path: folders the driver's Python must import from, added to what the hook always adds.
     :param wait_s: wait up to this long for the restarted driver to report RUNNING (0: do not wait).
     :returns: the callback; it returns what it did (``{"action": ..., "reason": ...}``) for logs and tests.
+    :raises LaunchTargetError: (from the callback) the generation's target cannot be reached or differs.
     """
 
     def callback(context: Any) -> dict[str, Any]:
@@ -47,7 +56,13 @@ def restart_from_checkpoint(
         from airflow_checkpoint_provider.operators.checkpoint import run_holder
 
         task = context.get("task") if hasattr(context, "get") else None
-        where = task.render_template(job_root, context) if task is not None and "{{" in job_root else job_root
+
+        def render(value: str | None) -> str | None:
+            if value and task is not None and "{{" in value:
+                return str(task.render_template(value, context)) or None
+            return value or None
+
+        where = render(job_root) or job_root
         root = _jobroot.JobRoot(where, job=job_name)
         holder = f"restart:{run_holder(context)}"
         ledger = _ledger.JobLedger(root)
@@ -63,7 +78,10 @@ def restart_from_checkpoint(
             record = root.read_generation_record(generation) or {}
             if record.get("retired_at") or record.get("deleted_at"):
                 return {"action": "none", "reason": f"generation {generation} is retired"}
-            hook = StreamingJobHook(conn_id, master=master, python_path=python_path)
+            # Where the generation ran, never a default engine (conn_id/master only confirm it).
+            hook = StreamingJobHook(
+                render(conn_id), master=render(master), python_path=python_path
+            ).for_generation(root, generation)
             view = hook.observe(root, generation)
             if view.alive or not view.provably_stopped:
                 log.info("not restarting %s generation %s: %s", root.job, generation, view.reason)

@@ -32,11 +32,13 @@ from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue
 from airflow_checkpoint_provider.exceptions import (
     ExportFailedError,
     InvalidLaunchError,
+    LaunchTargetError,
     SubmitError,
 )
 from airflow_checkpoint_provider.model.backends import (
     Backend,
     DriverHandle,
+    LaunchTarget,
     Liveness,
     SubmitTarget,
     driver_pod_name,
@@ -45,6 +47,7 @@ from airflow_checkpoint_provider.model.backends import (
     parse_k8s_submission,
     parse_yarn_status,
     parse_yarn_submission,
+    relaunch_target,
     status_command,
     submit_command,
 )
@@ -148,6 +151,54 @@ class StreamingJobHook(BaseHook):
             return name
         beside = Path(sys.executable).parent / name  # the virtualenv's own pyspark
         return str(beside) if beside.exists() else name
+
+    def launch_target(self) -> LaunchTarget:
+        """This hook's target as recorded with a generation (what a relaunch needs to come back here)."""
+        target = self.target
+        return LaunchTarget(
+            conn_id=self.conn_id or None,
+            master_override=self._master or None,
+            master=target.master,
+            deploy_mode=target.deploy_mode,
+        )
+
+    def for_generation(self, root: JobRoot, generation: int) -> StreamingJobHook:
+        """The hook that reaches where ``generation`` ran: this one for its first launch, else one built from
+        its recorded target (never a default engine; see ``model.backends.relaunch_target``).
+
+        :raises LaunchTargetError: the caller named another target, or the recorded one cannot be reached.
+        """
+        record = root.read_generation_record(generation) or {}
+        where = root.generation_record_file(generation).uri
+        recorded, reason = relaunch_target(
+            record, conn_id=self.conn_id, master=self._master, job=root.job, generation=generation, path=where
+        )
+        if recorded is None:
+            return self
+        self.log.info("job %s generation %s: %s", root.job, generation, reason)
+        hook = StreamingJobHook(
+            recorded.conn_id, master=recorded.master_override, python_path=self._python_path, env=self._env
+        )
+        try:
+            resolved = hook.target
+        except Exception as exc:  # the connection is gone or no longer parses: say where the job ran
+            raise LaunchTargetError(
+                f"cannot reach where the generation ran ({recorded.describe()}): {exc}",
+                path=where,
+                job=root.job,
+                generation=generation,
+                hint="Restore the connection, or redeploy the job through a snapshot",
+            ) from exc
+        if resolved.backend is not recorded.backend:
+            raise LaunchTargetError(
+                f"the generation ran on {recorded.describe()}, but that target now resolves to "
+                f"{resolved.backend.value} {resolved.master}",
+                path=where,
+                job=root.job,
+                generation=generation,
+                hint="Restore the connection, or redeploy the job through a snapshot",
+            )
+        return hook
 
     def python_path(self) -> list[str]:
         return list(dict.fromkeys([*self._python_path, PACKAGE_PARENT]))
@@ -380,8 +431,10 @@ class StreamingJobHook(BaseHook):
         self, root: JobRoot, generation: int, *, launch_id: str | None = None, by: str = ""
     ) -> tuple[DriverHandle, StartDecision]:
         """(Re)start a generation from its recorded launch: resume if its checkpoint has a committed batch (no
-        snapshot is passed), else the fresh path with its snapshot. Records the handle next to the
+        snapshot is passed), else the fresh path with its snapshot. A relaunch goes where the generation ran
+        (:meth:`for_generation`); the first launch records this hook's target. Records the handle next to the
         checkpoint."""
+        hook = self.for_generation(root, generation)
         record = root.read_generation_record(generation) or {}
         application = record.get("application")
         if not application:
@@ -410,7 +463,9 @@ class StreamingJobHook(BaseHook):
             launch_id=launch_id or uuid.uuid4().hex,
         )
         self.log.info("%s", decision.reason)
-        handle = self.submit_driver(
+        if not isinstance(record.get("target"), Mapping):
+            root.update_generation_record(generation, target=hook.launch_target().to_json())
+        handle = hook.submit_driver(
             root,
             spec,
             application=str(application),

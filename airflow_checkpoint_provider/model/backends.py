@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any
 
-from airflow_checkpoint_provider.exceptions import InvalidLaunchError
+from airflow_checkpoint_provider.exceptions import InvalidLaunchError, LaunchTargetError
 
 
 class Backend(StrEnum):
@@ -123,6 +123,102 @@ class DriverHandle:
             Backend.KUBERNETES.value: f"driver pod {self.namespace}/{self.pod}",
         }.get(self.backend, "?")
         return f"{self.backend} driver ({where}, launch {self.launch_id})"
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchTarget:
+    """Where a generation's drivers run: recorded with the generation's first launch and used by every
+    relaunch of it (callback, start retry, watchdog), so a resume runs on the engine that wrote the
+    checkpoint.
+
+    :param conn_id: the ``spark`` connection the launch used (None: the embedded local default).
+    :param master_override: the master the caller named over the connection's (None: the connection's).
+    :param master: the master the driver was submitted to (resolved).
+    :param deploy_mode: ``client`` or ``cluster`` (resolved).
+    """
+
+    conn_id: str | None
+    master_override: str | None
+    master: str
+    deploy_mode: str | None
+
+    @property
+    def backend(self) -> Backend:
+        return backend_of(self.master)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "backend": self.backend.value}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LaunchTarget:
+        return cls(
+            conn_id=data.get("conn_id") or None,
+            master_override=data.get("master_override") or None,
+            master=str(data["master"]),
+            deploy_mode=data.get("deploy_mode") or None,
+        )
+
+    def describe(self) -> str:
+        via = f"connection {self.conn_id!r}" if self.conn_id else "no connection"
+        return f"{self.backend.value} {self.master} ({via})"
+
+
+def relaunch_target(
+    record: Mapping[str, Any],
+    *,
+    conn_id: str | None,
+    master: str | None,
+    job: str | None = None,
+    generation: int | None = None,
+    path: str | None = None,
+) -> tuple[LaunchTarget | None, str]:
+    """Decide where a launch of a generation goes, from its record and what the caller asked for.
+
+    - The generation was never launched: the caller's target (None here: "as requested"), recorded then.
+    - It was launched: its recorded ``target``, or for a generation recorded before targets were, the master
+      of its latest launch. A caller that names nothing gets that target; a caller that names the same
+      connection or master gets it too; a caller that names another target is refused, because a resume
+      must run where the checkpoint's driver ran (move a job by redeploying it through a snapshot).
+
+    :returns: the target to use (None: as requested) and the reason, for the log.
+    :raises LaunchTargetError: the caller named another target, or the record does not say where it ran.
+    """
+    launches = record.get("launches") or []
+    if isinstance(record.get("target"), Mapping):
+        recorded = LaunchTarget.from_json(record["target"])
+    elif launches:
+        last = launches[-1] if isinstance(launches[-1], Mapping) else {}
+        if not last.get("master"):
+            raise LaunchTargetError(
+                "the generation was launched before, but its record does not say on which Spark master",
+                path=path,
+                job=job,
+                generation=generation,
+                hint="Pass conn_id= or master= explicitly to the start operator or restart_from_checkpoint",
+            )
+        recorded = LaunchTarget(
+            conn_id=None, master_override=str(last["master"]), master=str(last["master"]), deploy_mode=None
+        )
+    else:
+        return None, "first launch of the generation: the target as requested"
+    asked_conn, asked_master = conn_id or None, master or None
+    if asked_conn is None and asked_master is None:
+        return recorded, f"relaunching where the generation ran: {recorded.describe()}"
+    same_conn = asked_conn is None or asked_conn == recorded.conn_id
+    same_master = asked_master is None or asked_master in (recorded.master, recorded.master_override)
+    if same_conn and same_master:
+        return recorded, f"relaunching where the generation ran: {recorded.describe()}"
+    asked = ", ".join(
+        f"{name} {value!r}" for name, value in (("connection", asked_conn), ("master", asked_master)) if value
+    )
+    raise LaunchTargetError(
+        f"the generation ran on {recorded.describe()}, but this relaunch asks for {asked}: a resume runs "
+        "where the checkpoint's driver ran",
+        path=path,
+        job=job,
+        generation=generation,
+        hint="Drop conn_id/master from the restart, or move the job by redeploying it through a snapshot",
+    )
 
 
 def driver_pod_name(job: str, generation: int, launch_id: str) -> str:

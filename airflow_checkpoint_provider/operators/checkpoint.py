@@ -145,7 +145,15 @@ class StreamingJobOperator(BaseOperator):
     def root(self) -> JobRoot:
         return _jobroot.JobRoot(self.job_root, job=self.job_name or None)
 
-    def hook(self) -> StreamingJobHook:
+    def hook(self, root: JobRoot | None = None, generation: int | None = None) -> StreamingJobHook:
+        """The hook for this task's Spark target; given a generation, the hook that reaches where that
+        generation runs (its recorded target: a relaunch never falls back to another engine)."""
+        hook = self._requested_hook()
+        if root is not None and generation is not None:
+            return hook.for_generation(root, generation)
+        return hook
+
+    def _requested_hook(self) -> StreamingJobHook:
         return _hooks.StreamingJobHook(
             self.conn_id or None, master=self.master or None, python_path=self.python_path
         )
@@ -314,8 +322,8 @@ class StartStreamingJobOperator(StreamingJobOperator):
     def execute(self, context: Context) -> Any:
         root = self.root()
         holder = self.take_lease(context, root)
-        hook = self.hook()
-        generation = self.prepare_generation(root, hook, holder)
+        generation = self.prepare_generation(root, holder)
+        hook = self.hook(root, generation)
         view = hook.observe(root, generation)
         store = context.get("task_state_store")
         if view.alive:
@@ -410,7 +418,7 @@ class StartStreamingJobOperator(StreamingJobOperator):
         self.log.info("generation %s running (%s): %s", generation, info.get("mode"), event.get("message"))
         return self.done(context, root, info)
 
-    def prepare_generation(self, root: JobRoot, hook: StreamingJobHook, holder: str) -> int:
+    def prepare_generation(self, root: JobRoot, holder: str) -> int:
         """Record the generation to start before acting (a retry finds and reuses it)."""
         ledger = _ledger.JobLedger(root)
         current = ledger.read().current_generation
@@ -446,7 +454,7 @@ class StartStreamingJobOperator(StreamingJobOperator):
                     root, plan.snapshot, generation=plan.generation
                 )  # present, intact, ours
             if current is not None:
-                view = hook.observe(root, current)
+                view = self.hook(root, current).observe(root, current)
                 if view.alive:
                     raise DriverStillRunningError(
                         f"generation {current} still has a live driver ({view.reason}); a new generation "
@@ -561,7 +569,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
                     "end_offsets": None,
                 },
             )
-        hook = self.hook()
+        hook = self.hook(root, generation)
         view = hook.observe(root, generation)
         if not view.alive:
             if not view.provably_stopped:
@@ -647,7 +655,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
         payload = event.get("payload") or {}
         if event["status"] == "done":
             # The driver released its lock; wait until its process (the JVM) has gone too: "provably stopped".
-            hook = self.hook()
+            hook = self.hook(root, generation)
             gone = self.wait(
                 lambda: _stopped(hook, root, generation),
                 self.grace_s(root, generation),
@@ -686,7 +694,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
                     "snapshot_error": payload.get("snapshot_error"),
                 },
             )
-        hook = self.hook()
+        hook = self.hook(root, generation)
         if self.on_timeout == "kill" and event["status"] in ("failed", "timeout"):
             view = hook.observe(root, generation)
             if view.handle is not None and view.alive:
@@ -768,7 +776,7 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
             raise InvalidLaunchError(
                 "the job has no generation to snapshot", path=root.location.uri, job=root.job
             )
-        hook = self.hook()
+        hook = self.hook(root, generation)
         if self.require_stopped:
             view = hook.observe(root, generation)
             if not view.provably_stopped:
@@ -891,7 +899,7 @@ class CleanupStreamingJobOperator(StreamingJobOperator):
         done_already = bool(record.get("deleted_at")) or (
             self.mode == "retire" and bool(record.get("retired_at"))
         )
-        view = self.hook().observe(root, generation)
+        view = self.hook(root, generation).observe(root, generation)
         last = (
             None
             if record.get("deleted_at")

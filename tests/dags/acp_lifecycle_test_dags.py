@@ -25,11 +25,17 @@ PARAMS = {
     "run_dir": "",
     "code_version": "",
     "master": "",
+    "conn_id": "",
     "generation": "",
     "snapshot": "",
     "slow_batch_seconds": "0",
 }
-JOB = {"job_root": "{{ params.job_root }}", "master": "{{ params.master }}", "poll_interval_s": 0.5}
+JOB = {
+    "job_root": "{{ params.job_root }}",
+    "master": "{{ params.master }}",
+    "conn_id": "{{ params.conn_id }}",
+    "poll_interval_s": 0.5,
+}
 SPARK_CONF = {
     "spark.ui.enabled": "false",
     "spark.local.dir": "{{ params.run_dir }}/spark-local",

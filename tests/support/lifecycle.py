@@ -90,6 +90,7 @@ def params(job: Job, run_dir: Path, app: str, **extra: Any) -> dict[str, Any]:
         "run_dir": str(run_dir),
         "code_version": f"event-counter-{app}",
         "master": "",
+        "conn_id": "",
         "generation": "",
         "snapshot": "",
         "slow_batch_seconds": "0",

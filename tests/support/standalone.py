@@ -3,15 +3,19 @@ the tests themselves and killed afterwards."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support.processes import spark_env
 
@@ -28,16 +32,34 @@ def spark_class() -> str:
     return str(Path(pyspark.__file__).parent / "bin" / "spark-class")
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """A running standalone master (its URL for spark-submit, its web UI for its own record of apps)."""
+
+    master: str
+    web: str
+
+    def applications(self) -> list[dict[str, Any]]:
+        """The master's own record of every application it ran or runs (``/json/``: active and completed)."""
+        with urllib.request.urlopen(f"{self.web}/json/", timeout=10) as answer:
+            state = json.load(answer)
+        return [
+            {**app, "active": key == "activeapps"}
+            for key in ("activeapps", "completedapps")
+            for app in state.get(key, [])
+        ]
+
+
 @contextmanager
-def standalone_cluster(run_dir: Path, cores: int = 2, memory: str = "2g") -> Iterator[str]:
-    """Yield the master URL of a running master + worker; both are killed on exit."""
+def standalone_cluster(run_dir: Path, cores: int = 2, memory: str = "2g") -> Iterator[Cluster]:
+    """Yield a running master + worker; both are killed on exit."""
     folder = run_dir / "standalone"
     folder.mkdir(parents=True, exist_ok=True)
     env = spark_env(run_dir)
     env["SPARK_HOME"] = str(Path(spark_class()).parents[1])
     env["SPARK_LOG_DIR"] = str(folder)
     env["SPARK_WORKER_DIR"] = str(folder / "work")
-    port = free_port()
+    port, web_port = free_port(), free_port()
     master_url = f"spark://127.0.0.1:{port}"
     procs: list[subprocess.Popen[bytes]] = []
     master_log, worker_log = folder / "master.log", folder / "worker.log"
@@ -52,7 +74,7 @@ def standalone_cluster(run_dir: Path, cores: int = 2, memory: str = "2g") -> Ite
                     "--port",
                     str(port),
                     "--webui-port",
-                    str(free_port()),
+                    str(web_port),
                 ],
                 env=env,
                 stdout=open(master_log, "wb"),
@@ -85,7 +107,7 @@ def standalone_cluster(run_dir: Path, cores: int = 2, memory: str = "2g") -> Ite
             )
         )
         _wait_log(worker_log, "Successfully registered with master", procs[1])
-        yield master_url
+        yield Cluster(master_url, f"http://127.0.0.1:{web_port}")
     finally:
         for proc in reversed(procs):
             try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
-from airflow_checkpoint_provider.exceptions import InvalidLaunchError
+from airflow_checkpoint_provider.exceptions import InvalidLaunchError, LaunchTargetError
 from airflow_checkpoint_provider.model.backends import (
     Backend,
     DriverHandle,
@@ -24,6 +24,7 @@ from airflow_checkpoint_provider.model.backends import (
     parse_k8s_submission,
     parse_yarn_status,
     parse_yarn_submission,
+    relaunch_target,
     status_command,
     submit_command,
 )
@@ -215,3 +216,72 @@ def test_hook_on_kubernetes_finds_its_pod(tmp_path: Path, monkeypatch: pytest.Mo
     assert (handle.namespace, handle.pod) == ("streaming", "counter-g2-5f0c1e2a-driver")
     assert hook.liveness(handle) is Liveness.GONE  # kubectl: NotFound
     assert os.path.exists(calls)
+
+
+RECORDED = {"conn_id": "spark_cluster", "master_override": None, "master": "spark://h:7077"}
+LEGACY = {"launches": [{"backend": "standalone", "master": "spark://h:7077", "launch_id": "a"}]}
+
+
+@pytest.mark.parametrize(
+    ("record", "conn_id", "master", "expect"),
+    [
+        ({}, None, None, None),  # first launch: as requested
+        ({}, "other", "local[2]", None),
+        ({"target": RECORDED, "launches": [{}]}, None, None, "spark://h:7077"),
+        ({"target": RECORDED}, "spark_cluster", None, "spark://h:7077"),
+        ({"target": RECORDED}, None, "spark://h:7077", "spark://h:7077"),
+        ({"target": RECORDED}, "", "", "spark://h:7077"),  # empty template renders = not given
+        (LEGACY, None, None, "spark://h:7077"),  # recorded before targets were: its latest launch
+        ({"target": RECORDED}, None, "local[2]", LaunchTargetError),
+        ({"target": RECORDED}, "spark_default", None, LaunchTargetError),
+        (LEGACY, None, "local[2]", LaunchTargetError),
+        ({"launches": [{"backend": "local"}]}, None, None, LaunchTargetError),  # no master recorded
+    ],
+)
+def test_relaunch_target_decision_table(
+    record: dict[str, object], conn_id: str | None, master: str | None, expect: object
+) -> None:
+    if expect is LaunchTargetError:
+        with pytest.raises(LaunchTargetError) as caught:
+            relaunch_target(record, conn_id=conn_id, master=master, job="counter", generation=2, path="/j")
+        assert "generation=2" in str(caught.value) and "job=counter" in str(caught.value)
+        return
+    target, reason = relaunch_target(record, conn_id=conn_id, master=master)
+    assert (target.master if target else None) == expect, reason
+
+
+def test_a_relaunch_goes_where_the_generation_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bug: a callback given no connection relaunched a cluster job on local[2]. Now the first launch
+    records its target and every later launch, from a hook configured for anything or nothing, goes there."""
+    from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook
+
+    calls = tmp_path / "calls.txt"
+    extra = {
+        "spark-binary": fake(tmp_path, "spark-submit", "yarn_submit_cluster.txt", calls),
+        "yarn-binary": fake(tmp_path, "yarn", "yarn_status_running.txt", calls),
+    }
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ACP_YARN", json.dumps({"conn_type": "spark", "host": "yarn", "extra": extra})
+    )
+    root = JobRoot(tmp_path / "job")
+    root.update_generation_record(2, application="hdfs:///apps/counter.py", application_args=[])
+    first, _ = StreamingJobHook("acp_yarn").launch_generation(root, 2)
+    assert first.backend == "yarn"
+    record = root.read_generation_record(2) or {}
+    assert record["target"] == {
+        "conn_id": "acp_yarn",
+        "master_override": None,
+        "master": "yarn",
+        "deploy_mode": "cluster",
+        "backend": "yarn",
+    }
+    again, _ = StreamingJobHook(None).launch_generation(root, 2)  # the callback's hook: no connection
+    assert again.backend == "yarn" and again.app_id == first.app_id
+    assert StreamingJobHook(None).for_generation(root, 2).target.backend is Backend.YARN
+    with pytest.raises(LaunchTargetError, match="local\\[2\\]"):
+        StreamingJobHook(None, master="local[2]").launch_generation(root, 2)
+    monkeypatch.delenv("AIRFLOW_CONN_ACP_YARN")
+    with pytest.raises(LaunchTargetError, match="cannot reach where the generation ran"):
+        StreamingJobHook(None).launch_generation(root, 2)
+    submits = [line for line in calls.read_text().splitlines() if line.startswith("spark-submit")]
+    assert len(submits) == 2 and all("--master yarn" in line for line in submits)
