@@ -133,7 +133,7 @@ def _cmd_snapshots(args: argparse.Namespace) -> int:
     from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
     from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue, verify_snapshot
 
-    root = JobRoot(args.job_root, job=args.job_name)
+    root = JobRoot(args.job_root, job=args.job_name).require_job()
     catalogue = SnapshotCatalogue(root)
     result: dict[str, Any] = {"job_root": root.location.uri, "job": root.job}
     if args.verify is not None:
@@ -172,7 +172,7 @@ def job_status(job_root: str, job_name: str | None = None) -> dict[str, Any]:
     from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
     from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue
 
-    root = JobRoot(job_root, job=job_name)
+    root = JobRoot(job_root, job=job_name).require_job()
     ledger = JobLedger(root).read()
     now = time.time()
     generations = []

@@ -69,6 +69,14 @@ class SnapshotNotCheckpointError(NotACheckpointError):
     """The folder is a snapshot (it holds manifest.json), not a checkpoint."""
 
 
+class JobRootNotFoundError(CheckpointProviderError, FileNotFoundError):
+    """Nothing exists at the given job root (only a job's first start creates one)."""
+
+
+class NotAJobRootError(CheckpointProviderError, ValueError):
+    """The folder exists but is not a job root: no ``job.json``, ``generations/`` or ``snapshots/``."""
+
+
 class CorruptCheckpointError(CheckpointProviderError, ValueError):
     """A checkpoint log file exists but cannot be parsed."""
 

@@ -63,7 +63,7 @@ def restart_from_checkpoint(
             return value or None
 
         where = render(job_root) or job_root
-        root = _jobroot.JobRoot(where, job=job_name)
+        root = _jobroot.JobRoot(where, job=job_name).require_job()
         holder = f"restart:{run_holder(context)}"
         ledger = _ledger.JobLedger(root)
         try:

@@ -24,6 +24,8 @@ from airflow_checkpoint_provider.exceptions import (
     ControlFileError,
     CorruptCheckpointError,
     InvalidLocationError,
+    JobRootNotFoundError,
+    NotAJobRootError,
 )
 from airflow_checkpoint_provider.model.records import DriverStatus, StopAck, StopRequest
 
@@ -86,6 +88,32 @@ class JobRoot:
                 "refusing to touch a path outside the job root", path=location.uri, job=self.job
             )
         return location
+
+    def require_job(self) -> JobRoot:
+        """Refuse a job root that does not exist, or a folder that is not one (no ``job.json``,
+        ``generations/`` or ``snapshots/``), so that no command, sensor or operator answers "empty" for a
+        mistyped path. Only a job's first start creates its root, and it does not call this.
+
+        :raises JobRootNotFoundError: nothing exists there.
+        :raises NotAJobRootError: something exists there, but not a job root.
+        """
+        if not self.location.exists():
+            raise JobRootNotFoundError(
+                "the job root does not exist",
+                path=self.location.uri,
+                job=self.job,
+                hint="Check the path; a job root is created by the job's first start",
+            )
+        if not self.location.child(JOB_FILE).exists() and not any(
+            self.location.child(folder).is_dir() for folder in ("generations", "snapshots")
+        ):
+            raise NotAJobRootError(
+                f"not a job root: it holds no {JOB_FILE}, no generations/ and no snapshots/ folder",
+                path=self.location.uri,
+                job=self.job,
+                hint="Point at the folder the job's first start created (it holds job.json)",
+            )
+        return self
 
     # --- JSON records ---------------------------------------------------------------------------------
 

@@ -114,6 +114,8 @@ class StreamingJobOperator(BaseOperator):
     template_fields: Sequence[str] = ("job_root", "job_name", "conn_id", "master")
     ui_color = "#f0e4d0"
     lease_operation = "lifecycle"
+    #: Only a start may create the job root (a job's first start); every other step needs an existing job.
+    creates_job_root = False
 
     def __init__(
         self,
@@ -143,7 +145,9 @@ class StreamingJobOperator(BaseOperator):
     # --- shared helpers --------------------------------------------------------------------------------
 
     def root(self) -> JobRoot:
-        return _jobroot.JobRoot(self.job_root, job=self.job_name or None)
+        """The job root, which must exist (:meth:`JobRoot.require_job`) unless this operator may create it."""
+        root = _jobroot.JobRoot(self.job_root, job=self.job_name or None)
+        return root if self.creates_job_root else root.require_job()
 
     def hook(self, root: JobRoot | None = None, generation: int | None = None) -> StreamingJobHook:
         """The hook for this task's Spark target; given a generation, the hook that reaches where that
@@ -286,6 +290,7 @@ class StartStreamingJobOperator(StreamingJobOperator):
         "spark_conf",
     )
     lease_operation = "start"
+    creates_job_root = True
 
     def __init__(
         self,

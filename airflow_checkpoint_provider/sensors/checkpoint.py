@@ -47,7 +47,8 @@ class _JobRootSensor(BaseSensorOperator):
         self.deferrable = deferrable
 
     def root(self) -> JobRoot:
-        return _jobroot.JobRoot(self.job_root, job=self.job_name or None)
+        """The job root, which must exist: a sensor never waits on a path nothing will ever create."""
+        return _jobroot.JobRoot(self.job_root, job=self.job_name or None).require_job()
 
     def gen(self) -> int | None:
         return None if self.generation in (None, "", "None") else int(self.generation)  # type: ignore[arg-type]
@@ -63,8 +64,8 @@ class _JobRootSensor(BaseSensorOperator):
         return AirflowFailException(f"{type(error).__name__}: {error}")
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        root = self.root()
         try:
+            root = self.root()
             seen = self.observe(root)
         except CheckpointProviderError as exc:
             if exc.terminal:

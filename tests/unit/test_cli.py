@@ -104,4 +104,18 @@ def test_status_of_a_job_root(tmp_path: Path) -> None:
     assert [s["snapshot_id"] for s in report["snapshots"]] == ["20261101T000000Z-g1-b4"]
     text = run("status", str(root.location.path))
     assert text.returncode == 0 and "held by redeploy/run-1" in text.stdout and "RETIRED" in text.stdout
-    assert run("status", str(tmp_path / "nowhere")).returncode == 0  # an empty job root: nothing to show
+    assert run("status", str(tmp_path / "nowhere")).returncode == 1  # no job there: an error, not "empty"
+
+
+def test_no_command_answers_empty_for_a_job_root_that_does_not_exist(tmp_path: Path) -> None:
+    missing = tmp_path / "a" / "mistyped" / "path"
+    (tmp_path / "not-a-job").mkdir()
+    (tmp_path / "not-a-job" / "notes.txt").write_text("x")
+    for args in (("status",), ("status", "--json"), ("snapshots",), ("snapshots", "--json")):
+        out = run(*args[:1], str(missing), *args[1:])
+        assert out.returncode == 1 and out.stdout == "", (args, out.stdout)
+        assert "JobRootNotFoundError: the job root does not exist" in out.stderr
+        assert str(missing) in out.stderr and "job=path" in out.stderr
+        other = run(*args[:1], str(tmp_path / "not-a-job"), *args[1:])
+        assert other.returncode == 1 and "NotAJobRootError" in other.stderr, other.stderr
+    assert not missing.exists()  # and nothing was created on the way
