@@ -184,7 +184,7 @@ def job_status(job_root: str, job_name: str | None = None) -> dict[str, Any]:
                 if not record.get("deleted_at")
                 else None
             )
-            committed = None if info is None else info.last_committed_batch
+            committed: int | str | None = None if info is None else info.last_committed_batch
         except CheckpointProviderError as exc:
             committed = f"unreadable: {exc}"
         if record.get("deleted_at"):

@@ -12,5 +12,7 @@ trap cleanup EXIT
 echo "==> ruff (lint, format, line length)"
 ruff check airflow_checkpoint_provider dags tests bench scripts
 ruff format --check airflow_checkpoint_provider dags tests bench scripts
+echo "==> mypy --strict (airflow_checkpoint_provider)"
+mypy
 echo "==> pytest"
 python -m pytest -p no:cacheprovider "$@"

@@ -12,15 +12,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_checkpoint_provider._lazy import lazy
 from airflow_checkpoint_provider.exceptions import LeaseHeldError
+from airflow_checkpoint_provider.model.constants import RESTART_LEASE_TTL_S
 
 # What the callback runs, imported when it runs (a DAG file importing this module stays cheap to parse).
-watch = lazy("airflow_checkpoint_provider.checkpoint.watch")
-_jobroot = lazy("airflow_checkpoint_provider.checkpoint.jobroot")
-_ledger = lazy("airflow_checkpoint_provider.checkpoint.ledger")
+if TYPE_CHECKING:  # type checkers see the modules; at run time they load at first use
+    from airflow_checkpoint_provider.checkpoint import jobroot as _jobroot
+    from airflow_checkpoint_provider.checkpoint import ledger as _ledger
+    from airflow_checkpoint_provider.checkpoint import watch as watch
+else:
+    watch = lazy("airflow_checkpoint_provider.checkpoint.watch")
+    _jobroot = lazy("airflow_checkpoint_provider.checkpoint.jobroot")
+    _ledger = lazy("airflow_checkpoint_provider.checkpoint.ledger")
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +73,7 @@ def restart_from_checkpoint(
         holder = f"restart:{run_holder(context)}"
         ledger = _ledger.JobLedger(root)
         try:
-            ledger.acquire(holder, "restart from checkpoint", ttl_s=max(600.0, wait_s + 60))
+            ledger.acquire(holder, "restart from checkpoint", ttl_s=max(RESTART_LEASE_TTL_S, wait_s + 60))
         except LeaseHeldError as exc:
             log.warning("not restarting %s: %s", root.job, exc)
             return {"action": "none", "reason": str(exc)}

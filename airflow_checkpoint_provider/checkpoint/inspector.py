@@ -97,6 +97,7 @@ class CheckpointInfo:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; the keys are the CLI's ``--json`` contract (additions only, never renames)."""
         committed = self.committed
+        latest = committed or self.in_flight
         return {
             "location": self.location,
             "query_id": self.query_id,
@@ -113,9 +114,7 @@ class CheckpointInfo:
             "commit_log_version": self.commit_log_version,
             "checkpoint_format_version": self.checkpoint_format_version,
             "state_store_provider": self.state_store_provider,
-            "shuffle_partitions": _opt_int((committed or self.in_flight).conf.get(SHUFFLE_PARTITIONS_CONF))
-            if (committed or self.in_flight)
-            else None,
+            "shuffle_partitions": _opt_int(latest.conf.get(SHUFFLE_PARTITIONS_CONF)) if latest else None,
             "operators": [
                 {
                     "id": op.operator_id,
@@ -282,7 +281,7 @@ class CheckpointReader:
 
     def _operators(self) -> tuple[StatefulOperator, ...]:
         state = self.location.child("state")
-        result = []
+        result: list[StatefulOperator] = []
         for entry in sorted(state.list_or_empty(), key=lambda e: e.name):
             if not (entry.is_dir and entry.name.isdigit()):
                 continue

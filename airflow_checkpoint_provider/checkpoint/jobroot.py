@@ -21,6 +21,7 @@ from typing import Any
 
 from airflow_checkpoint_provider.checkpoint.storage import Location
 from airflow_checkpoint_provider.exceptions import (
+    CheckpointProviderError,
     ControlFileError,
     CorruptCheckpointError,
     InvalidLocationError,
@@ -122,7 +123,7 @@ class JobRoot:
         location: Location,
         *,
         what: str,
-        error: type[Exception] = CorruptCheckpointError,
+        error: type[CheckpointProviderError] = CorruptCheckpointError,
         generation: int | None = None,
     ) -> dict[str, Any] | None:
         """Read a JSON object; None if the file does not exist; a typed error naming the file if
@@ -134,17 +135,17 @@ class JobRoot:
         except UnicodeDecodeError as exc:
             raise error(
                 f"{what} is not UTF-8 text", path=location.uri, job=self.job, generation=generation
-            ) from exc  # type: ignore[call-arg]
+            ) from exc
         try:
             data = json.loads(text)
         except ValueError as exc:
             raise error(
                 f"{what} holds invalid JSON: {exc}", path=location.uri, job=self.job, generation=generation
-            ) from exc  # type: ignore[call-arg]
+            ) from exc
         if not isinstance(data, dict):
             raise error(
                 f"{what} should hold a JSON object", path=location.uri, job=self.job, generation=generation
-            )  # type: ignore[call-arg]
+            )
         return data
 
     @staticmethod

@@ -141,7 +141,7 @@ def parse_offsets(text: str, batch_id: int, path: str) -> BatchOffsets:
                     path=path,
                 )
             pairs.append((source_id.strip(), _check_offset(raw.strip(), path, batch_id)))
-        pairs.sort(key=lambda p: (0, int(p[0])) if p[0].isdigit() else (1, p[0]))  # type: ignore[return-value]
+        pairs.sort(key=lambda p: (0, int(p[0]), "") if p[0].isdigit() else (1, 0, p[0]))
         ids = [p[0] for p in pairs]
         offsets = [p[1] for p in pairs]
     return BatchOffsets(

@@ -14,6 +14,7 @@ and pyarrow, so the Airflow side can list, verify and delete snapshots without a
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 from collections.abc import Iterable
@@ -86,7 +87,7 @@ class Part:
     def from_json(cls, data: dict[str, Any]) -> Part:
         values = dict(data)
         values["files"] = [PartFile(**f) for f in data.get("files", [])]
-        return cls(**{k: values[k] for k in cls.__slots__ if k in values})  # type: ignore[attr-defined]
+        return cls(**{k: values[k] for k in cls.__slots__ if k in values})
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +115,7 @@ class Manifest:
     def from_json(cls, data: dict[str, Any]) -> Manifest:
         values = dict(data)
         values["parts"] = {name: Part.from_json(p) for name, p in (data.get("parts") or {}).items()}
-        return cls(**{k: values[k] for k in cls.__slots__ if k in values})  # type: ignore[attr-defined]
+        return cls(**{k: values[k] for k in cls.__slots__ if k in values})
 
     @property
     def rows(self) -> int:
@@ -364,7 +365,7 @@ class SnapshotCatalogue:
             end_offsets=m.end_offsets,
         )
 
-    def list(self) -> list[SnapshotEntry]:
+    def list(self) -> builtins.list[SnapshotEntry]:
         """Every snapshot folder, newest first (complete ones by creation time; unfinished ones flagged)."""
         entries = [self.entry(e.name) for e in self.root.snapshots_dir().list_or_empty() if e.is_dir]
         return sorted(entries, key=lambda e: (e.created_at or "", e.snapshot_id), reverse=True)
@@ -393,7 +394,7 @@ class SnapshotCatalogue:
                 return e
         return None
 
-    def protected(self, entries: list[SnapshotEntry] | None = None) -> dict[str, str]:
+    def protected(self, entries: builtins.list[SnapshotEntry] | None = None) -> dict[str, str]:
         """Snapshot ids that retention and delete must keep, with the reason (``entries``: an existing
         listing)."""
         reasons: dict[str, str] = {}
@@ -415,8 +416,8 @@ class SnapshotCatalogue:
         now = pendulum.now("UTC") if now is None else now
         entries = self.list()
         protected = self.protected(entries)
-        keep: list[str] = []
-        delete: list[str] = []
+        keep: builtins.list[str] = []
+        delete: builtins.list[str] = []
         reasons: dict[str, str] = {}
         complete_seen = 0
         for e in entries:
@@ -483,7 +484,7 @@ def _folder_time(folder: Location) -> str | None:
         return None
     if isinstance(mtime, int | float):
         return pendulum.from_timestamp(float(mtime), tz="UTC").to_iso8601_string()
-    return pendulum.instance(mtime).in_tz("UTC").to_iso8601_string()
+    return str(pendulum.instance(mtime).in_tz("UTC").to_iso8601_string())
 
 
 def _age(created_at: str | None, now: Any) -> timedelta | None:
@@ -492,9 +493,13 @@ def _age(created_at: str | None, now: Any) -> timedelta | None:
     if not created_at:
         return None
     try:
-        return now - pendulum.parse(created_at)  # type: ignore[no-any-return]
+        parsed = pendulum.parse(created_at)
     except (ValueError, TypeError):
         return None
+    if not isinstance(parsed, pendulum.DateTime):
+        return None
+    age: timedelta = now - parsed
+    return age
 
 
 def _fmt(delta: timedelta) -> str:

@@ -7,6 +7,7 @@ module works inside a Spark driver that has no Airflow installed.
 
 from __future__ import annotations
 
+import builtins
 import os
 import posixpath
 import uuid
@@ -115,7 +116,7 @@ class Location:
 
     # --- reading --------------------------------------------------------------------------------------
 
-    def list(self) -> list[Entry]:
+    def list(self) -> builtins.list[Entry]:
         """List the folder's children once; raise ``FileNotFoundError`` if it does not exist."""
         try:
             raw = self.fs.ls(self.path, detail=True)
@@ -131,7 +132,7 @@ class Location:
             entries.append(Entry(name=name, is_dir=item.get("type") == "directory", size=item.get("size")))
         return entries
 
-    def list_or_empty(self) -> list[Entry]:
+    def list_or_empty(self) -> builtins.list[Entry]:
         try:
             return self.list()
         except FileNotFoundError:
@@ -172,7 +173,7 @@ class Location:
         except OSError as exc:
             raise StorageUnavailableError(f"cannot open {self.uri}: {exc}", path=self.uri) from exc
 
-    def walk_files(self) -> list[tuple[str, int]]:
+    def walk_files(self) -> builtins.list[tuple[str, int]]:
         """Every file below this folder as (path relative to it, size), sorted; empty if it does not exist."""
         try:
             found = self.fs.find(self.path, detail=True)

@@ -14,6 +14,7 @@ from typing import Any
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from airflow_checkpoint_provider.checkpoint.processes import process_gone
+from airflow_checkpoint_provider.model.constants import DEFAULT_LEASE_S
 from airflow_checkpoint_provider.model.records import DriverState, DriverStatus
 
 
@@ -91,7 +92,7 @@ def stop_acknowledged(root: JobRoot, generation: int, request_id: str) -> Observ
     released)."""
     ack = root.read_stop_ack(generation)
     status = root.read_status(generation)
-    lease = status.lease_s if status else 30.0
+    lease = status.lease_s if status else DEFAULT_LEASE_S
     if ack is not None and ack.request_id == request_id:
         payload = ack.to_json()
         if ack.outcome == "timed_out":

@@ -51,6 +51,16 @@ from airflow_checkpoint_provider.model.backends import (
     status_command,
     submit_command,
 )
+from airflow_checkpoint_provider.model.constants import (
+    DEFAULT_EXPORT_TIMEOUT_S,
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_LEASE_S,
+    KILL_COMMAND_TIMEOUT_S,
+    LAUNCHES_KEPT,
+    STATUS_QUERY_TIMEOUT_S,
+    SUBMIT_TIMEOUT_S,
+    UNREPORTED_SUBMIT_LEASES,
+)
 from airflow_checkpoint_provider.model.decisions import StartDecision, decide_start
 from airflow_checkpoint_provider.model.launch import LaunchSpec
 from airflow_checkpoint_provider.model.records import DriverStatus
@@ -290,18 +300,18 @@ class StreamingJobHook(BaseHook):
                     close_fds=True,
                 )
             return DriverHandle(**{**handle.to_json(), "pid": proc.pid})
-        out = self._run(cmd, log_path, timeout=600)
+        output = self._run(cmd, log_path, timeout=SUBMIT_TIMEOUT_S)
         if backend is Backend.YARN:
-            app_id = parse_yarn_submission(out)
+            app_id = parse_yarn_submission(output)
             if app_id is None:
                 raise SubmitError(
-                    f"spark-submit printed no YARN application id; output ends:\n{out[-2000:]}",
+                    f"spark-submit printed no YARN application id; output ends:\n{output[-2000:]}",
                     path=root.location.uri,
                     job=root.job,
                     generation=spec.generation,
                 )
             return DriverHandle(**{**handle.to_json(), "app_id": app_id})
-        submission = parse_k8s_submission(out)
+        submission = parse_k8s_submission(output)
         if submission and ":" in submission:
             namespace, pod = submission.split(":", 1)
             return DriverHandle(**{**handle.to_json(), "namespace": namespace, "pod": pod})
@@ -339,7 +349,9 @@ class StreamingJobHook(BaseHook):
         if cmd is None:
             return Liveness.UNKNOWN
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+            done = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=STATUS_QUERY_TIMEOUT_S, check=False
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             self.log.warning("could not ask the cluster about %s: %s", handle.describe(), exc)
             return Liveness.UNKNOWN
@@ -366,7 +378,7 @@ class StreamingJobHook(BaseHook):
             log_path = (
                 Path(handle.log_path) if handle.log_path else Path(tempfile.gettempdir()) / "acp-kill.log"
             )
-            self._run(cmd, log_path, timeout=120)
+            self._run(cmd, log_path, timeout=KILL_COMMAND_TIMEOUT_S)
 
     def observe(self, root: JobRoot, generation: int) -> DriverView:
         """Combine the driver's own reports (status, lock) with the backend's answer about its latest launch.
@@ -375,7 +387,7 @@ class StreamingJobHook(BaseHook):
         and provably gone (a kill -9'd local driver is known dead at once, not after the lease)."""
         status = root.read_status(generation)
         handle = latest_handle(root, generation)
-        lease = status.lease_s if status else 30.0
+        lease = status.lease_s if status else DEFAULT_LEASE_S
         lock = root.read_json(root.driver_lock_file(generation), what="driver lock", generation=generation)
         lock_age = time.time() - float(lock.get("heartbeat_at", 0)) if lock else None
         backend = self.liveness(handle) if handle else Liveness.UNKNOWN
@@ -404,7 +416,7 @@ class StreamingJobHook(BaseHook):
         if (
             backend is Liveness.UNKNOWN
             and handle is not None
-            and time.time() - handle.submitted_at < lease * 4
+            and time.time() - handle.submitted_at < lease * UNREPORTED_SUBMIT_LEASES
             and (status is None or status.launch_id != handle.launch_id)
         ):
             return DriverView(
@@ -458,8 +470,8 @@ class StreamingJobHook(BaseHook):
             job_name=root.job,
             snapshot=record.get("snapshot") if decision.load_initial_state else None,
             code_version=str(record.get("code_version") or ""),
-            heartbeat_s=float(record.get("heartbeat_s", 2.0)),
-            lease_s=float(record.get("lease_s", 30.0)),
+            heartbeat_s=float(record.get("heartbeat_s", DEFAULT_HEARTBEAT_S)),
+            lease_s=float(record.get("lease_s", DEFAULT_LEASE_S)),
             launch_id=launch_id or uuid.uuid4().hex,
         )
         self.log.info("%s", decision.reason)
@@ -474,7 +486,7 @@ class StreamingJobHook(BaseHook):
         )
         launches = list((root.read_generation_record(generation) or {}).get("launches", []))
         launches.append({**handle.to_json(), "by": by, "mode": decision.mode.value})
-        root.update_generation_record(generation, launches=launches[-50:])
+        root.update_generation_record(generation, launches=launches[-LAUNCHES_KEPT:])
         return handle, decision
 
     # --- snapshots ------------------------------------------------------------------------------------
@@ -490,7 +502,7 @@ class StreamingJobHook(BaseHook):
         deep: bool = False,
         conf: Mapping[str, str] | None = None,
         exporter: str | None = None,
-        timeout: float = 1800,
+        timeout: float = DEFAULT_EXPORT_TIMEOUT_S,
     ) -> str:
         """Run the exporter as a Spark application (waits for it) and return the snapshot id it published."""
         target = self.target

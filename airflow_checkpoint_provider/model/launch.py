@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_checkpoint_provider.exceptions import InvalidLaunchError
+from airflow_checkpoint_provider.model.constants import DEFAULT_HEARTBEAT_S, DEFAULT_LEASE_S
 
 PREFIX = "--acp-"
 
@@ -49,8 +50,8 @@ class LaunchSpec:
     snapshot: str | None = None
     starting_offsets: tuple[Any, ...] | None = None
     code_version: str = ""
-    heartbeat_s: float = 2.0
-    lease_s: float = 30.0
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    lease_s: float = DEFAULT_LEASE_S
     launch_id: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -95,8 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(f"{PREFIX}snapshot", dest="snapshot")
     p.add_argument(f"{PREFIX}starting-offsets", dest="starting_offsets")
     p.add_argument(f"{PREFIX}code-version", dest="code_version", default="")
-    p.add_argument(f"{PREFIX}heartbeat-s", dest="heartbeat_s", default="2.0")
-    p.add_argument(f"{PREFIX}lease-s", dest="lease_s", default="30.0")
+    p.add_argument(f"{PREFIX}heartbeat-s", dest="heartbeat_s", default=str(DEFAULT_HEARTBEAT_S))
+    p.add_argument(f"{PREFIX}lease-s", dest="lease_s", default=str(DEFAULT_LEASE_S))
     p.add_argument(f"{PREFIX}launch-id", dest="launch_id", default="")
     return p
 

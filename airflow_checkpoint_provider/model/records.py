@@ -5,7 +5,16 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+from airflow_checkpoint_provider.model.constants import (
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_LEASE_S,
+    DEFAULT_STOP_TIMEOUT_S,
+)
 
 
 class DriverState(StrEnum):
@@ -20,7 +29,10 @@ class DriverState(StrEnum):
         return self in (DriverState.STOPPED, DriverState.FAILED)
 
 
-def _from_dict(cls: Any, data: dict[str, Any]) -> Any:
+_R = TypeVar("_R", bound="DataclassInstance")
+
+
+def _from_dict(cls: type[_R], data: dict[str, Any]) -> _R:
     names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -52,8 +64,8 @@ class DriverStatus:
     heartbeat_at: float = field(default_factory=time.time)
     error: str | None = None
     launch_id: str = ""
-    heartbeat_s: float = 2.0
-    lease_s: float = 30.0
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    lease_s: float = DEFAULT_LEASE_S
     #: Per source, how far the last batch's end offset is behind the latest offset the source reported
     #: (summed over partitions; None where offsets are not numeric).
     source_lag: list[int | None] | None = None
@@ -63,7 +75,7 @@ class DriverStatus:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DriverStatus:
-        return _from_dict(cls, data)  # type: ignore[no-any-return]
+        return _from_dict(cls, data)
 
     def heartbeat_age(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.heartbeat_at
@@ -88,7 +100,7 @@ class StopRequest:
 
     request_id: str
     requested_at: float
-    timeout_s: float = 120.0
+    timeout_s: float = DEFAULT_STOP_TIMEOUT_S
     on_timeout: str = OnStopTimeout.KEEP_RUNNING.value
     requested_by: str = ""
     #: Export a snapshot of the final committed batch in the stopping driver, before it exits (its own
@@ -103,7 +115,7 @@ class StopRequest:
     def from_json(cls, data: dict[str, Any]) -> StopRequest:
         request = _from_dict(cls, data)
         OnStopTimeout(request.on_timeout)  # validate
-        return request  # type: ignore[no-any-return]
+        return request
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,4 +139,4 @@ class StopAck:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StopAck:
-        return _from_dict(cls, data)  # type: ignore[no-any-return]
+        return _from_dict(cls, data)

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
@@ -35,6 +35,17 @@ from airflow_checkpoint_provider.exceptions import (
     StopTimeoutError,
     error_class,
 )
+from airflow_checkpoint_provider.model.constants import (
+    DEFAULT_EXPORT_TIMEOUT_S,
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_JOB_LEASE_TTL_S,
+    DEFAULT_LEASE_S,
+    DEFAULT_START_TIMEOUT_S,
+    DEFAULT_STOP_TIMEOUT_S,
+    KILL_WAIT_S,
+    STOP_EXIT_GRACE_S,
+    optional_int,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -44,27 +55,41 @@ if TYPE_CHECKING:
     from airflow_checkpoint_provider.model.records import StopRequest
 
 # What the tasks run, imported when a task executes (a DAG file importing this module stays cheap to parse).
-watch = lazy("airflow_checkpoint_provider.checkpoint.watch")
-_inspector = lazy("airflow_checkpoint_provider.checkpoint.inspector")
-_jobroot = lazy("airflow_checkpoint_provider.checkpoint.jobroot")
-_ledger = lazy("airflow_checkpoint_provider.checkpoint.ledger")
-_processes = lazy("airflow_checkpoint_provider.checkpoint.processes")
-_snapshots = lazy("airflow_checkpoint_provider.checkpoint.snapshots")
-_hooks = lazy("airflow_checkpoint_provider.hooks.checkpoint")
-_backends = lazy("airflow_checkpoint_provider.model.backends")
-_decisions = lazy("airflow_checkpoint_provider.model.decisions")
-_records = lazy("airflow_checkpoint_provider.model.records")
-_triggers = lazy("airflow_checkpoint_provider.triggers.checkpoint")
+if TYPE_CHECKING:  # type checkers see the modules; at run time they load at first use
+    from airflow_checkpoint_provider.checkpoint import inspector as _inspector
+    from airflow_checkpoint_provider.checkpoint import jobroot as _jobroot
+    from airflow_checkpoint_provider.checkpoint import ledger as _ledger
+    from airflow_checkpoint_provider.checkpoint import processes as _processes
+    from airflow_checkpoint_provider.checkpoint import snapshots as _snapshots
+    from airflow_checkpoint_provider.checkpoint import watch as watch
+    from airflow_checkpoint_provider.hooks import checkpoint as _hooks
+    from airflow_checkpoint_provider.model import backends as _backends
+    from airflow_checkpoint_provider.model import decisions as _decisions
+    from airflow_checkpoint_provider.model import records as _records
+    from airflow_checkpoint_provider.triggers import checkpoint as _triggers
+else:
+    watch = lazy("airflow_checkpoint_provider.checkpoint.watch")
+    _inspector = lazy("airflow_checkpoint_provider.checkpoint.inspector")
+    _jobroot = lazy("airflow_checkpoint_provider.checkpoint.jobroot")
+    _ledger = lazy("airflow_checkpoint_provider.checkpoint.ledger")
+    _processes = lazy("airflow_checkpoint_provider.checkpoint.processes")
+    _snapshots = lazy("airflow_checkpoint_provider.checkpoint.snapshots")
+    _hooks = lazy("airflow_checkpoint_provider.hooks.checkpoint")
+    _backends = lazy("airflow_checkpoint_provider.model.backends")
+    _decisions = lazy("airflow_checkpoint_provider.model.decisions")
+    _records = lazy("airflow_checkpoint_provider.model.records")
+    _triggers = lazy("airflow_checkpoint_provider.triggers.checkpoint")
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def classified(fn: F) -> F:
+def classified(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn terminal provider errors into ``AirflowFailException`` (no pointless retries); keep the
     message."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except CheckpointProviderError as exc:
@@ -72,7 +97,7 @@ def classified(fn: F) -> F:
                 raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
             raise
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def run_holder(context: Context) -> str:
@@ -125,7 +150,7 @@ class StreamingJobOperator(BaseOperator):
         conn_id: str | None = None,
         master: str | None = None,
         python_path: Sequence[str] = (),
-        lease_ttl_s: float = 3600.0,
+        lease_ttl_s: float = DEFAULT_JOB_LEASE_TTL_S,
         release_lease: bool = False,
         poll_interval_s: float = 1.0,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -182,8 +207,9 @@ class StreamingJobOperator(BaseOperator):
     def run_generation(self, context: Context, root: JobRoot, generation: int | str | None) -> int | None:
         """The generation to act on: the one given, else the one this run pinned when it first touched the job
         (a cleared-and-rerun redeploy acts on the old generation again, not on the one it created)."""
-        if generation not in (None, "", "None"):
-            return int(generation)  # type: ignore[arg-type]
+        given = optional_int(generation)
+        if given is not None:
+            return given
         pinned = _ledger.JobLedger(root).pinned_generation(run_holder(context))
         current = _ledger.JobLedger(root).read().current_generation
         if pinned != current:
@@ -301,9 +327,9 @@ class StartStreamingJobOperator(StreamingJobOperator):
         code_version: str = "",
         spark_conf: Mapping[str, str] | None = None,
         wait_for: str = "committed",
-        start_timeout_s: float = 600.0,
-        heartbeat_s: float = 2.0,
-        lease_s: float = 30.0,
+        start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
+        heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+        lease_s: float = DEFAULT_LEASE_S,
         release_lease: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -541,7 +567,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
         self,
         *,
         generation: int | str | None = None,
-        timeout_s: float = 120.0,
+        timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
         on_timeout: str = "fail",
         snapshot: bool = False,
         **kwargs: Any,
@@ -556,7 +582,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
 
     def grace_s(self, root: JobRoot, generation: int) -> float:
         status = root.read_status(generation)
-        return 30.0 + 2 * (status.lease_s if status else 30.0)
+        return STOP_EXIT_GRACE_S + 2 * (status.lease_s if status else DEFAULT_LEASE_S)
 
     @classified
     def execute(self, context: Context) -> Any:
@@ -705,7 +731,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
             if view.handle is not None and view.alive:
                 hook.kill(view.handle)
                 seen = self.wait(
-                    lambda: _stopped(hook, root, generation), 120, "the killed driver to go away"
+                    lambda: _stopped(hook, root, generation), KILL_WAIT_S, "the killed driver to go away"
                 )
                 if seen.done:
                     result = self.already_stopped(root, generation, "killed")
@@ -756,7 +782,7 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
         require_stopped: bool = False,
         spark_conf: Mapping[str, str] | None = None,
         exporter: str | None = None,
-        export_timeout_s: float = 1800.0,
+        export_timeout_s: float = DEFAULT_EXPORT_TIMEOUT_S,
         keep_last: int | None = None,
         max_age: str | timedelta | None = None,
         **kwargs: Any,
@@ -793,7 +819,8 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
                     hint="Stop it first",
                 )
         info = _inspector.inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
-        batch = int(self.batch) if self.batch not in (None, "", "None") else info.last_committed_batch
+        given_batch = optional_int(self.batch)
+        batch = info.last_committed_batch if given_batch is None else given_batch
         if batch is None:
             raise BatchNotRetainedError(
                 "the generation has no committed batch to snapshot",
@@ -888,11 +915,12 @@ class CleanupStreamingJobOperator(StreamingJobOperator):
     def execute(self, context: Context) -> Any:
         root = self.root()
         holder = self.take_lease(context, root)
+        named = optional_int(self.generation)
         if self.snapshot_id:
             generation = _snapshots.read_manifest(root, str(self.snapshot_id)).generation
             _snapshots.verify_snapshot(root, str(self.snapshot_id), generation=generation)
-        elif self.generation not in (None, "", "None"):
-            generation = int(self.generation)  # type: ignore[arg-type]
+        elif named is not None:
+            generation = named
         else:
             raise InvalidLaunchError(
                 "name the snapshot (snapshot_id) or the generation to retire",

@@ -189,14 +189,14 @@ def _make_source_class() -> Any:
     from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
     from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 
-    class EventLogPartition(InputPartition):  # type: ignore[misc]
+    class EventLogPartition(InputPartition):
         def __init__(self, start: int, end: int, segments: list[Segment]) -> None:
             super().__init__((start, end))
             self.start = start
             self.end = end
             self.segments = segments
 
-    class EventLogStreamReader(DataSourceStreamReader):  # type: ignore[misc]
+    class EventLogStreamReader(DataSourceStreamReader):
         def __init__(self, options: dict[str, str], schema: Any) -> None:
             """:param options: the source options, names lower-cased."""
             if "path" not in options:
@@ -253,7 +253,7 @@ def _make_source_class() -> Any:
         def commit(self, end: dict[str, int]) -> None:
             return None
 
-    class EventLogDataSource(DataSource):  # type: ignore[misc]
+    class EventLogDataSource(DataSource):
         @classmethod
         def name(cls) -> str:
             return SOURCE_NAME

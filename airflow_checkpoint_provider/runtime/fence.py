@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from typing import Any
 
 from airflow_checkpoint_provider.checkpoint.storage import Location
 
@@ -24,7 +25,7 @@ def fence_name(source_path: str) -> str:
     return FENCE_PREFIX + hashlib.sha1(source_path.encode()).hexdigest()[:12] + ".json"
 
 
-def _read(location: Location) -> dict | None:  # type: ignore[type-arg]
+def _read(location: Location) -> dict[str, Any] | None:
     try:
         data = json.loads(location.read_text())
     except (FileNotFoundError, ValueError):

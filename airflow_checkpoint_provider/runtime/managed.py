@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
@@ -372,13 +372,17 @@ def check_state_schema(
     """The value columns of ``df`` (all but ``keys``) must equal ``expect`` by name, order and type."""
     from pyspark.sql.types import StructType
 
-    wanted = expect if isinstance(expect, StructType) else StructType.fromDDL(str(expect))
+    # fromDDL returns a StructType for a column list (its annotation says DataType)
+    wanted = expect if isinstance(expect, StructType) else cast(StructType, StructType.fromDDL(str(expect)))
     have = [(f.name, f.dataType.simpleString()) for f in df.schema.fields if f.name not in keys]
     want = [(f.name, f.dataType.simpleString()) for f in wanted.fields]
     missing_keys = [k for k in keys if k not in df.columns]
     if have == want and not missing_keys:
         return
-    fmt = lambda cols: ", ".join(f"{n} {t}" for n, t in cols) or "nothing"  # noqa: E731
+
+    def fmt(cols: list[tuple[str, str]]) -> str:
+        return ", ".join(f"{n} {t}" for n, t in cols) or "nothing"
+
     detail = f"snapshot state part {part!r} has ({fmt(have)}) but the code declares ({fmt(want)})"
     if missing_keys:
         detail += f"; key column(s) {missing_keys} are missing"
@@ -493,9 +497,9 @@ class _Listener:
 
     @staticmethod
     def make(status: StatusWriter) -> Any:
-        from pyspark.sql.streaming import StreamingQueryListener
+        from pyspark.sql.streaming.listener import StreamingQueryListener
 
-        class Listener(StreamingQueryListener):  # type: ignore[misc]
+        class Listener(StreamingQueryListener):
             def onQueryStarted(self, event: Any) -> None:
                 status.update(query_id=str(event.id), run_id=str(event.runId))
 

@@ -15,6 +15,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_checkpoint_provider._lazy import lazy
 from airflow_checkpoint_provider.exceptions import CheckpointProviderError, JobUnhealthyError
+from airflow_checkpoint_provider.model.constants import optional_int
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -23,9 +24,14 @@ if TYPE_CHECKING:
     from airflow_checkpoint_provider.triggers.checkpoint import JobRootTrigger
 
 # What a poke runs, imported when the sensor executes (a DAG file importing this module stays cheap to parse).
-watch = lazy("airflow_checkpoint_provider.checkpoint.watch")
-_jobroot = lazy("airflow_checkpoint_provider.checkpoint.jobroot")
-_triggers = lazy("airflow_checkpoint_provider.triggers.checkpoint")
+if TYPE_CHECKING:  # type checkers see the modules; at run time they load at first use
+    from airflow_checkpoint_provider.checkpoint import jobroot as _jobroot
+    from airflow_checkpoint_provider.checkpoint import watch as watch
+    from airflow_checkpoint_provider.triggers import checkpoint as _triggers
+else:
+    watch = lazy("airflow_checkpoint_provider.checkpoint.watch")
+    _jobroot = lazy("airflow_checkpoint_provider.checkpoint.jobroot")
+    _triggers = lazy("airflow_checkpoint_provider.triggers.checkpoint")
 
 
 class _JobRootSensor(BaseSensorOperator):
@@ -51,7 +57,7 @@ class _JobRootSensor(BaseSensorOperator):
         return _jobroot.JobRoot(self.job_root, job=self.job_name or None).require_job()
 
     def gen(self) -> int | None:
-        return None if self.generation in (None, "", "None") else int(self.generation)  # type: ignore[arg-type]
+        return optional_int(self.generation)
 
     def observe(self, root: JobRoot) -> watch.Observation:
         raise NotImplementedError

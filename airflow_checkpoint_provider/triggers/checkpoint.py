@@ -17,12 +17,22 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_checkpoint_provider.checkpoint import watch
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.model.constants import DEFAULT_TRIGGER_TIMEOUT_S
 
 
 class JobRootTrigger(BaseTrigger):
-    """Poll one condition under a job root until it holds, can never hold, or ``timeout_s`` passes."""
+    """Poll one condition under a job root until it holds, can never hold, or ``timeout_s`` passes.
 
-    #: Constructor arguments that travel (besides the common ones), in order.
+    :param job_root: the job root (path or URI).
+    :param job_name: display name; default the job root's last path element.
+    :param generation: the generation to watch (None: the job's current one, where the condition allows it).
+    :param timeout_s: give up after this long with a ``timeout`` event (every trigger has a deadline).
+    :param poll_interval_s: how often to look at the job root.
+    :param echo: handed back unchanged in every event (what the deferring task needs to finish).
+    """
+
+    #: Constructor arguments that travel besides the common ones, in order (the wire format: never rename or
+    #: drop one).
     fields: ClassVar[tuple[str, ...]] = ()
     common: ClassVar[tuple[str, ...]] = (
         "job_root",
@@ -39,22 +49,14 @@ class JobRootTrigger(BaseTrigger):
         job_root: str,
         job_name: str | None = None,
         generation: int | None = None,
-        timeout_s: float = 600.0,
+        timeout_s: float = DEFAULT_TRIGGER_TIMEOUT_S,
         poll_interval_s: float = 2.0,
         echo: dict[str, Any] | None = None,
-        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger.__init__ is unannotated
         self.job_root, self.job_name, self.generation = job_root, job_name, generation
-        #: Returned in every event: what the deferring task needs to finish (independent of how the
-        #: executor passes method kwargs back).
         self.echo = dict(echo or {})
         self.timeout_s, self.poll_interval_s = float(timeout_s), float(poll_interval_s)
-        unknown = set(kwargs) - set(self.fields)
-        if unknown:
-            raise TypeError(f"{type(self).__name__} got unknown arguments {sorted(unknown)}")
-        for name in self.fields:
-            setattr(self, name, kwargs.get(name))
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         path = f"{type(self).__module__}.{type(self).__qualname__}"
@@ -71,7 +73,7 @@ class JobRootTrigger(BaseTrigger):
             try:
                 seen = await asyncio.to_thread(self.observe, root)
             except Exception as exc:  # a trigger must turn every failure into an event
-                yield TriggerEvent(
+                yield _event(
                     {
                         "status": "error",
                         "message": f"{type(exc).__name__}: {exc}",
@@ -81,7 +83,7 @@ class JobRootTrigger(BaseTrigger):
                 )
                 return
             if seen.done or seen.failed:
-                yield TriggerEvent(
+                yield _event(
                     {
                         "status": "done" if seen.done else "failed",
                         "message": seen.message,
@@ -93,7 +95,7 @@ class JobRootTrigger(BaseTrigger):
             last = seen.message
             self.log.debug("%s: %s", type(self).__name__, last)
             if time.monotonic() >= deadline:
-                yield TriggerEvent(
+                yield _event(
                     {
                         "status": "timeout",
                         "message": f"timed out after {self.timeout_s:.0f}s: {last}",
@@ -105,53 +107,109 @@ class JobRootTrigger(BaseTrigger):
             await asyncio.sleep(self.poll_interval_s)
 
 
+def _event(payload: dict[str, Any]) -> TriggerEvent:
+    return TriggerEvent(payload)  # type: ignore[no-untyped-call]  # Airflow's TriggerEvent is unannotated
+
+
 class DriverStartedTrigger(JobRootTrigger):
-    """The driver of one launch reports RUNNING with a committed batch (or fails)."""
+    """The driver of one launch reports RUNNING (with a committed batch, if asked), or fails.
+
+    :param launch_id: the launch whose driver to wait for (a report from an earlier driver does not count).
+    :param need_commit: also wait for a committed batch.
+    :param pid: the local driver's process id, so a dead local driver is known at once (None: not local).
+    :param host: the host of that process.
+    """
 
     fields = ("launch_id", "need_commit", "pid", "host")
+
+    def __init__(
+        self,
+        *,
+        launch_id: str = "",
+        need_commit: bool = True,
+        pid: int | None = None,
+        host: str | None = None,
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        self.launch_id, self.need_commit, self.pid, self.host = launch_id, bool(need_commit), pid, host
 
     def observe(self, root: JobRoot) -> watch.Observation:
         from airflow_checkpoint_provider.checkpoint.processes import local_liveness
         from airflow_checkpoint_provider.model.backends import Liveness
 
-        gone = bool(self.pid) and local_liveness(self.pid, self.host or "", self.launch_id) is Liveness.GONE  # type: ignore[attr-defined]
+        gone = bool(self.pid) and local_liveness(self.pid, self.host or "", self.launch_id) is Liveness.GONE
         return watch.driver_started(
             root,
             int(self.generation or 0),
-            self.launch_id,  # type: ignore[attr-defined]
-            need_commit=bool(self.need_commit),
+            self.launch_id,
+            need_commit=self.need_commit,
             process_gone=gone,
-        )  # type: ignore[attr-defined]
+        )
 
 
 class StopAcknowledgedTrigger(JobRootTrigger):
-    """The driver answered a stop request and exited."""
+    """The driver answered a stop request and exited.
+
+    :param request_id: the stop request to wait for the answer to.
+    """
 
     fields = ("request_id",)
 
+    def __init__(self, *, request_id: str, **common: Any) -> None:
+        super().__init__(**common)
+        self.request_id = request_id
+
     def observe(self, root: JobRoot) -> watch.Observation:
-        return watch.stop_acknowledged(root, int(self.generation or 0), self.request_id)  # type: ignore[attr-defined]
+        return watch.stop_acknowledged(root, int(self.generation or 0), self.request_id)
 
 
 class BatchCommittedTrigger(JobRootTrigger):
-    """The checkpoint committed a batch."""
+    """The checkpoint committed a batch.
+
+    :param batch: the batch id to wait for (or any later one).
+    """
 
     fields = ("batch",)
 
+    def __init__(self, *, batch: int, **common: Any) -> None:
+        super().__init__(**common)
+        self.batch = int(batch)
+
     def observe(self, root: JobRoot) -> watch.Observation:
-        return watch.batch_committed(root, self.generation, int(self.batch))  # type: ignore[attr-defined]
+        return watch.batch_committed(root, self.generation, self.batch)
 
 
 class JobHealthyTrigger(JobRootTrigger):
-    """The job is healthy (fails at once when its driver is dead)."""
+    """The job is healthy (fails at once when its driver is dead).
+
+    :param max_heartbeat_age_s: the driver's heartbeat may be at most this old (None: its own lease).
+    :param max_batch_age_s: a batch must have committed within this long (None: not checked).
+    :param max_lag: the source lag may be at most this many records (None: not checked).
+    """
 
     fields = ("max_heartbeat_age_s", "max_batch_age_s", "max_lag")
+
+    def __init__(
+        self,
+        *,
+        max_heartbeat_age_s: float | None = None,
+        max_batch_age_s: float | None = None,
+        max_lag: int | None = None,
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        self.max_heartbeat_age_s, self.max_batch_age_s, self.max_lag = (
+            max_heartbeat_age_s,
+            max_batch_age_s,
+            max_lag,
+        )
 
     def observe(self, root: JobRoot) -> watch.Observation:
         return watch.job_health(
             root,
             self.generation,
-            max_heartbeat_age_s=self.max_heartbeat_age_s,  # type: ignore[attr-defined]
+            max_heartbeat_age_s=self.max_heartbeat_age_s,
             max_batch_age_s=self.max_batch_age_s,
             max_lag=self.max_lag,
-        )  # type: ignore[attr-defined]
+        )

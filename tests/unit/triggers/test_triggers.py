@@ -77,7 +77,7 @@ def test_serialize_round_trip(trigger: Any) -> None:
 
 
 def test_unknown_argument_is_refused() -> None:
-    with pytest.raises(TypeError, match="unknown arguments"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bach'"):
         BatchCommittedTrigger(job_root="/j", batch=1, bach=2)
 
 
