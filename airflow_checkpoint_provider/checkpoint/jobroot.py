@@ -162,8 +162,16 @@ class JobRoot:
         return int(record["current_generation"])
 
     def read_status(self, generation: int) -> DriverStatus | None:
-        data = self.read_json(self.status_file(generation), what="driver status", generation=generation)
-        return None if data is None else DriverStatus.from_json(data)
+        loc = self.status_file(generation)
+        data = self.read_json(loc, what="driver status", generation=generation)
+        if data is None:
+            return None
+        try:
+            return DriverStatus.from_json(data)
+        except (TypeError, ValueError) as exc:
+            raise CorruptCheckpointError(
+                f"driver status is malformed: {exc}", path=loc.uri, job=self.job, generation=generation
+            ) from exc
 
     def write_status(self, status: DriverStatus) -> None:
         self.write_json(self.status_file(status.generation), status.to_json())
@@ -184,13 +192,16 @@ class JobRoot:
         self.write_json(self.stop_request_file(generation), request.to_json())
 
     def read_stop_ack(self, generation: int) -> StopAck | None:
-        data = self.read_json(
-            self.stop_ack_file(generation),
-            what="stop acknowledgement",
-            error=ControlFileError,
-            generation=generation,
-        )
-        return None if data is None else StopAck.from_json(data)
+        loc = self.stop_ack_file(generation)
+        data = self.read_json(loc, what="stop acknowledgement", error=ControlFileError, generation=generation)
+        if data is None:
+            return None
+        try:
+            return StopAck.from_json(data)
+        except (TypeError, ValueError) as exc:
+            raise ControlFileError(
+                f"stop acknowledgement is malformed: {exc}", path=loc.uri, job=self.job, generation=generation
+            ) from exc
 
     def generations(self) -> list[int]:
         """Generation numbers that have a folder, ascending."""

@@ -277,7 +277,7 @@ class StreamingJobHook(BaseHook):
         )
         log_path = self.log_dir(root, spec.generation) / f"driver-{launch_id[:12]}.log"
         handle = DriverHandle(
-            backend=backend.value,
+            backend=backend,
             launch_id=launch_id,
             master=target.master,
             submitted_at=time.time(),
@@ -343,7 +343,7 @@ class StreamingJobHook(BaseHook):
 
     def liveness(self, handle: DriverHandle) -> Liveness:
         """Ask the backend whether the driver still runs."""
-        if handle.backend in (Backend.LOCAL.value, Backend.STANDALONE.value):
+        if handle.backend in (Backend.LOCAL, Backend.STANDALONE):
             return local_liveness(handle.pid, handle.host, handle.launch_id)
         cmd = status_command(self.target, handle)
         if cmd is None:
@@ -356,7 +356,7 @@ class StreamingJobHook(BaseHook):
             self.log.warning("could not ask the cluster about %s: %s", handle.describe(), exc)
             return Liveness.UNKNOWN
         output = (done.stdout or "") + (done.stderr or "")
-        if handle.backend == Backend.YARN.value:
+        if handle.backend is Backend.YARN:
             return parse_yarn_status(output, done.returncode)
         return parse_k8s_pod_status(output, done.returncode)
 
@@ -364,7 +364,7 @@ class StreamingJobHook(BaseHook):
         """Hard-kill a driver (the batch in progress is abandoned and re-run by whoever resumes the
         checkpoint)."""
         self.log.warning("hard-killing %s", handle.describe())
-        if handle.backend in (Backend.LOCAL.value, Backend.STANDALONE.value):
+        if handle.backend in (Backend.LOCAL, Backend.STANDALONE):
             if local_liveness(handle.pid, handle.host, handle.launch_id) is not Liveness.ALIVE:
                 return
             assert handle.pid is not None

@@ -95,7 +95,7 @@ class SubmitTarget:
 class DriverHandle:
     """How to find a submitted driver again (kept in ``task_state_store`` and in the generation's record)."""
 
-    backend: str
+    backend: Backend
     launch_id: str
     master: str
     submitted_at: float
@@ -107,8 +107,11 @@ class DriverHandle:
     pod: str | None = None
     log_path: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "backend", Backend(self.backend))
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "backend": self.backend.value}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DriverHandle:
@@ -117,10 +120,10 @@ class DriverHandle:
 
     def describe(self) -> str:
         where = {
-            Backend.LOCAL.value: f"pid {self.pid} on {self.host}",
-            Backend.STANDALONE.value: f"pid {self.pid} on {self.host}",
-            Backend.YARN.value: f"YARN application {self.app_id}",
-            Backend.KUBERNETES.value: f"driver pod {self.namespace}/{self.pod}",
+            Backend.LOCAL: f"pid {self.pid} on {self.host}",
+            Backend.STANDALONE: f"pid {self.pid} on {self.host}",
+            Backend.YARN: f"YARN application {self.app_id}",
+            Backend.KUBERNETES: f"driver pod {self.namespace}/{self.pod}",
         }.get(self.backend, "?")
         return f"{self.backend} driver ({where}, launch {self.launch_id})"
 
@@ -279,9 +282,9 @@ def submit_command(
 def status_command(target: SubmitTarget, handle: DriverHandle) -> list[str] | None:
     """The command that reports a cluster driver's state (None for local and standalone: the hook checks the
     pid)."""
-    if handle.backend == Backend.YARN.value and handle.app_id:
+    if handle.backend is Backend.YARN and handle.app_id:
         return [target.yarn_binary, "application", "-status", handle.app_id]
-    if handle.backend == Backend.KUBERNETES.value and handle.pod:
+    if handle.backend is Backend.KUBERNETES and handle.pod:
         return [target.kubectl_binary, "get", "pod", handle.pod, "-n", str(handle.namespace), "-o", "json"]
     return None
 
@@ -289,9 +292,9 @@ def status_command(target: SubmitTarget, handle: DriverHandle) -> list[str] | No
 def kill_command(target: SubmitTarget, handle: DriverHandle) -> list[str] | None:
     """The command that hard-kills a cluster driver (None for local and standalone: the hook signals the
     group)."""
-    if handle.backend == Backend.YARN.value and handle.app_id:
+    if handle.backend is Backend.YARN and handle.app_id:
         return [target.yarn_binary, "application", "-kill", handle.app_id]
-    if handle.backend == Backend.KUBERNETES.value and handle.pod:
+    if handle.backend is Backend.KUBERNETES and handle.pod:
         return [target.spark_binary, "--master", handle.master, "--kill", f"{handle.namespace}:{handle.pod}"]
     return None
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
+from airflow_checkpoint_provider.model.records import StopOutcome
+
 
 class StartMode(StrEnum):
     """How a driver starts on its generation's checkpoint."""
@@ -136,6 +138,14 @@ class CleanupVerdict(StrEnum):
     STOP_INCOMPLETE = "stop_incomplete"
 
 
+def _stopped(outcome: str | None) -> bool:
+    """Whether a stop outcome (as the stop task reported it) means the driver no longer runs."""
+    try:
+        return outcome is not None and StopOutcome(outcome).is_stopped
+    except ValueError:
+        return False
+
+
 def decide_cleanup(
     *,
     driver_stopped: bool,
@@ -151,7 +161,7 @@ def decide_cleanup(
         return CleanupVerdict.ALREADY_DONE, "already retired"
     if not driver_stopped:
         return CleanupVerdict.DRIVER_ALIVE, "its driver is not provably stopped"
-    if require_stop and stop_outcome not in ("stopped", "forced", "killed", "ended", "already_stopped"):
+    if require_stop and not _stopped(stop_outcome):
         return CleanupVerdict.STOP_INCOMPLETE, (
             f"the stop in this run did not complete (outcome: {stop_outcome or 'none recorded'})"
         )

@@ -43,7 +43,7 @@ class DriverStatus:
 
     job: str
     generation: int
-    state: str
+    state: DriverState
     driver_id: str
     host: str = ""
     pid: int = 0
@@ -70,8 +70,11 @@ class DriverStatus:
     #: (summed over partitions; None where offsets are not numeric).
     source_lag: list[int | None] | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", DriverState(self.state))
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "state": self.state.value}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DriverStatus:
@@ -84,7 +87,31 @@ class DriverStatus:
         """Whether a driver is holding this generation: not terminal and heartbeat within the lease
         (the driver's own lease unless ``lease_s`` is given)."""
         lease = self.lease_s if lease_s is None else lease_s
-        return not DriverState(self.state).is_terminal and self.heartbeat_age(now) < lease
+        return not self.state.is_terminal and self.heartbeat_age(now) < lease
+
+
+class StopOutcome(StrEnum):
+    """How a stop ended, as the driver acknowledges it or the stop operator reports it."""
+
+    STOPPED = "stopped"  #: at a batch boundary, nothing in flight
+    FORCED = "forced"  #: the timeout passed and the query was stopped anyway (on_timeout=force_stop)
+    TIMED_OUT = "timed_out"  #: the timeout passed and the driver goes on running (on_timeout=keep_running)
+    ENDED = "ended"  #: the driver ended (or was killed) before it acknowledged: stopped all the same
+    ALREADY_STOPPED = "already_stopped"  #: nothing was running
+    KILLED = "killed"  #: the graceful stop timed out and the driver was hard-killed (on_timeout=kill)
+
+    @property
+    def is_stopped(self) -> bool:
+        """Whether the driver no longer runs after this outcome."""
+        return self is not StopOutcome.TIMED_OUT
+
+
+class StopMethod(StrEnum):
+    """How a driver reaches a batch boundary on a stop request."""
+
+    FENCE = "fence"  #: the source admits no new data; the batch in progress commits
+    GATE = "gate"  #: the gated sink refuses the next batch before touching it
+    IDLE = "idle"  #: stop when no batch runs (best effort)
 
 
 class OnStopTimeout(StrEnum):
@@ -101,21 +128,22 @@ class StopRequest:
     request_id: str
     requested_at: float
     timeout_s: float = DEFAULT_STOP_TIMEOUT_S
-    on_timeout: str = OnStopTimeout.KEEP_RUNNING.value
+    on_timeout: OnStopTimeout = OnStopTimeout.KEEP_RUNNING
     requested_by: str = ""
     #: Export a snapshot of the final committed batch in the stopping driver, before it exits (its own
     #: session: no second JVM). The acknowledgement names it, or says why it failed (a separate export can
     #: still run).
     snapshot: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "on_timeout", OnStopTimeout(self.on_timeout))
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "on_timeout": self.on_timeout.value}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StopRequest:
-        request = _from_dict(cls, data)
-        OnStopTimeout(request.on_timeout)  # validate
-        return request
+        return _from_dict(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +151,8 @@ class StopAck:
     """``generations/<g>/control/stop-ack.json``: the driver's answer to a stop request."""
 
     request_id: str
-    outcome: str  # "stopped" | "forced" | "timed_out"
-    method: str  # "fence" | "gate" | "idle"
+    outcome: StopOutcome  # stopped, forced or timed_out
+    method: StopMethod
     final_committed_batch: int | None
     end_offsets: list[Any] | None
     in_flight_batch: int | None
@@ -134,8 +162,12 @@ class StopAck:
     snapshot_s: float | None = None
     snapshot_error: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outcome", StopOutcome(self.outcome))
+        object.__setattr__(self, "method", StopMethod(self.method))
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "outcome": self.outcome.value, "method": self.method.value}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StopAck:

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
@@ -79,6 +79,13 @@ else:
     _decisions = lazy("airflow_checkpoint_provider.model.decisions")
     _records = lazy("airflow_checkpoint_provider.model.records")
     _triggers = lazy("airflow_checkpoint_provider.triggers.checkpoint")
+
+#: What a stop does when the driver does not reach a batch boundary in time.
+OnTimeout = Literal["fail", "force_stop", "kill"]
+#: What a start waits for.
+WaitFor = Literal["committed", "running"]
+#: What cleanup does with a retired generation's checkpoint.
+CleanupMode = Literal["retire", "delete"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -234,9 +241,7 @@ class StreamingJobOperator(BaseOperator):
                 self.log.info("waiting for %s: %s", what, seen.message)
                 last = seen.message
             if time.monotonic() >= deadline:
-                return watch.Observation(
-                    False,
-                    False,
+                return watch.Observation.waiting(
                     f"timed out after {timeout_s:.0f}s waiting for {what}: {seen.message}",
                     seen.payload,
                 )
@@ -326,7 +331,7 @@ class StartStreamingJobOperator(StreamingJobOperator):
         snapshot: str | None = None,
         code_version: str = "",
         spark_conf: Mapping[str, str] | None = None,
-        wait_for: str = "committed",
+        wait_for: WaitFor = "committed",
         start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
         heartbeat_s: float = DEFAULT_HEARTBEAT_S,
         lease_s: float = DEFAULT_LEASE_S,
@@ -568,7 +573,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
         *,
         generation: int | str | None = None,
         timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
-        on_timeout: str = "fail",
+        on_timeout: OnTimeout = "fail",
         snapshot: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -595,7 +600,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
                 root,
                 {
                     "generation": None,
-                    "outcome": "already_stopped",
+                    "outcome": _records.StopOutcome.ALREADY_STOPPED.value,
                     "final_committed_batch": None,
                     "end_offsets": None,
                 },
@@ -655,7 +660,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
                 _records.OnStopTimeout.FORCE_STOP
                 if self.on_timeout == "force_stop"
                 else _records.OnStopTimeout.KEEP_RUNNING
-            ).value,
+            ),
             requested_by=run_holder(context),
             snapshot=self.snapshot,
         )
@@ -677,7 +682,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
         )
         return {
             "generation": generation,
-            "outcome": "already_stopped",
+            "outcome": _records.StopOutcome.ALREADY_STOPPED.value,
             "final_committed_batch": info.last_committed_batch,
             "end_offsets": info.committed.end_offsets_json() if info.committed else None,
         }
@@ -700,7 +705,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
                     generation=generation,
                     hint="A retry waits for it again",
                 )
-            if payload.get("outcome") == "ended":
+            if payload.get("outcome") == _records.StopOutcome.ENDED:
                 self.log.warning(
                     "generation %s's driver ended (%s) before it acknowledged the stop: %s",
                     generation,
@@ -712,7 +717,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
                 root,
                 {
                     "generation": generation,
-                    "outcome": payload.get("outcome", "stopped"),
+                    "outcome": payload.get("outcome", _records.StopOutcome.STOPPED.value),
                     "driver_state": payload.get("state"),
                     "error": payload.get("error"),
                     "final_committed_batch": payload.get("final_committed_batch"),
@@ -735,7 +740,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
                 )
                 if seen.done:
                     result = self.already_stopped(root, generation, "killed")
-                    return self.done(context, root, {**result, "outcome": "killed"})
+                    return self.done(context, root, {**result, "outcome": _records.StopOutcome.KILLED.value})
         raise StopTimeoutError(
             f"generation {generation} did not stop: {event.get('message')}",
             path=root.generation_dir(generation).uri,
@@ -747,7 +752,9 @@ class StopStreamingJobOperator(StreamingJobOperator):
 
 def _stopped(hook: StreamingJobHook, root: JobRoot, generation: int) -> watch.Observation:
     view = hook.observe(root, generation)
-    return watch.Observation(view.provably_stopped, False, view.reason)
+    if view.provably_stopped:
+        return watch.Observation.holds(view.reason)
+    return watch.Observation.waiting(view.reason)
 
 
 class SnapshotStreamingJobOperator(StreamingJobOperator):
@@ -895,7 +902,7 @@ class CleanupStreamingJobOperator(StreamingJobOperator):
         *,
         snapshot_id: str | None = None,
         generation: int | str | None = None,
-        mode: str = "retire",
+        mode: CleanupMode = "retire",
         stop_task_id: str | None = None,
         keep_last: int | None = None,
         max_age: str | timedelta | None = None,

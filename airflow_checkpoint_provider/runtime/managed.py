@@ -54,6 +54,8 @@ from airflow_checkpoint_provider.model.records import (
     DriverStatus,
     OnStopTimeout,
     StopAck,
+    StopMethod,
+    StopOutcome,
     StopRequest,
 )
 from airflow_checkpoint_provider.runtime import eventlog
@@ -350,12 +352,12 @@ class ManagedContext:
         return None
 
     @property
-    def stop_method(self) -> str:
+    def stop_method(self) -> StopMethod:
         if self.fenced_sources:
-            return "fence"
+            return StopMethod.FENCE
         if self.gated_sinks:
-            return "gate"
-        return "idle"
+            return StopMethod.GATE
+        return StopMethod.IDLE
 
 
 def check_state_schema(
@@ -512,8 +514,8 @@ class _Listener:
                     ends.append(end)
                     lags.append(source_lag(end, _parse_offset(getattr(s, "latestOffset", None))))
                 status.update(
-                    state=DriverState.RUNNING.value
-                    if status.current.state == DriverState.STARTING.value
+                    state=DriverState.RUNNING
+                    if status.current.state is DriverState.STARTING
                     else status.current.state,
                     last_committed_batch=int(p.batchId),
                     last_batch_input_rows=int(p.numInputRows),
@@ -566,7 +568,7 @@ def run(
             DriverStatus(
                 job=root.job,
                 generation=spec.generation,
-                state=DriverState.STARTING.value,
+                state=DriverState.STARTING,
                 driver_id=driver_id,
                 host=socket.gethostname(),
                 pid=os.getpid(),
@@ -603,13 +605,13 @@ def _report_failure(
     error = f"{type(exc).__name__}: {exc}"[:4000]
     try:
         if status is not None:
-            status.update(state=DriverState.FAILED.value, error=error)
+            status.update(state=DriverState.FAILED, error=error)
         elif not isinstance(exc, FencedError) and not _live_status(root, spec):
             root.write_status(
                 DriverStatus(
                     job=root.job,
                     generation=spec.generation,
-                    state=DriverState.FAILED.value,
+                    state=DriverState.FAILED,
                     driver_id=driver_id,
                     host=socket.gethostname(),
                     pid=os.getpid(),
@@ -677,7 +679,7 @@ def _run_query(
     query = writer.option("checkpointLocation", ctx.checkpoint_location).start()
     log.info("query %s started on %s (stop method: %s)", query.id, ctx.checkpoint_location, ctx.stop_method)
     # The query is active: RUNNING now (a resumed job with no new input commits nothing for a while).
-    status.update(query_id=str(query.id), run_id=str(query.runId), state=DriverState.RUNNING.value)
+    status.update(query_id=str(query.id), run_id=str(query.runId), state=DriverState.RUNNING)
     outcome = _supervise(ctx, query, status, lock)
     spark.stop()
     return outcome
@@ -701,7 +703,7 @@ def _supervise(ctx: ManagedContext, query: Any, status: StatusWriter, lock: Driv
             log.warning("%s: stopping without committing further batches", superseded)
             ctx.close_gate(superseded)
             query.stop()
-            status.update(state=DriverState.STOPPED.value, error=f"superseded: {superseded}")
+            status.update(state=DriverState.STOPPED, error=f"superseded: {superseded}")
             return 0
         if stopping is None:
             request = root.read_stop_request(spec.generation)
@@ -713,25 +715,25 @@ def _supervise(ctx: ManagedContext, query: Any, status: StatusWriter, lock: Driv
                     request.timeout_s,
                     request.on_timeout,
                 )
-                status.update(state=DriverState.STOPPING.value)
-                if ctx.stop_method == "gate":
+                status.update(state=DriverState.STOPPING)
+                if ctx.stop_method is StopMethod.GATE:
                     ctx.close_gate(f"stop request {request.request_id}")
                 stopping = (request, time.monotonic())
         if stopping is not None:
             request, since = stopping
             if _at_boundary(ctx, query, request):
                 query.stop()
-                return _acknowledge(ctx, request, "stopped", since, status)
+                return _acknowledge(ctx, request, StopOutcome.STOPPED, since, status)
             if time.monotonic() - since > request.timeout_s:
-                if request.on_timeout == OnStopTimeout.FORCE_STOP.value:
+                if request.on_timeout is OnStopTimeout.FORCE_STOP:
                     log.warning("stop request %s timed out: forcing the query to stop", request.request_id)
                     query.stop()
-                    return _acknowledge(ctx, request, "forced", since, status)
+                    return _acknowledge(ctx, request, StopOutcome.FORCED, since, status)
                 log.warning("stop request %s timed out: keeping the driver running", request.request_id)
-                _acknowledge(ctx, request, "timed_out", since, status)
+                _acknowledge(ctx, request, StopOutcome.TIMED_OUT, since, status)
                 handled.add(request.request_id)
                 ctx.reopen_gate()
-                status.update(state=DriverState.RUNNING.value)
+                status.update(state=DriverState.RUNNING)
                 stopping = None
         try:
             query.awaitTermination(min(spec.heartbeat_s, 0.5) if stopping else spec.heartbeat_s)
@@ -741,14 +743,14 @@ def _supervise(ctx: ManagedContext, query: Any, status: StatusWriter, lock: Driv
     error = query.exception()
     refused = error is None or "GateClosed" in str(error)
     if stopping is not None and refused:
-        return _acknowledge(ctx, stopping[0], "stopped", stopping[1], status)
+        return _acknowledge(ctx, stopping[0], StopOutcome.STOPPED, stopping[1], status)
     superseded = ctx.superseded()
     if superseded and refused:  # the gate saw the supersession before this loop did: the same clean stop
         log.warning("%s: stopped without committing further batches", superseded)
-        status.update(state=DriverState.STOPPED.value, error=f"superseded: {superseded}")
+        status.update(state=DriverState.STOPPED, error=f"superseded: {superseded}")
         return 0
     message = str(error) if error is not None else "the query terminated without a stop request"
-    status.update(state=DriverState.FAILED.value, error=message[:4000])
+    status.update(state=DriverState.FAILED, error=message[:4000])
     log.error("query ended: %s", message[:2000])
     return 1
 
@@ -759,7 +761,7 @@ def _at_boundary(ctx: ManagedContext, query: Any, request: StopRequest) -> bool:
     info = inspect_checkpoint(ctx.checkpoint_location, allow_empty=True)
     if info.in_flight_batch is not None or query.status.get("isTriggerActive"):
         return False
-    if ctx.stop_method == "fence":
+    if ctx.stop_method is StopMethod.FENCE:
         fences = read_fences(ctx.root.control_dir(ctx.generation), request.request_id)
         if len(fences) < len(set(ctx.fenced_sources)):
             return False  # not every source has seen the request yet
@@ -774,12 +776,12 @@ def _at_boundary(ctx: ManagedContext, query: Any, request: StopRequest) -> bool:
 
 
 def _acknowledge(
-    ctx: ManagedContext, request: StopRequest, outcome: str, since: float, status: StatusWriter
+    ctx: ManagedContext, request: StopRequest, outcome: StopOutcome, since: float, status: StatusWriter
 ) -> int:
     info = inspect_checkpoint(ctx.checkpoint_location, allow_empty=True)
     latency = round(time.monotonic() - since, 3)
     exported: dict[str, Any] = {}
-    if request.snapshot and outcome != "timed_out" and info.last_committed_batch is not None:
+    if request.snapshot and outcome is not StopOutcome.TIMED_OUT and info.last_committed_batch is not None:
         exported = _export_on_stop(ctx, info.last_committed_batch)
     ack = StopAck(
         request_id=request.request_id,
@@ -801,8 +803,8 @@ def _acknowledge(
         ack.in_flight_batch,
         ack.stop_latency_s,
     )
-    if outcome != "timed_out":
-        status.update(state=DriverState.STOPPED.value, last_committed_batch=info.last_committed_batch)
+    if outcome is not StopOutcome.TIMED_OUT:
+        status.update(state=DriverState.STOPPED, last_committed_batch=info.last_committed_batch)
     return 0
 
 
