@@ -170,6 +170,7 @@ def job_status(job_root: str, job_name: str | None = None) -> dict[str, Any]:
     from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
     from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
     from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
+    from airflow_checkpoint_provider.checkpoint.processes import driver_reported_alive
     from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue
 
     root = JobRoot(job_root, job=job_name).require_job()
@@ -193,10 +194,10 @@ def job_status(job_root: str, job_name: str | None = None) -> dict[str, Any]:
             state = "RETIRED"
         elif status is None:
             state = "NEVER_STARTED"
-        elif status.is_live(now=now):
-            state = status.state
+        elif driver_reported_alive(status, now=now) or status.state.is_terminal:
+            state = status.state.value
         else:
-            state = status.state if status.state in ("STOPPED", "FAILED") else "DEAD"
+            state = "DEAD"
         generations.append(
             {
                 "generation": g,

@@ -59,7 +59,7 @@ def restart_from_checkpoint(
 
     def callback(context: Any) -> dict[str, Any]:
         from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook
-        from airflow_checkpoint_provider.operators.checkpoint import run_holder
+        from airflow_checkpoint_provider.lease import RESTART_PREFIX, run_holder
 
         task = context.get("task") if hasattr(context, "get") else None
 
@@ -70,7 +70,7 @@ def restart_from_checkpoint(
 
         where = render(job_root) or job_root
         root = _jobroot.JobRoot(where, job=job_name).require_job()
-        holder = f"restart:{run_holder(context)}"
+        holder = f"{RESTART_PREFIX}{run_holder(context)}"
         ledger = _ledger.JobLedger(root)
         try:
             ledger.acquire(holder, "restart from checkpoint", ttl_s=max(RESTART_LEASE_TTL_S, wait_s + 60))

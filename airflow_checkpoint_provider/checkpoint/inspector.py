@@ -67,10 +67,6 @@ class CheckpointInfo:
     operators: tuple[StatefulOperator, ...]
 
     @property
-    def has_committed_batch(self) -> bool:
-        return self.last_committed_batch is not None
-
-    @property
     def offset_log_version(self) -> int | None:
         entry = self.committed or self.in_flight
         return entry.log_version if entry else None

@@ -9,12 +9,13 @@ paths).
       generations/<g>/checkpoint/   Spark's checkpoint of generation g
       generations/<g>/generation.json  how g started (snapshot, offsets, code version), retired/deleted marks
       generations/<g>/status.json   written by the driver
-      generations/<g>/control/      stop.json (request), stop-ack.json (answer), fence.json (source fence)
+      generations/<g>/control/      stop.json (request), stop-ack.json (answer), fence-<source>.json
       snapshots/<id>/               state as Parquet + manifest.json (published last)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -31,6 +32,15 @@ from airflow_checkpoint_provider.exceptions import (
 from airflow_checkpoint_provider.model.records import DriverStatus, StopAck, StopRequest
 
 JOB_FILE = "job.json"
+#: Control files under ``generations/<g>/control/`` (the source fence reads them from the driver's source).
+STOP_REQUEST_FILE = "stop.json"
+STOP_ACK_FILE = "stop-ack.json"
+FENCE_PREFIX = "fence-"
+
+
+def fence_file_name(source_path: str) -> str:
+    """The control file in which the fence of the source reading ``source_path`` records its offset."""
+    return FENCE_PREFIX + hashlib.sha1(source_path.encode()).hexdigest()[:12] + ".json"
 
 
 class JobRoot:
@@ -58,13 +68,10 @@ class JobRoot:
         return self.generation_dir(generation).child("control")
 
     def stop_request_file(self, generation: int) -> Location:
-        return self.control_dir(generation).child("stop.json")
+        return self.control_dir(generation).child(STOP_REQUEST_FILE)
 
     def stop_ack_file(self, generation: int) -> Location:
-        return self.control_dir(generation).child("stop-ack.json")
-
-    def fence_file(self, generation: int) -> Location:
-        return self.control_dir(generation).child("fence.json")
+        return self.control_dir(generation).child(STOP_ACK_FILE)
 
     def generation_record_file(self, generation: int) -> Location:
         return self.generation_dir(generation).child("generation.json")

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import json
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -509,7 +507,3 @@ def _fmt(delta: timedelta) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.1f}h"
     return f"{seconds}s"
-
-
-def entries_to_json(entries: Iterable[SnapshotEntry]) -> str:
-    return json.dumps([e.to_json() for e in entries], indent=1, sort_keys=True)

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from airflow_checkpoint_provider.checkpoint import processes
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
-from airflow_checkpoint_provider.checkpoint.processes import process_gone
+from airflow_checkpoint_provider.checkpoint.processes import driver_reported_alive
 from airflow_checkpoint_provider.model.constants import DEFAULT_LEASE_S
 from airflow_checkpoint_provider.model.records import DriverState, DriverStatus, StopOutcome
 
@@ -68,8 +69,8 @@ def _lock_age(root: JobRoot, generation: int) -> float | None:
     return None if lock is None else time.time() - float(lock.get("heartbeat_at", 0))
 
 
-def _dead(status: DriverStatus) -> bool:
-    return process_gone(status.pid, status.host)
+def _process_gone(status: DriverStatus) -> bool:
+    return processes.process_gone(status.pid, status.host, started_at=status.started_at)
 
 
 def driver_started(
@@ -79,7 +80,7 @@ def driver_started(
     status = root.read_status(generation)
     if status is not None and status.launch_id == launch_id:
         payload = status.to_json()
-        if (process_gone or _dead(status)) and not status.state.is_terminal:
+        if (process_gone or _process_gone(status)) and not status.state.is_terminal:
             return Observation.never(f"the driver process died ({status.state} in its last report)", payload)
         if status.state is DriverState.FAILED:
             return Observation.never(f"the driver failed: {status.error}", payload)
@@ -94,7 +95,7 @@ def driver_started(
                 f"driver RUNNING, last committed batch {status.last_committed_batch}", payload
             )
         return Observation.waiting(f"driver {status.state}, no committed batch yet", payload)
-    if status is not None and status.is_live() and not _dead(status):
+    if driver_reported_alive(status):
         # Another launch's driver holds the generation (a restart callback won the race): ours was refused.
         payload = status.to_json()
         if status.state is DriverState.RUNNING and (
@@ -133,7 +134,7 @@ def stop_acknowledged(root: JobRoot, generation: int, request_id: str) -> Observ
                 payload,
             )
         return Observation.waiting(f"acknowledged ({ack.outcome}); waiting for the driver to exit", payload)
-    if status is not None and (not status.is_live() or process_gone(status.pid, status.host)):
+    if status is not None and not driver_reported_alive(status):
         # It ended (or was killed) before it acknowledged: stopped all the same. Its checkpoint ends at its
         # last committed batch; a batch it had in flight was never committed and is read again by whoever
         # continues.
@@ -193,7 +194,7 @@ def job_health(
             f"the driver of generation {g} is {status.state}" + (f": {status.error}" if status.error else ""),
             payload,
         )
-    if process_gone(status.pid, status.host):
+    if _process_gone(status):
         return Observation.never(
             f"the driver of generation {g} (pid {status.pid} on {status.host}) is gone "
             f"without reporting: it died",

@@ -27,7 +27,11 @@ from airflow.sdk import BaseHook
 
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
-from airflow_checkpoint_provider.checkpoint.processes import local_liveness, process_gone
+from airflow_checkpoint_provider.checkpoint.processes import (
+    driver_reported_alive,
+    local_liveness,
+    process_gone,
+)
 from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue
 from airflow_checkpoint_provider.exceptions import (
     ExportFailedError,
@@ -80,13 +84,21 @@ PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 @dataclass(frozen=True, slots=True)
 class DriverView:
-    """What can be known about a generation's driver right now."""
+    """What can be known about a generation's driver right now: ALIVE, GONE (provably stopped) or UNKNOWN
+    (not alive as far as anyone can tell, but not provably stopped either: e.g. submitted, not reported)."""
 
-    alive: bool
-    provably_stopped: bool
+    liveness: Liveness
     reason: str
     status: DriverStatus | None
     handle: DriverHandle | None
+
+    @property
+    def alive(self) -> bool:
+        return self.liveness is Liveness.ALIVE
+
+    @property
+    def provably_stopped(self) -> bool:
+        return self.liveness is Liveness.GONE
 
 
 class StreamingJobHook(BaseHook):
@@ -392,10 +404,9 @@ class StreamingJobHook(BaseHook):
         lock_age = time.time() - float(lock.get("heartbeat_at", 0)) if lock else None
         backend = self.liveness(handle) if handle else Liveness.UNKNOWN
 
-        if status is not None and status.is_live() and not process_gone(status.pid, status.host):
+        if driver_reported_alive(status):
             return DriverView(
-                True,
-                False,
+                Liveness.ALIVE,
                 f"driver {status.driver_id} is {status.state}, heartbeat {status.heartbeat_age():.1f}s ago",
                 status,
                 handle,
@@ -407,11 +418,14 @@ class StreamingJobHook(BaseHook):
             and not process_gone(lock.get("pid"), lock.get("host"))
         ):
             return DriverView(
-                True, False, f"the driver lock was refreshed {lock_age:.1f}s ago", status, handle
+                Liveness.ALIVE, f"the driver lock was refreshed {lock_age:.1f}s ago", status, handle
             )
         if backend is Liveness.ALIVE:
             return DriverView(
-                True, False, f"{handle.describe() if handle else 'driver'} is still running", status, handle
+                Liveness.ALIVE,
+                f"{handle.describe() if handle else 'driver'} is still running",
+                status,
+                handle,
             )
         if (
             backend is Liveness.UNKNOWN
@@ -420,8 +434,7 @@ class StreamingJobHook(BaseHook):
             and (status is None or status.launch_id != handle.launch_id)
         ):
             return DriverView(
-                False,
-                False,
+                Liveness.UNKNOWN,
                 f"{handle.describe()} was submitted {time.time() - handle.submitted_at:.0f}s "
                 "ago and has not reported yet",
                 status,
@@ -429,8 +442,7 @@ class StreamingJobHook(BaseHook):
             )
         state = status.state if status else "no status"
         return DriverView(
-            False,
-            True,
+            Liveness.GONE,
             f"no live driver: status {state}, lock "
             f"{'absent' if lock_age is None else f'{lock_age:.0f}s old'}, backend {backend.value}",
             status,

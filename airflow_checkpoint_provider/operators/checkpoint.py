@@ -35,6 +35,7 @@ from airflow_checkpoint_provider.exceptions import (
     StopTimeoutError,
     error_class,
 )
+from airflow_checkpoint_provider.lease import run_finished, run_holder
 from airflow_checkpoint_provider.model.constants import (
     DEFAULT_EXPORT_TIMEOUT_S,
     DEFAULT_HEARTBEAT_S,
@@ -105,27 +106,6 @@ def classified(fn: Callable[P, R]) -> Callable[P, R]:
             raise
 
     return wrapper
-
-
-def run_holder(context: Context) -> str:
-    """Who holds the lease: the DAG run (every task of one redeploy run shares it)."""
-    dag_run = context.get("dag_run")
-    dag_id = getattr(dag_run, "dag_id", None) or context["ti"].dag_id
-    run_id = getattr(dag_run, "run_id", None) or context.get("run_id", "?")
-    return f"{dag_id}/{run_id}"
-
-
-def run_finished(context: Context, holder: str) -> bool:
-    """Whether the DAG run ``holder`` (``dag_id/run_id``) is no longer active, so the lease it left is
-    free."""
-    dag_id, _, run_id = holder.removeprefix("restart:").partition("/")
-    if not dag_id or not run_id:
-        return False
-    try:  # active = queued or running; a finished, cleared-and-recreated or deleted run holds nothing
-        active = context["ti"].get_dr_count(dag_id=dag_id, run_ids=[run_id], states=["queued", "running"])
-    except Exception:  # best effort: unknown means "still running", and the lease only expires
-        return False
-    return int(active) == 0
 
 
 class StreamingJobOperator(BaseOperator):

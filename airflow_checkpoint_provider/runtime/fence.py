@@ -11,18 +11,17 @@ the driver kept running) fences nothing, so a restarted driver of the same gener
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from typing import Any
 
+from airflow_checkpoint_provider.checkpoint.jobroot import (
+    FENCE_PREFIX,
+    STOP_ACK_FILE,
+    STOP_REQUEST_FILE,
+    fence_file_name,
+)
 from airflow_checkpoint_provider.checkpoint.storage import Location
-
-FENCE_PREFIX = "fence-"
-
-
-def fence_name(source_path: str) -> str:
-    return FENCE_PREFIX + hashlib.sha1(source_path.encode()).hexdigest()[:12] + ".json"
 
 
 def _read(location: Location) -> dict[str, Any] | None:
@@ -36,10 +35,10 @@ def _read(location: Location) -> dict[str, Any] | None:
 def open_request(control: Location) -> str | None:
     """The id of the stop request that is still open: requested, and not yet acknowledged (a request that was
     answered — stopped, or timed out with the driver kept running — no longer fences anything)."""
-    request = _read(control.child("stop.json"))
+    request = _read(control.child(STOP_REQUEST_FILE))
     if not request or not request.get("request_id"):
         return None
-    ack = _read(control.child("stop-ack.json"))
+    ack = _read(control.child(STOP_ACK_FILE))
     if ack and ack.get("request_id") == request["request_id"]:
         return None
     return str(request["request_id"])
@@ -48,7 +47,7 @@ def open_request(control: Location) -> str | None:
 class SourceFence:
     def __init__(self, control_dir: str, source_path: str) -> None:
         self.control = Location.of(control_dir)
-        self.file = self.control.child(fence_name(source_path))
+        self.file = self.control.child(fence_file_name(source_path))
         self.source_path = source_path
         self._fenced: tuple[str, int] | None = None  # (request id, offset)
 
