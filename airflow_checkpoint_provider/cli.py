@@ -7,12 +7,19 @@ error (one line on stderr naming the path), 2 bad usage.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_checkpoint_provider.exceptions import CheckpointProviderError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+#: Wide enough that snapshot ids and code versions never wrap.
+TABLE_WIDTH = 160
 
 
 def _format_ms(ms: int | None) -> str:
@@ -108,24 +115,47 @@ def _duration(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _table(*columns: str, right: Sequence[str] = ()) -> Table:
+    """A plain rich table with these columns (those named in ``right`` right-aligned)."""
+    from rich.box import SIMPLE
+    from rich.table import Table
+
+    table = Table(box=SIMPLE, show_edge=False)
+    for name in columns:
+        table.add_column(name, justify="right" if name in right else "left")
+    return table
+
+
+def _table_text(table: Table) -> str:
+    """A rich table as plain text (no colour codes: the CLI's output is read by people and by scripts)."""
+    from rich.console import Console
+
+    out = io.StringIO()
+    Console(file=out, width=TABLE_WIDTH, color_system=None, force_terminal=False).print(table)
+    return "\n".join(line.rstrip() for line in out.getvalue().rstrip().splitlines())
+
+
+def _snapshot_state(e: dict[str, Any]) -> str:
+    if not e["complete"]:
+        return "UNFINISHED" if not e.get("error") else "UNREADABLE"
+    return "deep-verified" if e["deep_verified"] else "verified" if e["verified"] else "unverified"
+
+
 def render_snapshots(root: str, entries: list[dict[str, Any]]) -> str:
     if not entries:
         return f"job root {root}: no snapshots"
-    lines = [
-        f"job root {root}: {len(entries)} snapshot folder(s), newest first",
-        f"  {'id':<32} {'gen':>4} {'batch':>6} {'rows':>10}  {'state':<14} created",
-    ]
+    table = _table("id", "gen", "batch", "rows", "state", "created", right=("gen", "batch", "rows"))
     for e in entries:
-        if not e["complete"]:
-            state = "UNFINISHED" if not e.get("error") else "UNREADABLE"
-        else:
-            state = "deep-verified" if e["deep_verified"] else "verified" if e["verified"] else "unverified"
-        lines.append(
-            f"  {e['snapshot_id']:<32} {_or_none(e['generation']):>4} {_or_none(e['batch']):>6} "
-            f"{_or_none(e['rows']):>10}  {state:<14} {e['created_at'] or '-'}"
+        table.add_row(
+            e["snapshot_id"],
+            _or_none(e["generation"]),
+            _or_none(e["batch"]),
+            _or_none(e["rows"]),
+            _snapshot_state(e),
+            e["created_at"] or "-",
         )
-        if e.get("error"):
-            lines.append(f"      {e['error']}")
+    lines = [f"job root {root}: {len(entries)} snapshot folder(s), newest first", _table_text(table)]
+    lines += [f"  {e['snapshot_id']}: {e['error']}" for e in entries if e.get("error")]
     return "\n".join(lines)
 
 
@@ -254,18 +284,31 @@ def render_status(report: dict[str, Any]) -> str:
             else f"held by {lease['holder']} ({lease['operation']}, {lease['expires_in_s']}s left)"
         )
     )
-    lines.append(
-        f"  {'gen':>4} {'state':<14} {'batch':>6} {'heartbeat':>10}  {'code version':<22} started from"
+    table = _table(
+        "",
+        "gen",
+        "state",
+        "batch",
+        "heartbeat",
+        "code version",
+        "started from",
+        right=("gen", "batch", "heartbeat"),
     )
+    errors = []
     for g in report["generations"]:
-        marker = "*" if g["current"] else " "
         age = "-" if g["heartbeat_age_s"] is None else f"{g['heartbeat_age_s']}s"
-        lines.append(
-            f"{marker} {g['generation']:>4} {g['state']:<14} {_or_none(g['last_committed_batch']):>6} "
-            f"{age:>10}  {g['code_version'] or '-':<22} {g['snapshot'] or '-'}"
+        table.add_row(
+            "*" if g["current"] else "",
+            str(g["generation"]),
+            g["state"],
+            _or_none(g["last_committed_batch"]),
+            age,
+            g["code_version"] or "-",
+            g["snapshot"] or "-",
         )
         if g["driver"] and g["driver"]["error"] and g["state"] in ("FAILED", "DEAD"):
-            lines.append(f"        error: {g['driver']['error'][:300]}")
+            errors.append(f"  generation {g['generation']} error: {g['driver']['error'][:300]}")
+    lines += [_table_text(table), *errors]
     lines.append(render_snapshots(report["job_root"], report["snapshots"]))
     return "\n".join(lines)
 

@@ -43,6 +43,7 @@ from airflow_checkpoint_provider.model.constants import (
     DEFAULT_LEASE_S,
     DEFAULT_START_TIMEOUT_S,
     DEFAULT_STOP_TIMEOUT_S,
+    DEFER_TIMEOUT_MARGIN_S,
     KILL_WAIT_S,
     STOP_EXIT_GRACE_S,
     optional_int,
@@ -111,16 +112,27 @@ def classified(fn: Callable[P, R]) -> Callable[P, R]:
 class StreamingJobOperator(BaseOperator):
     """What every lifecycle operator shares: the job root, the Spark target, the lease, waiting.
 
-    :param job_root: the job's root folder or URI (templated).
+    A started streaming driver outlives the task that started it, by design: ``on_kill`` (a task marked
+    failed or cleared, a worker shut down) never stops or kills a driver. It only gives up this task's
+    waiting; the driver goes on, and a rerun reconnects to it. Stop a job with
+    :class:`StopStreamingJobOperator`.
+
+    :param job_root: the job's root folder or URI (templated). Only a start may create it; every other
+        operator refuses a job root that does not exist (``JobRootNotFoundError``).
     :param job_name: display name; default the job root's last path element (templated).
     :param conn_id: a ``spark`` connection (templated); None or empty runs drivers locally (``local[2]``) as
-        detached processes.
+        detached processes. A relaunch of an existing generation goes where it ran, whatever is given here;
+        naming another target is refused (``LaunchTargetError``).
     :param master: override the connection's master (templated; empty means the connection's).
-    :param python_path: folders the driver's Python must import from (the application's package).
-    :param lease_ttl_s: how long the job's lease lasts without renewal (a crashed run's lease expires).
+    :param python_path: folders the driver's Python must import from (the application's package); this
+        provider's own folder is always added.
+    :param lease_ttl_s: how long the job's lease lasts without renewal, in seconds (a crashed run's lease
+        expires; a finished run's lease is free at once).
     :param release_lease: give the lease up when this task succeeds (the last task of a lifecycle run).
-    :param poll_interval_s: how often waits look at the job root.
-    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param poll_interval_s: how often synchronous waits and triggers look at the job root, in seconds.
+    :param deferrable: wait in the triggerer instead of a worker slot (default: Airflow's
+        ``[operators] default_deferrable``). A deferral's timeout is the wait's own timeout plus
+        ``DEFER_TIMEOUT_MARGIN_S``; the trigger itself reports a timeout first.
     """
 
     template_fields: Sequence[str] = ("job_root", "job_name", "conn_id", "master")
@@ -155,6 +167,13 @@ class StreamingJobOperator(BaseOperator):
         self.deferrable = deferrable
 
     # --- shared helpers --------------------------------------------------------------------------------
+
+    def on_kill(self) -> None:
+        """Give up this task's waiting and leave the streaming driver running: a started job outlives the task
+        that started it, by design (stop it with :class:`StopStreamingJobOperator`). A rerun reconnects."""
+        self.log.info(
+            "task killed: the streaming driver, if any, keeps running (this task only stops waiting)"
+        )
 
     def root(self) -> JobRoot:
         """The job root, which must exist (:meth:`JobRoot.require_job`) unless this operator may create it."""
@@ -283,13 +302,17 @@ class StartStreamingJobOperator(StreamingJobOperator):
     batch.
 
     :param application: the application file for spark-submit (templated).
-    :param application_args: the application's own arguments (templated).
+    :param application_args: the application's own arguments (templated; a template may render a list).
     :param snapshot: id of the snapshot to start a new generation from (templated), e.g.
-        ``"{{ ti.xcom_pull(task_ids='snapshot') }}"``.
-    :param code_version: a label for the code (recorded with the generation) (templated).
-    :param spark_conf: extra ``--conf`` settings (templated).
-    :param start_timeout_s: how long to wait for the driver.
-    :param heartbeat_s: the driver's heartbeat; ``lease_s``: after how long without one it counts as dead.
+        ``"{{ ti.xcom_pull(task_ids='snapshot') }}"``; empty: restart the current generation.
+    :param code_version: a label for the code, recorded with the generation (templated).
+    :param spark_conf: extra ``--conf`` settings (templated; a template may render a dict).
+    :param wait_for: ``"committed"`` (default): RUNNING with a committed batch; ``"running"``: RUNNING only.
+    :param start_timeout_s: how long to wait for the driver to report, in seconds.
+    :param heartbeat_s: how often the driver refreshes its status, in seconds (recorded with the generation).
+    :param lease_s: after how long without a heartbeat the driver counts as dead, in seconds (> heartbeat).
+    :param release_lease: give the job's lease up when the start succeeds (default True: a start ends a
+        lifecycle run).
     """
 
     template_fields: Sequence[str] = (
@@ -389,6 +412,7 @@ class StartStreamingJobOperator(StreamingJobOperator):
                     echo=info,
                 ),
                 method_name="execute_complete",
+                timeout=timedelta(seconds=self.start_timeout_s + DEFER_TIMEOUT_MARGIN_S),
             )
 
         def observe() -> watch.Observation:
@@ -537,8 +561,9 @@ class StopStreamingJobOperator(StreamingJobOperator):
     ``generation``, ``outcome`` (stopped, forced, killed, ended, already_stopped), ``final_committed_batch``
     and ``end_offsets``.
 
-    :param generation: the generation to stop (templated); default the current one.
-    :param timeout_s: how long the driver may take to reach a batch boundary.
+    :param generation: the generation to stop (templated); default the one this run pinned, else the current.
+    :param timeout_s: how long the driver may take to reach a batch boundary, in seconds.
+    :param on_timeout: ``"fail"`` (default), ``"force_stop"`` or ``"kill"``: see above.
     :param snapshot: have the stopping driver export its final committed batch before it exits, with its own
         Spark session (a redeploy's snapshot then costs no second JVM start). The XCom gains ``snapshot_id``
         (or ``snapshot_error``); a following :class:`SnapshotStreamingJobOperator` finds and verifies it, or
@@ -609,6 +634,9 @@ class StopStreamingJobOperator(StreamingJobOperator):
                     echo={"generation": generation},
                 ),
                 method_name="execute_complete",
+                timeout=timedelta(
+                    seconds=self.timeout_s + self.grace_s(root, generation) + DEFER_TIMEOUT_MARGIN_S
+                ),
             )
         seen = self.wait(
             lambda: watch.stop_acknowledged(root, generation, request.request_id),
@@ -744,10 +772,14 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
     pinned) and on a stopped one. Idempotent: a verified snapshot of the same (generation, batch) is returned
     as is.
 
-    :param generation: default the current one (templated).
-    :param batch: default the last committed batch (templated).
+    :param generation: the generation to snapshot (templated); default the one this run pinned, else the
+        current one.
+    :param batch: the committed batch to snapshot (templated); default the last committed batch.
     :param deep: also compare every row with the checkpoint (slower).
     :param require_stopped: refuse while a driver runs (what a redeploy wants: the final batch).
+    :param spark_conf: extra ``--conf`` settings for the exporter application (templated).
+    :param exporter: the exporter application to submit (default: the one this package ships).
+    :param export_timeout_s: how long the exporter may run, in seconds.
     :param keep_last: then apply snapshot retention: keep the newest N (protected ones are always kept).
     :param max_age: ... and drop snapshots older than this (``"7d"`` or a timedelta).
     """
@@ -868,7 +900,8 @@ class CleanupStreamingJobOperator(StreamingJobOperator):
 
     :param snapshot_id: the snapshot that covers the generation (templated); it names the generation.
     :param generation: the generation to retire (templated), if no snapshot id is given.
-    :param mode: ``"retire"`` (keep the files, mark retired) or ``"delete"`` (remove the checkpoint folder).
+    :param mode: ``"retire"`` (default: keep the files, mark retired) or ``"delete"`` (remove the checkpoint
+        folder, never following a link out of the job root).
     :param stop_task_id: the stop task of this run; cleanup refuses unless it completed.
     :param keep_last: snapshot retention: keep the newest N (protected ones are always kept).
     :param max_age: snapshot retention: drop snapshots older than this (``"7d"`` or a timedelta).

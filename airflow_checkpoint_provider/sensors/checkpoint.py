@@ -7,6 +7,7 @@ Both fail at once (no pointless pokes or retries) when waiting cannot help — a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
@@ -15,7 +16,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_checkpoint_provider._lazy import lazy
 from airflow_checkpoint_provider.exceptions import CheckpointProviderError, JobUnhealthyError
-from airflow_checkpoint_provider.model.constants import optional_int
+from airflow_checkpoint_provider.model.constants import DEFER_TIMEOUT_MARGIN_S, optional_int
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -35,6 +36,17 @@ else:
 
 
 class _JobRootSensor(BaseSensorOperator):
+    """What both sensors share. Besides Airflow's own sensor arguments (``poke_interval``, ``timeout``,
+    ``mode``, ...):
+
+    :param job_root: the job's root folder or URI (templated); a job root that does not exist fails the
+        sensor at once (``JobRootNotFoundError``).
+    :param job_name: display name; default the job root's last path element (templated).
+    :param generation: the generation to watch (templated); default the job's current one.
+    :param deferrable: wait in the triggerer (default: Airflow's ``[operators] default_deferrable``); the
+        trigger's deadline is the sensor's ``timeout``, and the deferral's is that plus a margin.
+    """
+
     template_fields: Sequence[str] = ("job_root", "job_name", "generation")
 
     def __init__(
@@ -89,7 +101,11 @@ class _JobRootSensor(BaseSensorOperator):
         first = self.poke(context)
         if isinstance(first, PokeReturnValue) and first.is_done:
             return first.xcom_value
-        self.defer(trigger=self.trigger(root), method_name="execute_complete")
+        self.defer(
+            trigger=self.trigger(root),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=float(self.timeout) + DEFER_TIMEOUT_MARGIN_S),
+        )
 
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
         if not event or event.get("status") not in ("done", "failed", "timeout", "error"):
@@ -104,8 +120,10 @@ class StreamingJobHealthSensor(_JobRootSensor):
     ``max_batch_age_s`` and source lag at most ``max_lag`` records. Fail at once when the driver is dead or
     failed.
 
-    :param generation: default the current one (templated).
-    :param max_heartbeat_age_s: default the driver's own lease.
+    :param max_heartbeat_age_s: the driver's heartbeat may be at most this old, in seconds (default: the
+        driver's own lease).
+    :param max_batch_age_s: a batch must have committed within this long, in seconds (None: not checked).
+    :param max_lag: the source lag may be at most this many records (None: not checked).
     """
 
     def __init__(
@@ -146,7 +164,7 @@ class StreamingJobHealthSensor(_JobRootSensor):
 class CheckpointCommittedSensor(_JobRootSensor):
     """Succeed when the generation's checkpoint has committed ``batch`` (or later); fail if its driver failed.
 
-    :param batch: the batch to wait for (templated).
+    :param batch: the batch id to wait for, or any later one (templated).
     """
 
     template_fields: Sequence[str] = (*_JobRootSensor.template_fields, "batch")
