@@ -1,0 +1,236 @@
+"""The Airflow layer's error branches, with a small fake hook in place of Spark (the behaviour itself is
+proven against real Spark and real DAG runs in tests/integration and tests/e2e). Each case checks what the
+task raises: terminal errors fail at once (``AirflowFailException``, no retries spent), transient ones keep
+their type."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_checkpoint_provider.callbacks.checkpoint import restart_from_checkpoint
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
+from airflow_checkpoint_provider.exceptions import (
+    DriverStillRunningError,
+    InvalidLaunchError,
+    StopTimeoutError,
+)
+from airflow_checkpoint_provider.hooks.checkpoint import DriverView
+from airflow_checkpoint_provider.model.backends import Backend, DriverHandle, Liveness
+from airflow_checkpoint_provider.model.records import DriverStatus
+from airflow_checkpoint_provider.operators import checkpoint as operators
+from airflow_checkpoint_provider.operators.checkpoint import (
+    CleanupStreamingJobOperator,
+    SnapshotStreamingJobOperator,
+    StartStreamingJobOperator,
+    StopStreamingJobOperator,
+)
+from airflow_checkpoint_provider.sensors.checkpoint import CheckpointCommittedSensor, StreamingJobHealthSensor
+
+
+@dataclass
+class FakeHook:
+    """Answers ``observe`` with a fixed view and records what it was asked to do."""
+
+    liveness: Liveness = Liveness.GONE
+    calls: list[str] = field(default_factory=list)
+
+    def for_generation(self, root: JobRoot, generation: int) -> FakeHook:
+        return self
+
+    def observe(self, root: JobRoot, generation: int) -> DriverView:
+        self.calls.append(f"observe {generation}")
+        handle = DriverHandle(
+            backend=Backend.LOCAL, launch_id="L", master="local[2]", submitted_at=0, generation=1
+        )
+        return DriverView(self.liveness, f"fake: {self.liveness}", None, handle)
+
+    def kill(self, handle: DriverHandle) -> None:
+        self.calls.append("kill")
+
+    def launch_generation(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an error branch must not launch a driver")
+
+    def export_snapshot(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an error branch must not export")
+
+
+class FakeTI:
+    dag_id = "dag"
+
+    def __init__(self, xcom: Any = None) -> None:
+        self.xcom = xcom
+
+    def xcom_pull(self, **_: Any) -> Any:
+        return self.xcom
+
+    def get_dr_count(self, **_: Any) -> int:
+        return 1
+
+
+def context(xcom: Any = None) -> dict[str, Any]:
+    return {"dag_run": SimpleNamespace(dag_id="dag", run_id="run-1"), "ti": FakeTI(xcom), "run_id": "run-1"}
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> JobRoot:
+    root = JobRoot(tmp_path / "counter")
+    JobLedger(root).set_current(1, by="test", event="generation_created")
+    root.update_generation_record(1, application="app.py", launches=[])
+    return root
+
+
+def with_hook(monkeypatch: pytest.MonkeyPatch, hook: FakeHook) -> FakeHook:
+    monkeypatch.setattr(operators.StreamingJobOperator, "_requested_hook", lambda self: hook)
+    return hook
+
+
+def status(root: JobRoot, state: str = "RUNNING", batch: int | None = 3, error: str | None = None) -> None:
+    root.write_status(
+        DriverStatus(
+            job="counter",
+            generation=1,
+            state=state,
+            driver_id="d",
+            host="elsewhere",
+            pid=1,
+            last_committed_batch=batch,
+            error=error,
+            heartbeat_at=time.time(),
+            lease_s=30,
+        )
+    )
+
+
+def test_constructors_refuse_unknown_choices() -> None:
+    with pytest.raises(ValueError, match="wait_for"):
+        StartStreamingJobOperator(task_id="t", job_root="/j", application="a", wait_for="soon")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="on_timeout"):
+        StopStreamingJobOperator(task_id="t", job_root="/j", on_timeout="pray")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="mode"):
+        CleanupStreamingJobOperator(task_id="t", job_root="/j", mode="shred")  # type: ignore[arg-type]
+
+
+def test_start_without_snapshot_on_a_retired_generation_is_terminal(
+    job: JobRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_hook(monkeypatch, FakeHook())
+    job.update_generation_record(1, retired_at=time.time())
+    start = StartStreamingJobOperator(task_id="start", job_root=str(job.location.path), application="app.py")
+    with pytest.raises(AirflowFailException, match="FencedError.*Pass snapshot="):
+        start.execute(context())
+
+
+def test_stop_that_cannot_tell_whether_the_driver_runs_is_retried(
+    job: JobRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_hook(monkeypatch, FakeHook(Liveness.UNKNOWN))
+    stop = StopStreamingJobOperator(task_id="stop", job_root=str(job.location.path))
+    with pytest.raises(DriverStillRunningError, match="cannot tell yet"):  # transient: a retry asks again
+        stop.execute(context())
+
+
+def test_stop_timeout_fails_or_kills_as_configured(job: JobRoot, monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = with_hook(monkeypatch, FakeHook(Liveness.ALIVE))
+    timeout = {"status": "timeout", "message": "no boundary in 1s", "payload": {}, "echo": {"generation": 1}}
+    fail = StopStreamingJobOperator(task_id="stop", job_root=str(job.location.path))
+    with pytest.raises(StopTimeoutError, match="did not stop: no boundary"):
+        fail.execute_complete(context(), timeout)
+    assert "kill" not in hook.calls  # on_timeout="fail" leaves the driver running
+    kill = StopStreamingJobOperator(task_id="stop", job_root=str(job.location.path), on_timeout="kill")
+    kill.poll_interval_s = 0.01
+    monkeypatch.setattr(operators, "KILL_WAIT_S", 0.05)
+    with pytest.raises(StopTimeoutError):  # killed, but the fake driver never goes away
+        kill.execute_complete(context(), timeout)
+    assert "kill" in hook.calls
+
+
+def test_a_malformed_trigger_event_is_refused(job: JobRoot, monkeypatch: pytest.MonkeyPatch) -> None:
+    with_hook(monkeypatch, FakeHook())
+    stop = StopStreamingJobOperator(task_id="stop", job_root=str(job.location.path))
+    for event in (None, {}, {"status": "done"}, {"status": "weird", "echo": {}}):
+        with pytest.raises(AirflowException, match="unexpected trigger event"):
+            stop.execute_complete(context(), event)
+    sensor = StreamingJobHealthSensor(task_id="healthy", job_root=str(job.location.path))
+    with pytest.raises(AirflowException, match="unexpected trigger event"):
+        sensor.execute_complete(context(), {"status": "nope"})
+
+
+def test_snapshot_refusals(job: JobRoot, monkeypatch: pytest.MonkeyPatch) -> None:
+    with_hook(monkeypatch, FakeHook(Liveness.ALIVE))
+    running = SnapshotStreamingJobOperator(
+        task_id="snapshot", job_root=str(job.location.path), require_stopped=True
+    )
+    with pytest.raises(DriverStillRunningError, match="refusing to snapshot a running generation"):
+        running.execute(context())
+    with_hook(monkeypatch, FakeHook(Liveness.GONE))
+    empty = SnapshotStreamingJobOperator(task_id="snapshot", job_root=str(job.location.path))
+    with pytest.raises(
+        AirflowFailException, match="BatchNotRetainedError: the generation has no committed batch"
+    ):
+        empty.execute(context())
+
+
+def test_cleanup_refusals(job: JobRoot, monkeypatch: pytest.MonkeyPatch) -> None:
+    with_hook(monkeypatch, FakeHook(Liveness.GONE))
+    unnamed = CleanupStreamingJobOperator(task_id="cleanup", job_root=str(job.location.path))
+    with pytest.raises(AirflowFailException, match="InvalidLaunchError: name the snapshot"):
+        unnamed.execute(context())
+    incomplete = CleanupStreamingJobOperator(
+        task_id="cleanup", job_root=str(job.location.path), generation=1, stop_task_id="stop"
+    )
+    with pytest.raises(AirflowFailException, match="CleanupRefusedError.*stop in this run did not complete"):
+        incomplete.execute(context(xcom={"outcome": "timed_out"}))
+    with_hook(monkeypatch, FakeHook(Liveness.ALIVE))
+    alive = CleanupStreamingJobOperator(task_id="cleanup", job_root=str(job.location.path), generation=1)
+    with pytest.raises(DriverStillRunningError, match="refusing to retire generation 1"):
+        alive.execute(context())
+    assert (job.read_generation_record(1) or {}).get("retired_at") is None  # nothing was retired
+
+
+def test_sensors_fail_at_once_on_a_failed_driver(job: JobRoot) -> None:
+    status(job, state="FAILED", error="ForeignSnapshotError: not ours")
+    for sensor in (
+        StreamingJobHealthSensor(task_id="healthy", job_root=str(job.location.path)),
+        CheckpointCommittedSensor(task_id="committed", job_root=str(job.location.path), batch=5),
+    ):
+        with pytest.raises(AirflowFailException, match="JobUnhealthyError"):
+            sensor.poke(context())
+
+
+def test_a_sensor_event_that_is_not_done_fails_with_its_message(job: JobRoot) -> None:
+    sensor = CheckpointCommittedSensor(task_id="committed", job_root=str(job.location.path), batch=5)
+    with pytest.raises(AirflowFailException, match="timed out after 60s"):
+        sensor.execute_complete(context(), {"status": "timeout", "message": "timed out after 60s"})
+
+
+def test_the_callback_does_nothing_while_it_must_not_act(
+    job: JobRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import airflow_checkpoint_provider.hooks.checkpoint as hooks
+
+    fake = FakeHook(Liveness.ALIVE)
+    monkeypatch.setattr(hooks, "StreamingJobHook", lambda *a, **k: fake)
+    callback = restart_from_checkpoint(job_root=str(job.location.path))
+    assert callback(context())["action"] == "none"  # a live driver is left alone
+    JobLedger(job).acquire("redeploy/run-9", "redeploy", 600)
+    held = callback(context())
+    assert held["action"] == "none" and "redeploy/run-9" in held["reason"]  # a redeploy holds the lease
+    JobLedger(job).release("redeploy/run-9")
+    job.update_generation_record(1, retired_at=time.time())
+    assert callback(context()) == {"action": "none", "reason": "generation 1 is retired"}
+
+
+def test_a_driver_error_keeps_its_type(job: JobRoot) -> None:
+    terminal = operators.driver_error(job, 1, "did not start", {"error": "ForeignSnapshotError: not ours"})
+    assert type(terminal).__name__ == "ForeignSnapshotError" and terminal.terminal
+    transient = operators.driver_error(job, 1, "did not start", {"error": "Py4JError: boom"})
+    assert type(transient).__name__ == "DriverFailedError" and not transient.terminal
+    assert isinstance(InvalidLaunchError("x"), ValueError)
