@@ -1,6 +1,6 @@
 """Modules imported at first use, so that importing an operator, sensor or callback (what a DAG file does)
-stays cheap: promise 7. The machinery the operators run (job root, ledger, hook, triggers, snapshots) loads
-when a task executes, not when the DAG processor parses a file."""
+stays cheap: promise 8 in docs/design.md. The machinery the operators run (job root, ledger, hook, triggers,
+snapshots) loads when a task executes, not when the DAG processor parses a file."""
 
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ class JobRoot:
         return self.snapshots_dir().child(snapshot_id)
 
     def require_inside(self, location: Location) -> Location:
-        """Refuse any path outside this job root (promise 3)."""
+        """Refuse any path outside this job root (promise 4 in docs/design.md)."""
         if not location.is_within(self.location) or location == self.location:
             raise InvalidLocationError(
                 "refusing to touch a path outside the job root", path=location.uri, job=self.job

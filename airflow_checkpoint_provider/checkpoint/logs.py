@@ -1,6 +1,7 @@
 """Parsers for the files of a Spark Structured Streaming checkpoint (pure functions over text).
 
-Formats, as Spark 4.x writes them (see DESIGN.md §3):
+Formats, as Spark 4.x writes them (as read from checkpoints that real Spark 4.3 wrote, see
+tests/support/spark_checkpoints.py):
 
 - ``metadata``: ``{"id": "<query id>"}``.
 - ``offsets/<n>``: ``v1`` or ``v2``; a JSON line (``batchWatermarkMs``, ``batchTimestampMs``, ``conf``, and in

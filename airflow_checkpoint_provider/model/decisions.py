@@ -38,9 +38,9 @@ def decide_start(
 ) -> StartDecision:
     """Decide from the checkpoint alone whether to resume or start fresh.
 
-    Promise 2: initial state is loaded only into a generation whose checkpoint has no committed batch. A batch
-    0 that was planned but never committed (a crash in batch 0) is re-run on the fresh path with the same
-    initial state and the same starting offsets; Spark has applied nothing of it yet.
+    Promise 2 (docs/design.md): initial state is loaded only into a generation whose checkpoint has no
+    committed batch. A batch 0 that was planned but never committed (a crash in batch 0) is re-run on the
+    fresh path with the same initial state and the same starting offsets; Spark has applied nothing of it yet.
     """
     if last_committed_batch is not None:
         return StartDecision(
@@ -155,8 +155,9 @@ def decide_cleanup(
     require_stop: bool,
     already_done: bool,
 ) -> tuple[CleanupVerdict, str]:
-    """Promise 3: a checkpoint is retired only when its driver is provably stopped and a verified snapshot of
-    its last committed batch exists (and, when asked, the graceful stop of this run completed)."""
+    """Promise 4 (docs/design.md): a checkpoint is retired only when its driver is provably stopped and a
+    verified snapshot of its last committed batch exists (and, when asked, the graceful stop of this run
+    completed)."""
     if already_done:
         return CleanupVerdict.ALREADY_DONE, "already retired"
     if not driver_stopped:

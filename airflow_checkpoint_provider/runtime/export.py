@@ -14,8 +14,9 @@ checksums the files, and publishes ``manifest.json`` last. The source end offset
 the same checkpoint, so state and position always belong to the same batch. On failure the partial folder is
 removed.
 
-Exporting the same (generation, batch) again returns the existing snapshot (promise 5: a rerun never repeats
-the work wrongly). Works on a running query (N must still be retained) and on a stopped one.
+Exporting the same (generation, batch) again returns the existing snapshot (promise 6 in docs/design.md: a
+rerun never repeats the work wrongly). Works on a running query (N must still be retained) and on a stopped
+one.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ class StatusWriter:
 
 
 class DriverLock:
-    """``generations/<g>/driver.lock``: at most one live driver per generation (promise 4).
+    """``generations/<g>/driver.lock``: at most one live driver per generation (promise 5 in docs/design.md).
 
     Created exclusively; refreshed on every heartbeat; a lock whose heartbeat is older than the lease belongs
     to a dead driver and is taken over.
@@ -227,7 +227,7 @@ class ManagedContext:
         migrate: Callable[[Any], Any] | None = None,
     ) -> Any:
         """The snapshot's state part ``part`` (None: its only part) grouped by its key, for ``initialState=``
-        — or None unless this start loads a snapshot (never on resume: promise 2).
+        — or None unless this start loads a snapshot (never on resume: promise 2 in docs/design.md).
 
         :param key: key column(s); default the part's key columns as exported.
         :param expect: the state schema the new code declares for this part (a ``StructType`` or DDL string of
@@ -267,8 +267,9 @@ class ManagedContext:
 
         Exactly once comes from Spark's checkpoint: it is a file stream source over the snapshot's (immutable)
         Parquet files, and the source's own log in the checkpoint records them as read with batch 0. A restart
-        after a commit reads nothing (promise 2); a re-run batch 0 reads the same files again. A generation
-        that did not start from a snapshot gets an empty folder: the query has the same shape either way.
+        after a commit reads nothing (promise 2 in docs/design.md); a re-run batch 0 reads the same files
+        again. A generation that did not start from a snapshot gets an empty folder: the query has the same
+        shape either way.
 
         :param schema: the seed's schema after ``migrate`` (a ``StructType`` or DDL string); the empty stream
         of a

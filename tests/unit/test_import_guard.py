@@ -1,4 +1,5 @@
-"""Promise 7: nothing outside runtime/, and no DAG file, imports pyspark (checked in fresh interpreters)."""
+"""Promise 8 (docs/design.md): nothing outside runtime/, and no DAG file, imports pyspark (checked in fresh
+interpreters)."""
 
 from __future__ import annotations
 

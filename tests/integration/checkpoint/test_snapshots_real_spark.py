@@ -115,7 +115,7 @@ def test_snapshot_of_a_running_query_equals_its_state_at_n(spark: Any, running_v
         assert rows_by_key(got, "n", "total") == state_at(outputs, batch)
         assert rows_by_key(got, "n", "total") == fold_log(log, m.end_offsets[0]["offset"])
         assert part.rows == len(got)
-    # exporting the same batch again is a no-op that returns the same snapshot (promise 5)
+    # exporting the same batch again is a no-op that returns the same snapshot (promise 6 in docs/design.md)
     again = export_snapshot(spark, job, 1, batch=3)
     assert again.snapshot_id == m.snapshot_id
     assert len(SnapshotCatalogue(JobRoot(job)).list()) == 2
