@@ -1,0 +1,71 @@
+"""The redeploy story through a real local Airflow deployment, the way a team runs Airflow: api-server,
+scheduler, dag-processor and triggerer as processes, LocalExecutor, deferrable operators on (every wait runs
+in the triggerer), runs triggered through the REST API with a login. Start v1 -> redeploy to v2 with the state
+migration -> kill -9 the v2 driver -> the watchdog's callback brings it back from its checkpoint -> stop.
+Per-key totals equal the event log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scripts.deployment import AirflowDeployment
+from tests.support.counting import fold_log, partial_batches, sink_totals
+from tests.support.drivers import Job, Producer
+from tests.support.lifecycle import example_params, kill_current_driver, kill_drivers
+from tests.support.processes import ROOT, wait_for
+
+pytestmark = [pytest.mark.spark, pytest.mark.airflow]
+
+
+def test_the_redeploy_story_in_a_real_airflow_deployment(run_dir: Path) -> None:
+    job = Job(run_dir / "real-deployment", run_dir)
+    with AirflowDeployment(run_dir / "deployment-home", ROOT / "dags", deferrable=True) as airflow:
+        try:
+            with Producer(job.events):
+
+                def run(dag_id: str, conf: dict[str, object]) -> str:
+                    run_id, state = airflow.run(dag_id, conf, timeout=600)
+                    assert state == "success", (dag_id, airflow.task_states(dag_id, run_id))
+                    return run_id
+
+                run("example_start_job", example_params(job, run_dir, "v1"))
+                wait_for(lambda: job.committed(1) >= 2, 240, "v1 to commit batch 2")
+
+                redeploy = run("example_redeploy", example_params(job, run_dir, "v2", migration="v1_to_v2"))
+                started = airflow.xcom("example_redeploy", redeploy, "start")
+                assert started["generation"] == 2 and started["mode"] == "fresh_from_snapshot"
+                stop = airflow.xcom("example_redeploy", redeploy, "stop")
+                assert stop["outcome"] == "stopped" and stop["snapshot_id"]  # exported by the stopping driver
+                assert airflow.xcom("example_redeploy", redeploy, "snapshot") == stop["snapshot_id"]
+                wait_for(lambda: job.committed(2) >= 1, 240, "v2 to commit a batch")
+
+                before = job.status(2)
+                assert before is not None
+                kill_current_driver(job, 2)
+                watchdog, state = airflow.run("example_watchdog", {"job_root": str(job.path)}, timeout=600)
+                assert state == "failed"  # the health check found the driver dead; its callback acted
+                restart = (job.root.read_generation_record(2) or {})["launches"][-1]
+                assert restart["by"].startswith("restart:example_watchdog/") and restart["mode"] == "resume"
+                wait_for(
+                    lambda: (
+                        (s := job.status(2)) is not None
+                        and s.launch_id == restart["launch_id"]
+                        and s.state == "RUNNING"
+                    ),
+                    240,
+                    "the restarted driver to run",
+                )
+                resumed = job.status(2)
+                assert (
+                    resumed is not None and resumed.query_id == before.query_id and resumed.snapshot is None
+                )
+            # The producer has stopped: stop the job once it has read everything (a graceful stop drains).
+            final_run = run("example_stop_job", example_params(job, run_dir, "v2"))
+            final = airflow.xcom("example_stop_job", final_run, "stop")
+        finally:
+            kill_drivers(job.path)
+    assert final["outcome"] == "stopped"
+    assert partial_batches(job.output) == []
+    assert sink_totals(job.output) == fold_log(job.events, int(final["end_offsets"][0]["offset"]))
