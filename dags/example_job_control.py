@@ -48,4 +48,11 @@ with DAG(
     params=PARAMS,
     render_template_as_native_obj=True,
 ) as stop_job:
-    StopStreamingJobOperator(task_id="stop", timeout_s=120, release_lease=True, **JOB)
+    StopStreamingJobOperator(
+        task_id="stop",
+        timeout_s=120,
+        release_lease=True,
+        retries=2,
+        retry_delay=dt.timedelta(seconds=5),
+        **JOB,
+    )

@@ -47,8 +47,14 @@ def redeploy_dag(
         render_template_as_native_obj=True,
         default_args=default_args or {},
     ) as dag:
-        stop = StopStreamingJobOperator(
-            task_id="stop", timeout_s=120, on_timeout="fail", snapshot=export_on_stop, **JOB
+        stop = StopStreamingJobOperator(  # idempotent: a retry waits on the pending request, or finds it done
+            task_id="stop",
+            timeout_s=120,
+            on_timeout="fail",
+            snapshot=export_on_stop,
+            retries=2,
+            retry_delay=dt.timedelta(seconds=5),
+            **JOB,
         )
         snapshot = SnapshotStreamingJobOperator(task_id="snapshot", require_stopped=True, **JOB)
         cleanup = CleanupStreamingJobOperator(

@@ -1,6 +1,8 @@
-"""The main job: the whole redeploy story on local Spark, driven through Airflow's example DAGs.
+"""The main job: the whole redeploy story on local Spark, driven through Airflow's example DAGs in a real
+local Airflow deployment (api-server, scheduler, dag-processor and triggerer as processes, LocalExecutor,
+deferrable operators on; runs triggered through the REST API, as a user triggers them from the UI).
 
-1. set up Airflow (SQLite, its own AIRFLOW_HOME under the output folder);
+1. start Airflow (SQLite, its own AIRFLOW_HOME under the output folder);
 2. write events continuously to the shipped event log (a stand-in for a Kafka partition);
 3. start the v1 counter (``example_start_job``);
 4. redeploy to v2 with the v1 -> v2 state migration (``example_redeploy``: stop, snapshot, cleanup, start);
@@ -10,8 +12,9 @@
 7. report generations, snapshots, batches, stop latency, redeploy downtime, wall time, and the per-key totals
    against the event log — they must be equal.
 
-Nothing is left running when it ends or is interrupted. Airflow's and Spark's logs go to files in the output
-folder.
+Nothing is left running when it ends or is interrupted, unless ``--keep-airflow``: then Airflow stays up
+(with the job stopped) until Ctrl-C, and the demo prints the UI's address and login. Airflow's and Spark's
+logs go to files in the output folder.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint  # noqa: E402
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot  # noqa: E402
 from airflow_checkpoint_provider.runtime import eventlog  # noqa: E402
+from scripts.deployment import AirflowDeployment  # noqa: E402
 
 T0 = time.monotonic()
 
@@ -79,19 +83,7 @@ class Demo:
         self.events, self.sink = out / "events", out / "sink"
         self.root = JobRoot(self.job)
         self.producer = Producer(self.events, rate)
-        self.env = dict(os.environ)
-        self.env.update(
-            {
-                "AIRFLOW_HOME": str(out / "airflow-home"),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "PYTHONPATH": os.pathsep.join(
-                    [str(DAGS), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-                ),
-                "SPARK_LOCAL_IP": "127.0.0.1",
-            }
-        )
-        self.running: subprocess.Popen[str] | None = None
+        self.airflow = AirflowDeployment(out / "airflow-home", DAGS, deferrable=True)
 
     def params(self, app: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -116,57 +108,30 @@ class Demo:
             **extra,
         }
 
-    def airflow_db(self) -> None:
-        say("setting up Airflow (SQLite metadata database, airflow db migrate)")
-        with open(self.out / "airflow.log", "a") as log:
-            subprocess.run(
-                [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                check=True,
-                timeout=600,
-            )
+    def start_airflow(self) -> None:
+        say("starting Airflow: api-server, scheduler, dag-processor, triggerer (LocalExecutor, SQLite)")
+        self.airflow.start()
+        say(f"  Airflow is up at {self.airflow.url}")
 
-    def dag(self, module: str, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
-        """Run one DAG (``dag.test()``, in a child process whose logs go to airflow.log); return its
-        outcome."""
+    def dag(self, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
+        """Trigger one DAG run through the REST API and wait for it; its state and each task's state and
+        return value."""
         started = time.monotonic()
-        with open(self.out / "airflow.log", "a") as log:
-            log.write(f"\n===== {dag_id} =====\n")
-            log.flush()
-            self.running = subprocess.Popen(
-                [sys.executable, str(ROOT / "scripts" / "run_dag.py"), module, dag_id, json.dumps(conf)],
-                env=self.env,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-            )
-            lines = []
-            assert self.running.stdout is not None
-            for line in self.running.stdout:
-                log.write(line)
-                lines.append(line)
-            self.running.wait()
-            self.running = None
-        outcome = (
-            json.loads(lines[-1])
-            if lines and lines[-1].startswith("{")
-            else {"state": "crashed", "tasks": {}}
-        )
-        tasks = ", ".join(f"{t} {v['state'].split('.')[-1].lower()}" for t, v in outcome["tasks"].items())
-        say(
-            f"  {dag_id}: {outcome['state'].split('.')[-1].lower()} in {time.monotonic() - started:.0f}s "
-            f"({tasks})"
-        )
-        return outcome
+        run_id, state = self.airflow.run(dag_id, conf, timeout=900)
+        tasks = {}
+        for task_id, task_state in self.airflow.task_states(dag_id, run_id).items():
+            result = self.airflow.xcom(dag_id, run_id, task_id) if task_state == "success" else None
+            tasks[task_id] = {"state": task_state, "result": result}
+        listed = ", ".join(f"{t} {v['state']}" for t, v in tasks.items())
+        say(f"  {dag_id}: {state} in {time.monotonic() - started:.0f}s ({listed})")
+        return {"state": state, "run_id": run_id, "tasks": tasks}
 
     def wait(self, condition: Any, what: str, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
                 raise SystemExit(
-                    f"demo: timed out waiting for {what} (see {self.out}/airflow.log and the driver "
+                    f"demo: timed out waiting for {what} (see {self.out}/airflow-home/logs and the driver "
                     f"logs under {self.job}/generations/*/logs)"
                 )
             time.sleep(0.3)
@@ -181,10 +146,9 @@ class Demo:
         return int(launch["pid"])
 
     def cleanup(self) -> None:
-        """Leave nothing running: the producer, a DAG run in progress, every driver this demo launched."""
+        """Leave nothing running: the producer, Airflow, every driver this demo launched."""
         self.producer.stop()
-        if self.running is not None and self.running.poll() is None:
-            self.running.kill()
+        self.airflow.stop()
         for record in self.root.generation_records().values():
             for launch in record.get("launches", []):
                 try:
@@ -193,13 +157,13 @@ class Demo:
                     pass
 
     def run(self) -> int:
-        self.airflow_db()
+        self.start_airflow()
         self.producer.thread.start()
         say(f"writing events continuously to {self.events} ({self.producer.rate}/s, 13 keys)")
 
         say("1/5 start the v1 counter: example_start_job (a cold Spark driver takes ~20 s)")
-        started = self.dag("example_job_control", "example_start_job", self.params("v1"))
-        if started["state"].split(".")[-1] != "success":
+        started = self.dag("example_start_job", self.params("v1"))
+        if started["state"] != "success":
             return self.fail("the start failed")
         self.wait(lambda: self.committed(1) >= 3, "v1 to commit 3 batches")
         say(f"  v1 running: generation 1 at batch {self.committed(1)}")
@@ -208,8 +172,8 @@ class Demo:
             "2/5 redeploy to v2 with the v1 -> v2 state migration: example_redeploy (stop, snapshot, "
             "cleanup, start)"
         )
-        redeploy = self.dag("example_redeploy", "example_redeploy", self.params("v2", migration="v1_to_v2"))
-        if redeploy["state"].split(".")[-1] != "success":
+        redeploy = self.dag("example_redeploy", self.params("v2", migration="v1_to_v2"))
+        if redeploy["state"] != "success":
             return self.fail("the redeploy failed")
         stop, snap = redeploy["tasks"]["stop"]["result"], redeploy["tasks"]["snapshot"]["result"]
         exported = (
@@ -235,7 +199,7 @@ class Demo:
             "  the watchdog's health check fails, its callback restarts the job from its checkpoint: "
             "example_watchdog"
         )
-        self.dag("example_watchdog", "example_watchdog", {"job_root": str(self.job)})
+        self.dag("example_watchdog", {"job_root": str(self.job)})
         restart = (self.root.read_generation_record(2) or {})["launches"][-1]
         self.wait(
             lambda: (
@@ -260,15 +224,15 @@ class Demo:
             f"the job to reach offset {end}",
         )
         say(f"  all {end} events committed (generation 2, batch {self.committed(2)})")
-        final = self.dag("example_job_control", "example_stop_job", self.params("v2"))
-        if final["state"].split(".")[-1] != "success":
+        final = self.dag("example_stop_job", self.params("v2"))
+        if final["state"] != "success":
             return self.fail("the stop failed")
 
         say("5/5 report")
         return self.report(end, stop)
 
     def fail(self, what: str) -> int:
-        say(f"demo FAILED: {what}; see {self.out}/airflow.log")
+        say(f"demo FAILED: {what}; see {self.out}/airflow-home/logs")
         return 1
 
     def report(self, end: int, stop: dict[str, Any]) -> int:
@@ -331,7 +295,7 @@ class Demo:
             for key in sorted(set(got) | set(expected)):
                 if got.get(key) != expected.get(key):
                     print(f"      {key}: sink {got.get(key)} vs log {expected.get(key)}")
-        print(f"\n  files: {self.out} (airflow.log; driver logs under jobs/counter/generations/*/logs)")
+        print(f"\n  files: {self.out} (airflow-home/logs; driver logs under jobs/counter/generations/*/logs)")
         return 0 if all(checks.values()) else 1
 
 
@@ -343,6 +307,11 @@ def main() -> int:
         "--out", default=str(ROOT / "demo-output"), help="where the demo writes (wiped first)"
     )
     parser.add_argument("--rate", type=int, default=200, help="events per second")
+    parser.add_argument(
+        "--keep-airflow",
+        action="store_true",
+        help="keep Airflow running at the end (the job stopped) to look at the UI; Ctrl-C ends it",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
@@ -350,7 +319,17 @@ def main() -> int:
     demo = Demo(out, args.rate)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        return demo.run()
+        code = demo.run()
+        if args.keep_airflow:
+            demo.producer.stop()
+            say(
+                f"Airflow stays up: open {demo.airflow.url} and log in as {demo.airflow.username} / "
+                f"{demo.airflow.password} (Ctrl-C ends it)"
+            )
+            while True:
+                demo.airflow.check_alive()
+                time.sleep(2)
+        return code
     except KeyboardInterrupt:
         say("interrupted")
         return 130

@@ -150,6 +150,10 @@ class CheckpointReader:
             raise CorruptCheckpointError(missing, path=loc.uri, batch=batch) from exc
         except UnicodeDecodeError as exc:
             raise CorruptCheckpointError(f"checkpoint file is not UTF-8 text: {exc}", path=loc.uri) from exc
+        except IsADirectoryError as exc:
+            raise CorruptCheckpointError(
+                "a folder stands where a checkpoint file belongs", path=loc.uri
+            ) from exc
 
     def _file(self, *parts: str | int) -> tuple[Location, str]:
         loc = self.location.child(*parts)

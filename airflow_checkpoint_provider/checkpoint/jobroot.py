@@ -43,6 +43,19 @@ def fence_file_name(source_path: str) -> str:
     return FENCE_PREFIX + hashlib.sha1(source_path.encode()).hexdigest()[:12] + ".json"
 
 
+def control_file_is_for(
+    job_root: str | None, generation: int | None, location: Location, expected_generation: int
+) -> bool:
+    """Whether a control file that names ``job_root`` and ``generation`` (None: written before control files
+    named them) belongs to the job at ``location`` and ``expected_generation``."""
+    if generation is not None and generation != int(expected_generation):
+        return False
+    try:
+        return job_root is None or Location.of(job_root) == location
+    except CheckpointProviderError:
+        return False
+
+
 class JobRoot:
     """Paths and small JSON records under one job root."""
 
@@ -55,8 +68,20 @@ class JobRoot:
 
     # --- paths ----------------------------------------------------------------------------------------
 
+    def contain(self, location: Location) -> Location:
+        """Refuse a location outside this job root, lexically or through a symbolic link (promise 4 in
+        docs/design.md); every path the job root hands out, reads or deletes goes through here."""
+        if not location.is_within(self.location):
+            raise InvalidLocationError(
+                "refusing a path that leads out of the job root (a '..' or a symbolic link)",
+                path=location.uri,
+                job=self.job,
+                hint=f"Everything a job owns lives below {self.location.uri}",
+            )
+        return location
+
     def generation_dir(self, generation: int) -> Location:
-        return self.location.child("generations", int(generation))
+        return self.contain(self.location.child("generations", int(generation)))
 
     def checkpoint(self, generation: int) -> Location:
         return self.generation_dir(generation).child("checkpoint")
@@ -80,22 +105,22 @@ class JobRoot:
         return self.generation_dir(generation).child("driver.lock")
 
     def snapshots_dir(self) -> Location:
-        return self.location.child("snapshots")
+        return self.contain(self.location.child("snapshots"))
 
     def snapshot_dir(self, snapshot_id: str) -> Location:
         if not snapshot_id or "/" in snapshot_id or snapshot_id in (".", ".."):
             raise InvalidLocationError(
                 f"bad snapshot id {snapshot_id!r}", path=self.location.uri, job=self.job
             )
-        return self.snapshots_dir().child(snapshot_id)
+        return self.contain(self.snapshots_dir().child(snapshot_id))
 
     def require_inside(self, location: Location) -> Location:
-        """Refuse any path outside this job root (promise 4 in docs/design.md)."""
-        if not location.is_within(self.location) or location == self.location:
+        """Refuse any path outside this job root, or the job root itself (what may be deleted)."""
+        if location == self.location:
             raise InvalidLocationError(
-                "refusing to touch a path outside the job root", path=location.uri, job=self.job
+                "refusing to touch the job root itself", path=location.uri, job=self.job
             )
-        return location
+        return self.contain(location)
 
     def require_job(self) -> JobRoot:
         """Refuse a job root that does not exist, or a folder that is not one (no ``job.json``,
@@ -135,10 +160,15 @@ class JobRoot:
     ) -> dict[str, Any] | None:
         """Read a JSON object; None if the file does not exist; a typed error naming the file if
         unreadable."""
+        self.contain(location)
         try:
             text = location.read_text()
         except FileNotFoundError:
             return None
+        except IsADirectoryError as exc:
+            raise error(
+                f"{what} is a folder, not a file", path=location.uri, job=self.job, generation=generation
+            ) from exc
         except UnicodeDecodeError as exc:
             raise error(
                 f"{what} is not UTF-8 text", path=location.uri, job=self.job, generation=generation
@@ -189,11 +219,21 @@ class JobRoot:
         if data is None:
             return None
         try:
-            return StopRequest.from_json(data)
+            request = StopRequest.from_json(data)
         except (TypeError, ValueError) as exc:
             raise ControlFileError(
                 f"stop request is malformed: {exc}", path=loc.uri, job=self.job, generation=generation
             ) from exc
+        if not control_file_is_for(request.job_root, request.generation, self.location, generation):
+            raise ControlFileError(
+                f"stop request {request.request_id} is for job root {request.job_root}, generation "
+                f"{request.generation}: not this one (copied from elsewhere?)",
+                path=loc.uri,
+                job=self.job,
+                generation=generation,
+                hint="Remove the file; a stop is requested with StopStreamingJobOperator",
+            )
+        return request
 
     def write_stop_request(self, generation: int, request: StopRequest) -> None:
         self.write_json(self.stop_request_file(generation), request.to_json())

@@ -26,6 +26,10 @@ class Entry:
     size: int | None
 
 
+def _below(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
 class Location:
     """A path on one fsspec filesystem; cheap to create, does no I/O until asked."""
 
@@ -88,19 +92,31 @@ class Location:
         return posixpath.basename(self.path)
 
     def child(self, *parts: str | int) -> Location:
-        return Location(self.fs, posixpath.join(self.path, *(str(p) for p in parts)))
+        """The location below this one; a part that is absolute or holds a ``..`` segment is refused, so no
+        name read from storage (a snapshot id, a manifest's part path) can lead out of this folder."""
+        names = [str(p) for p in parts]
+        for name in names:
+            if not name or name.startswith("/") or ".." in name.split("/") or "\x00" in name:
+                raise InvalidLocationError(
+                    f"refusing a path element that leads out of its folder: {name!r}", path=self.uri
+                )
+        return Location(self.fs, posixpath.join(self.path, *names))
 
     @property
     def parent(self) -> Location:
         return Location(self.fs, posixpath.dirname(self.path))
 
     def is_within(self, other: Location) -> bool:
-        """Whether this location is ``other`` or lies below it (same filesystem, normalised paths)."""
+        """Whether this location is ``other`` or lies below it: same filesystem, normalised paths, and on a
+        local filesystem also after resolving symbolic links (a link inside ``other`` that points out of it
+        is not within it). Object stores have no links."""
         if self._protocol != other._protocol:
             return False
-        mine = posixpath.normpath(self.path)
-        theirs = posixpath.normpath(other.path)
-        return mine == theirs or mine.startswith(theirs.rstrip("/") + "/")
+        if not _below(posixpath.normpath(self.path), posixpath.normpath(other.path)):
+            return False
+        if self.is_local:
+            return _below(os.path.realpath(self.path), os.path.realpath(other.path))
+        return True
 
     def __str__(self) -> str:
         return self.uri

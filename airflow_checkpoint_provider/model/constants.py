@@ -22,6 +22,9 @@ STOP_EXIT_GRACE_S = 30.0
 KILL_WAIT_S = 120.0
 #: A trigger's own deadline when the deferring task names none (seconds).
 DEFAULT_TRIGGER_TIMEOUT_S = 600.0
+#: A deferrable wait first waits in the task this long (seconds) and defers only if the condition still
+#: pends.
+DEFER_AFTER_S = 10.0
 #: How long a deferral may outlive its trigger's own deadline before Airflow times the task out (seconds).
 DEFER_TIMEOUT_MARGIN_S = 120.0
 #: A submitted cluster driver that has not reported yet counts as "still starting" for this many leases.

@@ -134,6 +134,10 @@ class StopRequest:
     #: session: no second JVM). The acknowledgement names it, or says why it failed (a separate export can
     #: still run).
     snapshot: bool = False
+    #: The job root and generation the request is for (None in requests written before they were recorded):
+    #: a request copied from another job or generation is refused.
+    job_root: str | None = None
+    generation: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "on_timeout", OnStopTimeout(self.on_timeout))

@@ -43,6 +43,7 @@ from airflow_checkpoint_provider.model.constants import (
     DEFAULT_LEASE_S,
     DEFAULT_START_TIMEOUT_S,
     DEFAULT_STOP_TIMEOUT_S,
+    DEFER_AFTER_S,
     DEFER_TIMEOUT_MARGIN_S,
     KILL_WAIT_S,
     STOP_EXIT_GRACE_S,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
     from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook
     from airflow_checkpoint_provider.model.records import StopRequest
+    from airflow_checkpoint_provider.triggers.checkpoint import JobRootTrigger
 
 # What the tasks run, imported when a task executes (a DAG file importing this module stays cheap to parse).
 if TYPE_CHECKING:  # type checkers see the modules; at run time they load at first use
@@ -133,6 +135,9 @@ class StreamingJobOperator(BaseOperator):
     :param deferrable: wait in the triggerer instead of a worker slot (default: Airflow's
         ``[operators] default_deferrable``). A deferral's timeout is the wait's own timeout plus
         ``DEFER_TIMEOUT_MARGIN_S``; the trigger itself reports a timeout first.
+    :param defer_after_s: a deferrable wait first waits in the task this long, in seconds, and defers only
+        if the condition still pends (default ``DEFER_AFTER_S``): a quick stop never defers, which avoids an
+        Airflow 3.3 scheduler race that fails a task whose trigger fires right after it deferred.
     """
 
     template_fields: Sequence[str] = ("job_root", "job_name", "conn_id", "master")
@@ -153,9 +158,11 @@ class StreamingJobOperator(BaseOperator):
         release_lease: bool = False,
         poll_interval_s: float = 1.0,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        defer_after_s: float = DEFER_AFTER_S,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.defer_after_s = defer_after_s
         self.job_root = job_root
         self.job_name = job_name
         self.conn_id = conn_id
@@ -245,6 +252,32 @@ class StreamingJobOperator(BaseOperator):
                     seen.payload,
                 )
             time.sleep(self.poll_interval_s)
+
+    def wait_or_defer(
+        self,
+        observe: Callable[[], watch.Observation],
+        timeout_s: float,
+        what: str,
+        trigger: Callable[[float], JobRootTrigger],
+    ) -> watch.Observation:
+        """Wait here for up to ``defer_after_s`` (all of ``timeout_s`` when not deferrable); if the condition
+        still pends, defer to ``trigger(time left)`` (``execute_complete`` finishes).
+
+        A condition that holds within seconds (a stop at a batch boundary) is not deferred at all: Airflow
+        3.3's scheduler can mark a deferred task failed when its trigger fires before the executor reports
+        the deferring process's exit (apache/airflow#67287, #71580, #72716)."""
+        started = time.monotonic()
+        here = min(timeout_s, self.defer_after_s) if self.deferrable else timeout_s
+        seen = self.wait(observe, here, what)
+        if seen.done or seen.failed or here >= timeout_s:
+            return seen
+        left = max(1.0, timeout_s - (time.monotonic() - started))
+        self.log.info("deferring: waiting for %s in the triggerer (%.0fs left)", what, left)
+        self.defer(
+            trigger=trigger(left),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=left + DEFER_TIMEOUT_MARGIN_S),
+        )
 
     def retention(
         self, root: JobRoot, keep_last: int | None, max_age: str | timedelta | None
@@ -397,23 +430,6 @@ class StartStreamingJobOperator(StreamingJobOperator):
                 "log": handle.log_path,
             }
             pid, host = handle.pid, handle.host
-        if self.deferrable:
-            self.defer(
-                trigger=_triggers.DriverStartedTrigger(
-                    job_root=root.location.uri,
-                    job_name=root.job,
-                    generation=generation,
-                    timeout_s=self.start_timeout_s,
-                    poll_interval_s=self.poll_interval_s,
-                    launch_id=info["launch_id"],
-                    need_commit=self.wait_for == "committed",
-                    pid=pid,
-                    host=host,
-                    echo=info,
-                ),
-                method_name="execute_complete",
-                timeout=timedelta(seconds=self.start_timeout_s + DEFER_TIMEOUT_MARGIN_S),
-            )
 
         def observe() -> watch.Observation:
             gone = (
@@ -428,7 +444,23 @@ class StartStreamingJobOperator(StreamingJobOperator):
                 process_gone=gone,
             )
 
-        seen = self.wait(observe, self.start_timeout_s, f"generation {generation}'s driver to start")
+        def trigger(timeout_s: float) -> JobRootTrigger:
+            return _triggers.DriverStartedTrigger(
+                job_root=root.location.uri,
+                job_name=root.job,
+                generation=generation,
+                timeout_s=timeout_s,
+                poll_interval_s=self.poll_interval_s,
+                launch_id=info["launch_id"],
+                need_commit=self.wait_for == "committed",
+                pid=pid,
+                host=host,
+                echo=info,
+            )
+
+        seen = self.wait_or_defer(
+            observe, self.start_timeout_s, f"generation {generation}'s driver to start", trigger
+        )
         return self.finish_start(context, root, info, seen.to_json() | {"status": _status_of(seen)})
 
     @classified
@@ -622,26 +654,23 @@ class StopStreamingJobOperator(StreamingJobOperator):
                 ) from None
             return self.done(context, root, self.already_stopped(root, generation, view.reason))
         request = self.request(root, generation, context)
-        if self.deferrable:
-            self.defer(
-                trigger=_triggers.StopAcknowledgedTrigger(
-                    job_root=root.location.uri,
-                    job_name=root.job,
-                    generation=generation,
-                    timeout_s=self.timeout_s + self.grace_s(root, generation),
-                    poll_interval_s=self.poll_interval_s,
-                    request_id=request.request_id,
-                    echo={"generation": generation},
-                ),
-                method_name="execute_complete",
-                timeout=timedelta(
-                    seconds=self.timeout_s + self.grace_s(root, generation) + DEFER_TIMEOUT_MARGIN_S
-                ),
+
+        def trigger(timeout_s: float) -> JobRootTrigger:
+            return _triggers.StopAcknowledgedTrigger(
+                job_root=root.location.uri,
+                job_name=root.job,
+                generation=generation,
+                timeout_s=timeout_s,
+                poll_interval_s=self.poll_interval_s,
+                request_id=request.request_id,
+                echo={"generation": generation},
             )
-        seen = self.wait(
+
+        seen = self.wait_or_defer(
             lambda: watch.stop_acknowledged(root, generation, request.request_id),
             self.timeout_s + self.grace_s(root, generation),
             f"generation {generation} to stop",
+            trigger,
         )
         return self.finish_stop(context, root, generation, seen.to_json() | {"status": _status_of(seen)})
 
@@ -671,6 +700,8 @@ class StopStreamingJobOperator(StreamingJobOperator):
             ),
             requested_by=run_holder(context),
             snapshot=self.snapshot,
+            job_root=root.location.uri,
+            generation=generation,
         )
         root.write_stop_request(generation, request)
         self.log.info(

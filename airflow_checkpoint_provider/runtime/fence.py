@@ -19,6 +19,7 @@ from airflow_checkpoint_provider.checkpoint.jobroot import (
     FENCE_PREFIX,
     STOP_ACK_FILE,
     STOP_REQUEST_FILE,
+    control_file_is_for,
     fence_file_name,
 )
 from airflow_checkpoint_provider.checkpoint.storage import Location
@@ -38,6 +39,15 @@ def open_request(control: Location) -> str | None:
     request = _read(control.child(STOP_REQUEST_FILE))
     if not request or not request.get("request_id"):
         return None
+    generation_dir = control.parent  # <job root>/generations/<g>/control
+    generation, job_root = request.get("generation"), request.get("job_root")
+    if generation_dir.name.isdigit() and not control_file_is_for(
+        job_root if isinstance(job_root, str) else None,
+        generation if isinstance(generation, int) else None,
+        generation_dir.parent.parent,
+        int(generation_dir.name),
+    ):
+        return None  # another job's or generation's request: the driver's supervisor reports it
     ack = _read(control.child(STOP_ACK_FILE))
     if ack and ack.get("request_id") == request["request_id"]:
         return None

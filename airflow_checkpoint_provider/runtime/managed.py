@@ -40,6 +40,7 @@ from airflow_checkpoint_provider.checkpoint.processes import process_gone
 from airflow_checkpoint_provider.checkpoint.snapshots import Manifest, read_manifest, verify_snapshot
 from airflow_checkpoint_provider.exceptions import (
     CheckpointProviderError,
+    ControlFileError,
     FencedError,
     ForeignSnapshotError,
     InvalidLaunchError,
@@ -690,6 +691,7 @@ def _supervise(ctx: ManagedContext, query: Any, status: StatusWriter, lock: Driv
     """Heartbeat, fencing and stop requests until the query ends."""
     spec, root = ctx.spec, ctx.root
     handled: set[str] = set()
+    ignored_requests: set[str] = set()
     previous_ack = root.read_stop_ack(spec.generation)
     if previous_ack is not None:
         handled.add(previous_ack.request_id)
@@ -707,7 +709,13 @@ def _supervise(ctx: ManagedContext, query: Any, status: StatusWriter, lock: Driv
             status.update(state=DriverState.STOPPED, error=f"superseded: {superseded}")
             return 0
         if stopping is None:
-            request = root.read_stop_request(spec.generation)
+            try:
+                request = root.read_stop_request(spec.generation)
+            except ControlFileError as exc:  # a damaged or foreign request is not obeyed; the job runs on
+                if str(exc) not in ignored_requests:
+                    log.error("ignoring a stop request: %s", exc)
+                    ignored_requests.add(str(exc))
+                request = None
             if request is not None and request.request_id not in handled:
                 log.info(
                     "stop request %s received (method: %s, timeout %.0fs, on timeout: %s)",
