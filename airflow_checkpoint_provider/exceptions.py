@@ -85,6 +85,14 @@ class UnsupportedLogVersionError(CheckpointProviderError, ValueError):
     """A checkpoint log file was written in a format version this package does not understand."""
 
 
+class FolderNotFileError(CheckpointProviderError, IsADirectoryError):
+    """A folder stands where a file belongs."""
+
+
+class FileTooLargeError(CheckpointProviderError, ValueError):
+    """A file is far larger than any record, control file or checkpoint log: it is not read."""
+
+
 class StorageUnavailableError(CheckpointProviderError, OSError):
     """Storage could not be read or written; retrying may help."""
 
@@ -117,6 +125,10 @@ class FencedError(CheckpointProviderError, RuntimeError):
 class LaunchTargetError(CheckpointProviderError, ValueError):
     """A relaunch cannot run where the generation ran: its recorded target is unknown, unreachable, or not
     the one the caller named. A resume never falls back to another engine."""
+
+
+class InvalidTriggerPayloadError(CheckpointProviderError, TypeError):
+    """A trigger was given arguments of the wrong kind (its serialized payload was damaged)."""
 
 
 class ControlFileError(CheckpointProviderError, ValueError):

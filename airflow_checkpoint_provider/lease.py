@@ -30,6 +30,7 @@ def run_finished(context: Context, holder: str) -> bool:
         return False
     try:  # active = queued or running; a finished, cleared-and-recreated or deleted run holds nothing
         active = context["ti"].get_dr_count(dag_id=dag_id, run_ids=[run_id], states=["queued", "running"])
-    except Exception:  # best effort: unknown means "still running", and the lease only expires
+    # best effort: unknown means "still running", and the lease only expires
+    except Exception:  # noqa: BLE001
         return False
     return int(active) == 0

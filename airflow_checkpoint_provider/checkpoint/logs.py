@@ -45,8 +45,16 @@ class BatchOffsets:
     source_ids: tuple[str, ...]
 
     def end_offsets_json(self) -> list[Any]:
-        """The end offsets parsed as JSON (None where Spark wrote ``-``)."""
-        return [None if raw is None else json.loads(raw) for raw in self.end_offsets]
+        """The end offsets parsed as JSON (None where Spark wrote ``-``); an offset that is not JSON (Spark
+        stores offsets as opaque strings, and a source may write any) is kept as the string it is."""
+        return [None if raw is None else _offset_value(raw) for raw in self.end_offsets]
+
+
+def _offset_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
 
 
 @dataclass(frozen=True)

@@ -240,7 +240,8 @@ def verify_snapshot(
                 continue
             try:
                 n, names = file_facts(loc)
-            except Exception as exc:  # pyarrow raises several types for a bad footer
+            # pyarrow raises several types for a bad footer
+            except Exception as exc:  # noqa: BLE001
                 problems.append(f"part {part.name}: file {name} is not readable Parquet ({exc})")
                 continue
             if n != expected.rows:

@@ -14,7 +14,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_checkpoint_provider.exceptions import InvalidLocationError, StorageUnavailableError
+from airflow_checkpoint_provider.exceptions import (
+    FileTooLargeError,
+    FolderNotFileError,
+    InvalidLocationError,
+    StorageUnavailableError,
+)
+from airflow_checkpoint_provider.model.constants import MAX_READ_BYTES
 
 
 @dataclass(frozen=True)
@@ -166,14 +172,27 @@ class Location:
         except OSError as exc:
             raise StorageUnavailableError(f"cannot stat {self.uri}: {exc}", path=self.uri) from exc
 
-    def read_bytes(self) -> bytes:
+    def read_bytes(self, limit: int = MAX_READ_BYTES) -> bytes:
+        """The whole file, which may be at most ``limit`` bytes: records, control files and checkpoint logs
+        are small, and a file that is not stays unread (``FileTooLargeError``) instead of filling memory."""
         try:
+            if self.is_local and os.stat(self.path).st_size > limit:  # refuse unread where a stat is cheap
+                raise FileTooLargeError(
+                    f"file is larger than {limit} bytes: not a record this package writes or reads",
+                    path=self.uri,
+                )
             with self.fs.open(self.path, "rb") as handle:
-                return bytes(handle.read())
+                data = bytes(handle.read(limit + 1))
+            if len(data) > limit:
+                raise FileTooLargeError(
+                    f"file is larger than {limit} bytes: not a record this package writes or reads",
+                    path=self.uri,
+                )
+            return data
         except FileNotFoundError:
             raise
-        except IsADirectoryError:
-            raise
+        except IsADirectoryError as exc:
+            raise FolderNotFileError("a folder stands where a file belongs", path=self.uri) from exc
         except OSError as exc:
             raise StorageUnavailableError(f"cannot read {self.uri}: {exc}", path=self.uri) from exc
 
@@ -186,6 +205,8 @@ class Location:
             return self.fs.open(self.path, mode)
         except FileNotFoundError:
             raise
+        except IsADirectoryError as exc:
+            raise FolderNotFileError("a folder stands where a file belongs", path=self.uri) from exc
         except OSError as exc:
             raise StorageUnavailableError(f"cannot open {self.uri}: {exc}", path=self.uri) from exc
 

@@ -203,7 +203,8 @@ class StreamingJobHook(BaseHook):
         )
         try:
             resolved = hook.target
-        except Exception as exc:  # the connection is gone or no longer parses: say where the job ran
+        # the connection is gone or no longer parses: say where the job ran
+        except Exception as exc:  # noqa: BLE001
             raise LaunchTargetError(
                 f"cannot reach where the generation ran ({recorded.describe()}): {exc}",
                 path=where,

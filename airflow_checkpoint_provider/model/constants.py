@@ -35,6 +35,8 @@ SUBMIT_TIMEOUT_S = 600.0
 STATUS_QUERY_TIMEOUT_S = 60.0
 #: How long a cluster kill command may take (seconds).
 KILL_COMMAND_TIMEOUT_S = 120.0
+#: The largest file read whole (records, control files, checkpoint logs); larger ones are refused unread.
+MAX_READ_BYTES = 32 * 1024 * 1024
 #: Launch handles kept per generation record.
 LAUNCHES_KEPT = 50
 

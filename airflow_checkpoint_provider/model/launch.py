@@ -18,7 +18,7 @@ import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow_checkpoint_provider.exceptions import InvalidLaunchError
 from airflow_checkpoint_provider.model.constants import DEFAULT_HEARTBEAT_S, DEFAULT_LEASE_S
@@ -88,8 +88,17 @@ class LaunchSpec:
         return args
 
 
+class _LaunchArgumentParser(argparse.ArgumentParser):
+    """argparse that raises the launch contract's typed error instead of printing and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InvalidLaunchError(f"bad launch flags: {message}")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="managed streaming application", add_help=False, allow_abbrev=False)
+    p = _LaunchArgumentParser(
+        prog="managed streaming application", add_help=False, allow_abbrev=False, exit_on_error=False
+    )
     p.add_argument(f"{PREFIX}job-root", dest="job_root")
     p.add_argument(f"{PREFIX}generation", dest="generation")
     p.add_argument(f"{PREFIX}job-name", dest="job_name", default="")
@@ -110,7 +119,10 @@ def parse_launch_args(argv: Sequence[str]) -> tuple[LaunchSpec, list[str]]:
     if "--" in argv:
         cut = argv.index("--")
         argv, app_args = argv[:cut], argv[cut + 1 :]
-    ns, rest = _parser().parse_known_args(argv)
+    try:
+        ns, rest = _parser().parse_known_args(argv)
+    except argparse.ArgumentError as exc:
+        raise InvalidLaunchError(f"bad launch flags: {exc}") from exc
     unknown_acp = [a for a in rest if a.startswith(PREFIX)]
     if unknown_acp:
         raise InvalidLaunchError(f"unknown launch flag(s): {', '.join(unknown_acp)}")

@@ -285,7 +285,8 @@ def export_snapshot(
     except CheckpointProviderError:
         folder.remove(recursive=True)
         raise
-    except Exception as exc:
+    # Spark, Py4J and pyarrow raise many types; re-raised typed
+    except Exception as exc:  # noqa: BLE001
         folder.remove(recursive=True)
         raise ExportFailedError(
             f"exporting batch {n} failed and the partial snapshot folder was removed: {str(exc)[:1500]}",
@@ -396,7 +397,8 @@ def deep_verify(spark: Any, root: JobRoot, snapshot_id: str) -> Verification:
             }
             try:
                 live, _, _, _ = flatten(read_part(spark, checkpoint, manifest.batch, spec))
-            except Exception as exc:
+            # Spark, Py4J and pyarrow raise many types; re-raised typed
+            except Exception as exc:  # noqa: BLE001
                 raise BatchNotRetainedError(
                     f"cannot re-read batch {manifest.batch} for a deep check: {str(exc)[:500]}",
                     path=checkpoint,

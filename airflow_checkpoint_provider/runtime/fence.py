@@ -28,8 +28,8 @@ from airflow_checkpoint_provider.checkpoint.storage import Location
 def _read(location: Location) -> dict[str, Any] | None:
     try:
         data = json.loads(location.read_text())
-    except (FileNotFoundError, ValueError):
-        return None  # absent, or unreadable: the driver's supervisor reports a bad control file
+    except (OSError, ValueError):  # absent, a folder, too large, not UTF-8 or not JSON (typed errors too)
+        return None  # the driver's supervisor reports a bad control file; the source is not fenced by it
     return data if isinstance(data, dict) else None
 
 

@@ -586,7 +586,8 @@ def run(
             ),
         )
         return _run_query(build, spec, root, decision, offsets, manifest, status, lock, app_name, spark_conf)
-    except Exception as exc:
+    # any failure of the driver is reported in status.json, then the driver exits 1
+    except Exception as exc:  # noqa: BLE001
         log.error("%s: %s", type(exc).__name__, exc, exc_info=not isinstance(exc, CheckpointProviderError))
         _report_failure(root, spec, driver_id, status, exc)
         print(f"airflow-checkpoint-provider: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -746,7 +747,8 @@ def _supervise(ctx: ManagedContext, query: Any, status: StatusWriter, lock: Driv
                 stopping = None
         try:
             query.awaitTermination(min(spec.heartbeat_s, 0.5) if stopping else spec.heartbeat_s)
-        except Exception:  # awaitTermination raises the query's own failure; it is classified below
+        # awaitTermination raises the query's own failure; it is classified below
+        except Exception:  # noqa: BLE001
             break
     # The query ended by itself: a gate refusal is a clean stop; anything else is a failure.
     error = query.exception()
@@ -832,7 +834,8 @@ def _export_on_stop(ctx: ManagedContext, batch: int) -> dict[str, Any]:
             code_version=ctx.spec.code_version,
             job_name=ctx.root.job,
         )
-    except Exception as exc:  # reported in the acknowledgement; the operator falls back to its own export
+    # reported in the acknowledgement; the operator falls back to its own export
+    except Exception as exc:  # noqa: BLE001
         log.exception("exporting batch %s on stop failed", batch)
         return {
             "snapshot_error": f"{type(exc).__name__}: {str(exc)[:2000]}",

@@ -9,6 +9,7 @@ Every event is ``{"status": "done" | "failed" | "timeout" | "error", "message": 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -17,6 +18,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_checkpoint_provider.checkpoint import watch
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.exceptions import InvalidTriggerPayloadError
 from airflow_checkpoint_provider.model.constants import DEFAULT_TRIGGER_TIMEOUT_S
 
 
@@ -54,9 +56,12 @@ class JobRootTrigger(BaseTrigger):
         echo: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger.__init__ is unannotated
-        self.job_root, self.job_name, self.generation = job_root, job_name, generation
-        self.echo = dict(echo or {})
-        self.timeout_s, self.poll_interval_s = float(timeout_s), float(poll_interval_s)
+        self.job_root = _text(job_root, "job_root")
+        self.job_name = None if job_name is None else _text(job_name, "job_name")
+        self.generation = _whole(generation, "generation")
+        self.echo = dict(_mapping(echo, "echo"))
+        self.timeout_s = _seconds(timeout_s, "timeout_s")
+        self.poll_interval_s = _seconds(poll_interval_s, "poll_interval_s")
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         path = f"{type(self).__module__}.{type(self).__qualname__}"
@@ -72,7 +77,8 @@ class JobRootTrigger(BaseTrigger):
         while True:
             try:
                 seen = await asyncio.to_thread(self.observe, root)
-            except Exception as exc:  # a trigger must turn every failure into an event
+            # a trigger must turn every failure into an event
+            except Exception as exc:  # noqa: BLE001
                 yield _event(
                     {
                         "status": "error",
@@ -107,6 +113,38 @@ class JobRootTrigger(BaseTrigger):
             await asyncio.sleep(self.poll_interval_s)
 
 
+def _bad(name: str, value: Any, wanted: str) -> InvalidTriggerPayloadError:
+    return InvalidTriggerPayloadError(f"trigger argument {name} must be {wanted}, got {value!r:.100}")
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _bad(name, value, "a non-empty string")
+    return value
+
+
+def _whole(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(name, value, "a whole number or null")
+    return value
+
+
+def _seconds(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise _bad(name, value, "a finite number of seconds >= 0")
+    return float(value)
+
+
+def _mapping(value: Any, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad(name, value, "an object or null")
+    return value
+
+
 def _event(payload: dict[str, Any]) -> TriggerEvent:
     return TriggerEvent(payload)  # type: ignore[no-untyped-call]  # Airflow's TriggerEvent is unannotated
 
@@ -132,7 +170,16 @@ class DriverStartedTrigger(JobRootTrigger):
         **common: Any,
     ) -> None:
         super().__init__(**common)
-        self.launch_id, self.need_commit, self.pid, self.host = launch_id, bool(need_commit), pid, host
+        if not isinstance(launch_id, str) or not isinstance(need_commit, bool):
+            raise _bad("launch_id/need_commit", (launch_id, need_commit), "a string and a boolean")
+        if host is not None and not isinstance(host, str):
+            raise _bad("host", host, "a string or null")
+        self.launch_id, self.need_commit, self.pid, self.host = (
+            launch_id,
+            need_commit,
+            _whole(pid, "pid"),
+            host,
+        )
 
     def observe(self, root: JobRoot) -> watch.Observation:
         from airflow_checkpoint_provider.checkpoint.processes import local_liveness
@@ -158,7 +205,7 @@ class StopAcknowledgedTrigger(JobRootTrigger):
 
     def __init__(self, *, request_id: str, **common: Any) -> None:
         super().__init__(**common)
-        self.request_id = request_id
+        self.request_id = _text(request_id, "request_id")
 
     def observe(self, root: JobRoot) -> watch.Observation:
         return watch.stop_acknowledged(root, int(self.generation or 0), self.request_id)
@@ -174,7 +221,10 @@ class BatchCommittedTrigger(JobRootTrigger):
 
     def __init__(self, *, batch: int, **common: Any) -> None:
         super().__init__(**common)
-        self.batch = int(batch)
+        checked = _whole(batch, "batch")
+        if checked is None:
+            raise _bad("batch", batch, "a whole number")
+        self.batch = checked
 
     def observe(self, root: JobRoot) -> watch.Observation:
         return watch.batch_committed(root, self.generation, self.batch)
@@ -199,11 +249,14 @@ class JobHealthyTrigger(JobRootTrigger):
         **common: Any,
     ) -> None:
         super().__init__(**common)
-        self.max_heartbeat_age_s, self.max_batch_age_s, self.max_lag = (
-            max_heartbeat_age_s,
-            max_batch_age_s,
-            max_lag,
-        )
+        for name, value in (
+            ("max_heartbeat_age_s", max_heartbeat_age_s),
+            ("max_batch_age_s", max_batch_age_s),
+        ):
+            if value is not None:
+                _seconds(value, name)
+        self.max_heartbeat_age_s, self.max_batch_age_s = max_heartbeat_age_s, max_batch_age_s
+        self.max_lag = _whole(max_lag, "max_lag")
 
     def observe(self, root: JobRoot) -> watch.Observation:
         return watch.job_health(
