@@ -192,84 +192,6 @@ def _cmd_snapshots(args: argparse.Namespace) -> int:
     return 0
 
 
-def job_status(job_root: str, job_name: str | None = None) -> dict[str, Any]:
-    """Everything ``status`` shows, as one JSON-able object (pure reading of the job root; no Airflow, no
-    JVM)."""
-    import time
-
-    from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
-    from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
-    from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
-    from airflow_checkpoint_provider.checkpoint.processes import driver_reported_alive
-    from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue
-
-    root = JobRoot(job_root, job=job_name).require_job()
-    ledger = JobLedger(root).read()
-    now = time.time()
-    generations = []
-    for g, record in root.generation_records().items():
-        status = root.read_status(g)
-        try:
-            info = (
-                inspect_checkpoint(root.checkpoint(g), allow_empty=True)
-                if not record.get("deleted_at")
-                else None
-            )
-            committed: int | str | None = None if info is None else info.last_committed_batch
-        except CheckpointProviderError as exc:
-            committed = f"unreadable: {exc}"
-        if record.get("deleted_at"):
-            state = "DELETED"
-        elif record.get("retired_at"):
-            state = "RETIRED"
-        elif status is None:
-            state = "NEVER_STARTED"
-        elif driver_reported_alive(status, now=now) or status.state.is_terminal:
-            state = status.state.value
-        else:
-            state = "DEAD"
-        generations.append(
-            {
-                "generation": g,
-                "current": g == ledger.current_generation,
-                "state": state,
-                "last_committed_batch": committed,
-                "code_version": record.get("code_version"),
-                "snapshot": record.get("snapshot"),
-                "application": record.get("application"),
-                "heartbeat_age_s": None if status is None else round(status.heartbeat_age(now), 1),
-                "driver": None
-                if status is None
-                else {
-                    "driver_id": status.driver_id,
-                    "app_id": status.app_id,
-                    "pid": status.pid,
-                    "host": status.host,
-                    "start_mode": status.start_mode,
-                    "launch_id": status.launch_id,
-                    "error": status.error,
-                    "source_lag": status.source_lag,
-                },
-                "launches": len(record.get("launches", [])),
-            }
-        )
-    lease = ledger.lease
-    return {
-        "job_root": root.location.uri,
-        "job": root.job,
-        "current_generation": ledger.current_generation,
-        "lease": None
-        if lease is None or lease.expired(now)
-        else {
-            "holder": lease.holder,
-            "operation": lease.operation,
-            "expires_in_s": round(lease.expires_at - now),
-        },
-        "generations": generations,
-        "snapshots": [e.to_json() for e in SnapshotCatalogue(root).list()],
-    }
-
-
 def render_status(report: dict[str, Any]) -> str:
     lines = [
         f"job {report['job']} at {report['job_root']}",
@@ -314,6 +236,8 @@ def render_status(report: dict[str, Any]) -> str:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from airflow_checkpoint_provider.checkpoint.report import job_status
+
     report = job_status(args.job_root, args.job_name)
     print(json.dumps(report) if args.json else render_status(report))
     return 0

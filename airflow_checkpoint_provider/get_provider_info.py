@@ -50,4 +50,20 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_checkpoint_provider.triggers.checkpoint"],
             }
         ],
+        "config": {
+            "checkpoint_provider": {
+                "description": "The airflow-checkpoint-provider's UI page.",
+                "options": {
+                    "job_roots": {
+                        "description": "Job roots (paths or URIs, comma or newline separated) whose jobs the "
+                        "UI page shows. The api-server reads them: it needs the same storage settings as the "
+                        "workers.",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "/data/jobs/counter, s3://bucket/jobs/orders",
+                        "default": "",
+                    }
+                },
+            }
+        },
     }

@@ -17,7 +17,11 @@ from dataclasses import replace
 from typing import Any
 
 from airflow_checkpoint_provider.checkpoint.jobroot import JOB_FILE, JobRoot
-from airflow_checkpoint_provider.exceptions import LeaseHeldError, StorageUnavailableError
+from airflow_checkpoint_provider.exceptions import (
+    CorruptCheckpointError,
+    LeaseHeldError,
+    StorageUnavailableError,
+)
 from airflow_checkpoint_provider.model.ledger import Lease, Ledger, lease_blocker
 
 log = logging.getLogger(__name__)
@@ -38,7 +42,15 @@ class JobLedger:
 
     def read(self) -> Ledger:
         data = self.root.read_json(self.file, what="job ledger")
-        return Ledger.from_json(data or {}, self.root.job)
+        try:
+            return Ledger.from_json(data or {}, self.root.job)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CorruptCheckpointError(
+                f"job ledger is malformed: {type(exc).__name__}: {exc}",
+                path=self.file.uri,
+                job=self.root.job,
+                hint="Restore job.json from a backup, or repair the field named",
+            ) from exc
 
     @contextmanager
     def _mutex(self) -> Iterator[None]:

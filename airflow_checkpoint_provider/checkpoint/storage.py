@@ -166,6 +166,21 @@ class Location:
         except OSError as exc:
             raise StorageUnavailableError(f"cannot stat {self.uri}: {exc}", path=self.uri) from exc
 
+    def modified_at(self) -> float | None:
+        """The file's modification time (seconds since the epoch), or None if it does not exist or the
+        filesystem does not say."""
+        try:
+            info = self.fs.info(self.path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageUnavailableError(f"cannot stat {self.uri}: {exc}", path=self.uri) from exc
+        value = info.get("mtime") or info.get("LastModified") or info.get("created")
+        if isinstance(value, int | float):
+            return float(value)
+        timestamp = getattr(value, "timestamp", None)
+        return float(timestamp()) if callable(timestamp) else None
+
     def is_dir(self) -> bool:
         try:
             return bool(self.fs.isdir(self.path))

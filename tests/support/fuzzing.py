@@ -181,12 +181,12 @@ def readers(tree: str, path: Path) -> list[tuple[str, Callable[[], Any]]]:
     from airflow_checkpoint_provider.checkpoint.inspector import CheckpointReader, inspect_checkpoint
     from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
     from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
+    from airflow_checkpoint_provider.checkpoint.report import job_status
     from airflow_checkpoint_provider.checkpoint.snapshots import (
         SnapshotCatalogue,
         read_manifest,
         verify_snapshot,
     )
-    from airflow_checkpoint_provider.cli import job_status
 
     def inspect_all(checkpoint: Path) -> None:
         info = inspect_checkpoint(checkpoint, allow_empty=True)
@@ -264,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inputs", type=int, default=1000, help="how many damaged inputs to run")
     parser.add_argument("--seed", type=int, default=20261130)
     parser.add_argument("--mutations", type=int, default=2, help="at most this many mutations per input")
+    parser.add_argument("--start", type=int, default=0, help="skip this many inputs (replay a part of a run)")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="acp-fuzz-"))
@@ -273,7 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         findings: list[Finding] = []
         kinds: dict[str, int] = {}
         for i in range(args.inputs):
-            found = run_one(work, seeds, random.Random(rng.getrandbits(64)), rng.randint(1, args.mutations))
+            case_seed, mutations = rng.getrandbits(64), rng.randint(1, args.mutations)
+            if i < args.start:
+                continue
+            found = run_one(work, seeds, random.Random(case_seed), mutations)
             findings += found
             if (i + 1) % 1000 == 0:
                 print(

@@ -3,6 +3,7 @@ takers."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -71,3 +72,15 @@ def test_a_crashed_writers_mutex_is_broken(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(module, "MUTEX_WAIT_S", 2.0)
     assert ledger.acquire("run-1", "stop", ttl_s=60).holder == "run-1"
     assert not ledger.mutex.exists()
+
+
+def test_a_malformed_ledger_is_a_typed_error(tmp_path: Path) -> None:
+    """Found by the long fuzz run (seed 20261130, input ~6,400): a lease without a holder raised KeyError."""
+    from airflow_checkpoint_provider.exceptions import CorruptCheckpointError
+
+    root = JobRoot(tmp_path / "job")
+    for damaged in ({"lease": {}}, {"current_generation": "two"}, {"runs": {"a": "x"}}, {"runs": "abc"}):
+        (tmp_path / "job").mkdir(exist_ok=True)
+        (tmp_path / "job" / "job.json").write_text(json.dumps(damaged))
+        with pytest.raises(CorruptCheckpointError, match="job ledger is malformed"):
+            JobLedger(root).read()
