@@ -46,6 +46,17 @@ ensure_venv() {
   touch "$stamp"
 }
 
+ensure_browser() {
+  # The browser tests drive Debian's chromium with its chromedriver (a browser's own download fails here).
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then return 0; fi
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "warning: chromium and chromium-driver are missing (install them; the browser test needs them)" >&2
+    return 0
+  fi
+  echo "==> installing chromium and chromium-driver (Debian packages, for the browser test)"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+}
+
 ensure_venv
 check_java
 export PATH="$VENV/bin:$PATH"

@@ -3,6 +3,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
+ensure_browser
 # Everything a run creates (Spark scratch, Airflow home and DB, checkpoints) lives here and is removed after.
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/acp-test.XXXXXX")
 export ACP_TEST_RUN_DIR="$RUN_DIR"

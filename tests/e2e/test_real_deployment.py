@@ -6,11 +6,16 @@ Per-key totals equal the event log."""
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
 
 from scripts.deployment import AirflowDeployment
+from tests.support.browser import chromium, screenshot
 from tests.support.counting import fold_log, partial_batches, sink_totals
 from tests.support.drivers import Job, Producer
 from tests.support.lifecycle import example_params, kill_current_driver, kill_drivers
@@ -21,7 +26,10 @@ pytestmark = [pytest.mark.spark, pytest.mark.airflow]
 
 def test_the_redeploy_story_in_a_real_airflow_deployment(run_dir: Path) -> None:
     job = Job(run_dir / "real-deployment", run_dir)
-    with AirflowDeployment(run_dir / "deployment-home", ROOT / "dags", deferrable=True) as airflow:
+    watched = {"AIRFLOW__CHECKPOINT_PROVIDER__JOB_ROOTS": str(job.path)}  # the provider's UI page shows it
+    with AirflowDeployment(
+        run_dir / "deployment-home", ROOT / "dags", deferrable=True, env=watched
+    ) as airflow:
         try:
             with Producer(job.events):
 
@@ -40,6 +48,7 @@ def test_the_redeploy_story_in_a_real_airflow_deployment(run_dir: Path) -> None:
                 assert stop["outcome"] == "stopped" and stop["snapshot_id"]  # exported by the stopping driver
                 assert airflow.xcom("example_redeploy", redeploy, "snapshot") == stop["snapshot_id"]
                 wait_for(lambda: job.committed(2) >= 1, 240, "v2 to commit a batch")
+                look_at_the_provider_page(airflow, job.path.name, stop["snapshot_id"])
 
                 before = job.status(2)
                 assert before is not None
@@ -69,3 +78,31 @@ def test_the_redeploy_story_in_a_real_airflow_deployment(run_dir: Path) -> None:
     assert final["outcome"] == "stopped"
     assert partial_batches(job.output) == []
     assert sink_totals(job.output) == fold_log(job.events, int(final["end_offsets"][0]["offset"]))
+
+
+def look_at_the_provider_page(airflow: AirflowDeployment, name: str, snapshot_id: str) -> None:
+    """The provider's page on the real api-server, during the job's life: refused without a login; with
+    one, the job list, the job page (both generations, the redeploy's snapshot), and the page inside
+    Airflow's own UI. Screenshots go to test-artifacts/."""
+    for path in ("/checkpoint/api/jobs", f"/checkpoint/api/jobs/{name}", "/checkpoint/"):
+        try:
+            urllib.request.urlopen(airflow.url + path, timeout=30)
+            raise AssertionError(f"{path} answered without a login")
+        except urllib.error.HTTPError as exc:
+            assert exc.code in (401, 403), (path, exc.code)
+    listed = airflow.request("GET", "/checkpoint/api/jobs")
+    assert [(j["name"], j["health"], j["current_generation"]) for j in listed] == [(name, "RUNNING", 2)]
+    with chromium() as browser:
+        browser.get(airflow.url + "/checkpoint/")  # an origin to set the login cookie on
+        browser.add_cookie({"name": "_token", "value": airflow.token(), "path": "/"})
+        browser.get(f"{airflow.url}/checkpoint/jobs/{name}")
+        page = browser.page_source
+        assert "Generations" in page and "2 (current)" in page and "RETIRED" in page, page[:2000]
+        assert snapshot_id in page and "verified" in page, page[:2000]
+        screenshot(browser, "provider-job-page.png")
+        browser.get(airflow.url + "/plugin/checkpoint-jobs")  # the navigation link inside Airflow's UI
+        frame = WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.TAG_NAME, "iframe"))[0]
+        browser.switch_to.frame(frame)
+        WebDriverWait(browser, 60).until(lambda b: name in b.page_source and "RUNNING" in b.page_source)
+        browser.switch_to.default_content()
+        screenshot(browser, "provider-page-in-airflow.png")
