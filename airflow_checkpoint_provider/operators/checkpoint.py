@@ -24,6 +24,7 @@ from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_checkpoint_provider._lazy import lazy
+from airflow_checkpoint_provider.assets import snapshot_alias, snapshot_asset
 from airflow_checkpoint_provider.exceptions import (
     BatchNotRetainedError,
     CheckpointProviderError,
@@ -813,6 +814,9 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
     :param export_timeout_s: how long the exporter may run, in seconds.
     :param keep_last: then apply snapshot retention: keep the newest N (protected ones are always kept).
     :param max_age: ... and drop snapshots older than this (``"7d"`` or a timedelta).
+    :param announce: announce the verified snapshot as an event of the job's asset through the asset alias
+        ``checkpoint-snapshots`` (its default outlet; see ``airflow_checkpoint_provider.assets``), with the
+        snapshot id, job, generation, batch and end offsets in the event's extra.
     """
 
     template_fields: Sequence[str] = (
@@ -835,9 +839,13 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
         export_timeout_s: float = DEFAULT_EXPORT_TIMEOUT_S,
         keep_last: int | None = None,
         max_age: str | timedelta | None = None,
+        announce: bool = True,
         **kwargs: Any,
     ) -> None:
+        if announce and "outlets" not in kwargs:
+            kwargs["outlets"] = [snapshot_alias()]
         super().__init__(**kwargs)
+        self.announce = announce
         self.keep_last = keep_last
         self.max_age = max_age
         self.generation = generation
@@ -917,6 +925,23 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
                 "rows": verification.rows,
             },
         )
+        if self.announce:
+            manifest = _snapshots.read_manifest(root, snapshot_id)
+            extra: dict[str, Any] = {
+                "snapshot_id": snapshot_id,
+                "job": root.job,
+                "job_root": root.location.uri,
+                "generation": generation,
+                "batch": batch,
+                "end_offsets": manifest.end_offsets,
+                "rows": verification.rows,
+            }
+            context["outlet_events"][snapshot_alias()].add(
+                snapshot_asset(root.location.uri, root.job), extra=extra
+            )
+            self.log.info(
+                "announced snapshot %s as an event of %s", snapshot_id, snapshot_asset(root.location.uri).uri
+            )
         self.retention(root, self.keep_last, self.max_age)
         return self.done(context, root, snapshot_id)
 

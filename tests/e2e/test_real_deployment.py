@@ -38,6 +38,8 @@ def test_the_redeploy_story_in_a_real_airflow_deployment(run_dir: Path) -> None:
                     assert state == "success", (dag_id, airflow.task_states(dag_id, run_id))
                     return run_id
 
+                airflow.wait_for_dag("example_snapshot_audit")
+                airflow.request("PATCH", "/api/v2/dags/example_snapshot_audit", {"is_paused": False})
                 run("example_start_job", example_params(job, run_dir, "v1"))
                 wait_for(lambda: job.committed(1) >= 2, 240, "v1 to commit batch 2")
 
@@ -49,6 +51,10 @@ def test_the_redeploy_story_in_a_real_airflow_deployment(run_dir: Path) -> None:
                 assert airflow.xcom("example_redeploy", redeploy, "snapshot") == stop["snapshot_id"]
                 wait_for(lambda: job.committed(2) >= 1, 240, "v2 to commit a batch")
                 look_at_the_provider_page(airflow, job.path.name, stop["snapshot_id"])
+                # The redeploy's snapshot was announced as an asset event: the audit DAG, scheduled on the
+                # snapshots' asset alias, runs by itself in the real scheduler and receives its id.
+                audit = wait_for_run(airflow, "example_snapshot_audit")
+                assert airflow.xcom("example_snapshot_audit", audit, "audit") == [stop["snapshot_id"]]
 
                 before = job.status(2)
                 assert before is not None
@@ -106,3 +112,19 @@ def look_at_the_provider_page(airflow: AirflowDeployment, name: str, snapshot_id
         WebDriverWait(browser, 60).until(lambda b: name in b.page_source and "RUNNING" in b.page_source)
         browser.switch_to.default_content()
         screenshot(browser, "provider-page-in-airflow.png")
+
+
+def wait_for_run(airflow: AirflowDeployment, dag_id: str, timeout: float = 300) -> str:
+    """The run id of the first run of ``dag_id`` (triggered by the scheduler), once it has succeeded."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = airflow.request("GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"]
+        if runs:
+            run_id = str(runs[0]["dag_run_id"])
+            state = airflow.wait(dag_id, run_id, timeout=max(1.0, deadline - time.monotonic()))
+            assert state == "success", airflow.task_states(dag_id, run_id)
+            return run_id
+        time.sleep(1)
+    raise AssertionError(f"{dag_id} was not triggered within {timeout:.0f}s")
