@@ -50,6 +50,10 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_checkpoint_provider.triggers.checkpoint"],
             }
         ],
+        "extra-links": [
+            "airflow_checkpoint_provider.operators.checkpoint.StreamingJobLink",
+            "airflow_checkpoint_provider.operators.checkpoint.SparkUILink",
+        ],
         "config": {
             "checkpoint_provider": {
                 "description": "The airflow-checkpoint-provider's UI page.",

@@ -18,6 +18,7 @@ from airflow_checkpoint_provider.operators.checkpoint import SnapshotStreamingJo
 with DAG(
     "example_periodic_snapshot",
     schedule=dt.timedelta(minutes=30),
+    is_paused_upon_creation=True,  # scheduled: runs only once a user points it at a job and unpauses it
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

@@ -20,6 +20,7 @@ from airflow_checkpoint_provider.sensors.checkpoint import StreamingJobHealthSen
 with DAG(
     "example_watchdog",
     schedule=dt.timedelta(minutes=5),
+    is_paused_upon_creation=True,  # scheduled: runs only once a user points it at a job and unpauses it
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

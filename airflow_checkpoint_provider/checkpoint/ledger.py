@@ -166,6 +166,22 @@ class JobLedger:
         self.transaction(change)
         return pinned
 
+    def resolved_snapshot(self, holder: str, resolve: Callable[[], str]) -> str:
+        """The snapshot ``snapshot="latest"`` means for run ``holder``: ``resolve()`` when the run first asks,
+        the same ever after (a retry never starts from a snapshot that appeared in between)."""
+        resolved = ""
+
+        def change(ledger: Ledger) -> Ledger:
+            nonlocal resolved
+            if holder in ledger.resolved_snapshots:
+                resolved = ledger.resolved_snapshots[holder]
+                return ledger
+            resolved = resolve()
+            return replace(ledger, resolved_snapshots={**ledger.resolved_snapshots, holder: resolved})
+
+        self.transaction(change)
+        return resolved
+
     def set_current(self, generation: int, *, by: str, event: str, **details: Any) -> Ledger:
         def change(ledger: Ledger) -> Ledger:
             entry = {"at": time.time(), "event": event, "generation": generation, "by": by, **details}

@@ -47,6 +47,9 @@ class Ledger:
     #: Per lifecycle run (lease holder): the generation it acts on, pinned when it first touched the job, so a
     #: cleared-and-rerun redeploy stops and snapshots the *old* generation again, never the one it created.
     runs: dict[str, int | None] = field(default_factory=dict)
+    #: Per lifecycle run: the snapshot ``snapshot="latest"`` resolved to when the run first asked, so a retry
+    #: or a rerun starts from the same snapshot even if a newer one appeared since.
+    resolved_snapshots: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -63,6 +66,7 @@ class Ledger:
             lease=Lease.from_json(lease) if isinstance(lease, dict) else None,
             history=tuple(h for h in data.get("history", []) if isinstance(h, dict)),
             runs={str(k): (None if v is None else int(v)) for k, v in (data.get("runs") or {}).items()},
+            resolved_snapshots={str(k): str(v) for k, v in (data.get("resolved_snapshots") or {}).items()},
         )
 
 

@@ -69,6 +69,8 @@ class DriverStatus:
     #: Per source, how far the last batch's end offset is behind the latest offset the source reported
     #: (summed over partitions; None where offsets are not numeric).
     source_lag: list[int | None] | None = None
+    #: The driver's Spark UI (None when ``spark.ui.enabled`` is false).
+    ui_url: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", DriverState(self.state))

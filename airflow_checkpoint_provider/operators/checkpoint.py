@@ -18,8 +18,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from urllib.parse import quote
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
@@ -33,6 +34,7 @@ from airflow_checkpoint_provider.exceptions import (
     DriverStillRunningError,
     FencedError,
     InvalidLaunchError,
+    SnapshotNotFoundError,
     StopTimeoutError,
     error_class,
 )
@@ -53,6 +55,7 @@ from airflow_checkpoint_provider.model.constants import (
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from airflow.sdk.types import TaskInstanceKey
 
     from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
     from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook
@@ -112,6 +115,28 @@ def classified(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+class StreamingJobLink(BaseOperatorLink):
+    """The job's page in the provider's UI (``/checkpoint/jobs/<job>``)."""
+
+    name = "Streaming job"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        return str(XCom.get_value(key=self.xcom_key, ti_key=ti_key) or "")
+
+
+class SparkUILink(BaseOperatorLink):
+    """The driver's Spark UI, while it runs (recorded by the start; empty when the UI is disabled)."""
+
+    name = "Spark UI"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        return str(XCom.get_value(key=self.xcom_key, ti_key=ti_key) or "")
+
+
 class StreamingJobOperator(BaseOperator):
     """What every lifecycle operator shares: the job root, the Spark target, the lease, waiting.
 
@@ -143,6 +168,7 @@ class StreamingJobOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("job_root", "job_name", "conn_id", "master")
     ui_color = "#f0e4d0"
+    operator_extra_links: tuple[BaseOperatorLink, ...] = (StreamingJobLink(),)
     lease_operation = "lifecycle"
     #: Only a start may create the job root (a job's first start); every other step needs an existing job.
     creates_job_root = False
@@ -201,7 +227,13 @@ class StreamingJobOperator(BaseOperator):
             self.conn_id or None, master=self.master or None, python_path=self.python_path
         )
 
+    def link(self, context: Context, link: BaseOperatorLink, url: str | None) -> None:
+        """Record an extra link's target for this task instance (what the UI's link button opens)."""
+        if url:
+            context["ti"].xcom_push(key=link.xcom_key, value=url)
+
     def take_lease(self, context: Context, root: JobRoot) -> str:
+        self.link(context, StreamingJobLink(), f"/checkpoint/jobs/{quote(root.job, safe='')}")
         holder = run_holder(context)
         lease = _ledger.JobLedger(root).acquire(
             holder,
@@ -302,6 +334,22 @@ class StreamingJobOperator(BaseOperator):
         return event
 
 
+#: ``StartStreamingJobOperator(snapshot=LATEST)``: the newest verified snapshot, resolved once per run.
+LATEST = "latest"
+
+
+def _latest_verified_snapshot(root: JobRoot) -> str:
+    entry = _snapshots.SnapshotCatalogue(root).latest_verified()
+    if entry is None:
+        raise SnapshotNotFoundError(
+            "snapshot='latest': the job has no verified snapshot",
+            path=root.snapshots_dir().uri,
+            job=root.job,
+            hint="Take one with SnapshotStreamingJobOperator, or name the snapshot",
+        )
+    return entry.snapshot_id
+
+
 def driver_error(
     root: JobRoot, generation: int, message: str, payload: Mapping[str, Any]
 ) -> CheckpointProviderError:
@@ -338,7 +386,9 @@ class StartStreamingJobOperator(StreamingJobOperator):
     :param application: the application file for spark-submit (templated).
     :param application_args: the application's own arguments (templated; a template may render a list).
     :param snapshot: id of the snapshot to start a new generation from (templated), e.g.
-        ``"{{ ti.xcom_pull(task_ids='snapshot') }}"``; empty: restart the current generation.
+        ``"{{ ti.xcom_pull(task_ids='snapshot') }}"``, or ``"latest"``: the job's newest verified snapshot,
+        resolved once per DAG run (a retry or a rerun uses the same one); empty: restart the current
+        generation.
     :param code_version: a label for the code, recorded with the generation (templated).
     :param spark_conf: extra ``--conf`` settings (templated; a template may render a dict).
     :param wait_for: ``"committed"`` (default): RUNNING with a committed batch; ``"running"``: RUNNING only.
@@ -359,6 +409,7 @@ class StartStreamingJobOperator(StreamingJobOperator):
     )
     lease_operation = "start"
     creates_job_root = True
+    operator_extra_links: tuple[BaseOperatorLink, ...] = (StreamingJobLink(), SparkUILink())
 
     def __init__(
         self,
@@ -489,6 +540,7 @@ class StartStreamingJobOperator(StreamingJobOperator):
             run_id=payload.get("run_id"),
         )
         self.log.info("generation %s running (%s): %s", generation, info.get("mode"), event.get("message"))
+        self.link(context, SparkUILink(), payload.get("ui_url"))
         return self.done(context, root, info)
 
     def prepare_generation(self, root: JobRoot, holder: str) -> int:
@@ -497,10 +549,14 @@ class StartStreamingJobOperator(StreamingJobOperator):
         current = ledger.read().current_generation
         record = (root.read_generation_record(current) if current is not None else None) or {}
         retired = bool(record.get("retired_at") or record.get("deleted_at"))
+        snapshot = self.snapshot or None
+        if snapshot == LATEST:
+            snapshot = ledger.resolved_snapshot(holder, lambda: _latest_verified_snapshot(root))
+            self.log.info("snapshot='latest' is %s for this run", snapshot)
         plan = _decisions.plan_generation(
             current=current,
             existing=root.generations(),
-            snapshot=self.snapshot or None,
+            snapshot=snapshot,
             current_snapshot=record.get("snapshot"),
             current_retired=retired,
         )

@@ -656,7 +656,7 @@ def _run_query(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     eventlog.register(spark)
-    status.update(app_id=spark.sparkContext.applicationId)
+    status.update(app_id=spark.sparkContext.applicationId, ui_url=spark.sparkContext.uiWebUrl)
     spark.streams.addListener(_Listener.make(status))
 
     ctx = ManagedContext(spark, spec, root, decision, offsets, manifest)

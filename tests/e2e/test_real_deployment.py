@@ -49,6 +49,10 @@ def test_the_redeploy_story_in_a_real_airflow_deployment(run_dir: Path) -> None:
                 stop = airflow.xcom("example_redeploy", redeploy, "stop")
                 assert stop["outcome"] == "stopped" and stop["snapshot_id"]  # exported by the stopping driver
                 assert airflow.xcom("example_redeploy", redeploy, "snapshot") == stop["snapshot_id"]
+                links = airflow.request(
+                    "GET", f"/api/v2/dags/example_redeploy/dagRuns/{redeploy}/taskInstances/start/links"
+                )
+                assert links["extra_links"]["Streaming job"] == f"/checkpoint/jobs/{job.path.name}", links
                 wait_for(lambda: job.committed(2) >= 1, 240, "v2 to commit a batch")
                 look_at_the_provider_page(airflow, job.path.name, stop["snapshot_id"])
                 # The redeploy's snapshot was announced as an asset event: the audit DAG, scheduled on the

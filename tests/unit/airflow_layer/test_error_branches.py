@@ -74,6 +74,9 @@ class FakeTI:
     def get_dr_count(self, **_: Any) -> int:
         return 1
 
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed = {**getattr(self, "pushed", {}), key: value}
+
 
 def context(xcom: Any = None) -> dict[str, Any]:
     return {"dag_run": SimpleNamespace(dag_id="dag", run_id="run-1"), "ti": FakeTI(xcom), "run_id": "run-1"}
@@ -234,3 +237,14 @@ def test_a_driver_error_keeps_its_type(job: JobRoot) -> None:
     transient = operators.driver_error(job, 1, "did not start", {"error": "Py4JError: boom"})
     assert type(transient).__name__ == "DriverFailedError" and not transient.terminal
     assert isinstance(InvalidLaunchError("x"), ValueError)
+
+
+def test_start_from_latest_without_a_snapshot_is_terminal(
+    job: JobRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_hook(monkeypatch, FakeHook())
+    start = StartStreamingJobOperator(
+        task_id="start", job_root=str(job.location.path), application="app.py", snapshot="latest"
+    )
+    with pytest.raises(AirflowFailException, match="SnapshotNotFoundError: snapshot='latest'"):
+        start.execute(context())

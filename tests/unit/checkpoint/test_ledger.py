@@ -84,3 +84,12 @@ def test_a_malformed_ledger_is_a_typed_error(tmp_path: Path) -> None:
         (tmp_path / "job" / "job.json").write_text(json.dumps(damaged))
         with pytest.raises(CorruptCheckpointError, match="job ledger is malformed"):
             JobLedger(root).read()
+
+
+def test_latest_snapshot_is_resolved_once_per_run(tmp_path: Path) -> None:
+    ledger = JobLedger(JobRoot(tmp_path / "job"))
+    newest = ["s1"]
+    assert ledger.resolved_snapshot("redeploy/run-1", lambda: newest[0]) == "s1"
+    newest[0] = "s2"  # a newer snapshot appears (a periodic snapshot of the new generation)
+    assert ledger.resolved_snapshot("redeploy/run-1", lambda: newest[0]) == "s1"  # the retry: the same one
+    assert ledger.resolved_snapshot("redeploy/run-2", lambda: newest[0]) == "s2"  # another run: the newest
