@@ -164,7 +164,7 @@ def mutate(tree: Path, rng: random.Random, outside: Path) -> Mutation:
         return Mutation(kind, rel)
     if kind == "odd_name":
         name = rng.choice(ODD_NAMES)
-        if "/" in name or name == "..":
+        if "/" in name or name == ".." or name == path.name:
             return Mutation("noop", rel)
         shutil.copyfile(path, path.parent / name)
         return Mutation(kind, rel, name)
