@@ -266,7 +266,16 @@ class StreamingJobHook(BaseHook):
         application_args: Sequence[str] = (),
         conf: Mapping[str, str] | None = None,
     ) -> DriverHandle:
-        """Submit a managed driver detached from this process; return how to find it again."""
+        """Submit a managed driver detached from this process (a local or standalone driver outlives the task;
+        a YARN or Kubernetes driver runs in cluster mode); return how to find it again.
+
+        :param root: the job root.
+        :param spec: the launch contract (job root, generation, snapshot, launch id, ...).
+        :param application: the application file for spark-submit.
+        :param application_args: the application's own arguments (after the contract's ``--``).
+        :param conf: extra ``--conf`` settings.
+        :raises SubmitError: spark-submit failed, or printed no application id on YARN.
+        """
         target = self.target
         backend = target.backend
         launch_id = spec.launch_id
@@ -458,7 +467,14 @@ class StreamingJobHook(BaseHook):
         """(Re)start a generation from its recorded launch: resume if its checkpoint has a committed batch (no
         snapshot is passed), else the fresh path with its snapshot. A relaunch goes where the generation ran
         (:meth:`for_generation`); the first launch records this hook's target. Records the handle next to the
-        checkpoint."""
+        checkpoint.
+
+        :param root: the job root.
+        :param generation: the generation to launch.
+        :param launch_id: the launch's id (default: a new one).
+        :param by: who launches it (a DAG run, or ``restart:<run>`` for the callback), recorded with it.
+        :raises LaunchTargetError: the generation's recorded target cannot be reached or differs.
+        """
         hook = self.for_generation(root, generation)
         record = root.read_generation_record(generation) or {}
         application = record.get("application")
@@ -517,7 +533,20 @@ class StreamingJobHook(BaseHook):
         exporter: str | None = None,
         timeout: float = DEFAULT_EXPORT_TIMEOUT_S,
     ) -> str:
-        """Run the exporter as a Spark application (waits for it) and return the snapshot id it published."""
+        """Run the exporter as a Spark application on this hook's target, wait for it, and return the id of the
+        snapshot it published (a (generation, batch) that already has one returns it).
+
+        :param root: the job root.
+        :param generation: the generation whose checkpoint to export.
+        :param batch: the committed batch to export (default: the last committed one).
+        :param snapshot_id: the id to publish under (default: ``<UTC time>-g<generation>-b<batch>``).
+        :param code_version: the code label recorded in the manifest.
+        :param deep: also compare every exported row with the checkpoint's state.
+        :param conf: extra ``--conf`` settings for the exporter application.
+        :param exporter: the exporter application (default: ``runtime/export.py`` of this package).
+        :param timeout: how long the exporter may run, in seconds.
+        :raises ExportFailedError: the exporter failed or published nothing (retrying may help).
+        """
         target = self.target
         app = exporter or _exporter_path()
         args = ["--job-root", root.location.uri, "--generation", str(generation), "--job-name", root.job]
