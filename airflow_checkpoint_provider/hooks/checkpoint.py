@@ -533,8 +533,8 @@ class StreamingJobHook(BaseHook):
         exporter: str | None = None,
         timeout: float = DEFAULT_EXPORT_TIMEOUT_S,
     ) -> str:
-        """Run the exporter as a Spark application on this hook's target, wait for it, and return the id of the
-        snapshot it published (a (generation, batch) that already has one returns it).
+        """Run the exporter as a Spark application on this hook's target, wait for it, and return the id of
+        the snapshot it published (a (generation, batch) that already has one returns it).
 
         :param root: the job root.
         :param generation: the generation whose checkpoint to export.
