@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from airflow_checkpoint_provider.checkpoint.storage import Location
 from airflow_checkpoint_provider.exceptions import (
@@ -30,6 +31,8 @@ from airflow_checkpoint_provider.exceptions import (
     NotAJobRootError,
 )
 from airflow_checkpoint_provider.model.records import DriverStatus, StopAck, StopRequest
+
+_Record = TypeVar("_Record")
 
 JOB_FILE = "job.json"
 #: Control files under ``generations/<g>/control/`` (the source fence reads them from the driver's source).
@@ -194,37 +197,54 @@ class JobRoot:
 
     def current_generation(self) -> int | None:
         record = self.read_job_record()
-        if record is None or record.get("current_generation") is None:
+        value = None if record is None else record.get("current_generation")
+        if value is None:
             return None
-        return int(record["current_generation"])
+        try:
+            return int(value)  # as the ledger reads it (checkpoint/ledger.py)
+        except (TypeError, ValueError) as exc:
+            raise CorruptCheckpointError(
+                f"job ledger names current generation {value!r:.40}, not a whole number",
+                path=self.location.child(JOB_FILE).uri,
+                job=self.job,
+            ) from exc
 
-    def read_status(self, generation: int) -> DriverStatus | None:
-        loc = self.status_file(generation)
-        data = self.read_json(loc, what="driver status", generation=generation)
+    def _read_record(
+        self,
+        location: Location,
+        parse: Callable[[dict[str, Any]], _Record],
+        *,
+        what: str,
+        generation: int,
+        error: type[CheckpointProviderError] = CorruptCheckpointError,
+    ) -> _Record | None:
+        """Read and parse one JSON record; None if absent; ``error`` naming the file if it does not parse."""
+        data = self.read_json(location, what=what, error=error, generation=generation)
         if data is None:
             return None
         try:
-            return DriverStatus.from_json(data)
+            return parse(data)
         except (TypeError, ValueError) as exc:
-            raise CorruptCheckpointError(
-                f"driver status is malformed: {exc}", path=loc.uri, job=self.job, generation=generation
+            raise error(
+                f"{what} is malformed: {exc}", path=location.uri, job=self.job, generation=generation
             ) from exc
+
+    def read_status(self, generation: int) -> DriverStatus | None:
+        return self._read_record(
+            self.status_file(generation), DriverStatus.from_json, what="driver status", generation=generation
+        )
 
     def write_status(self, status: DriverStatus) -> None:
         self.write_json(self.status_file(status.generation), status.to_json())
 
     def read_stop_request(self, generation: int) -> StopRequest | None:
         loc = self.stop_request_file(generation)
-        data = self.read_json(loc, what="stop request", error=ControlFileError, generation=generation)
-        if data is None:
-            return None
-        try:
-            request = StopRequest.from_json(data)
-        except (TypeError, ValueError) as exc:
-            raise ControlFileError(
-                f"stop request is malformed: {exc}", path=loc.uri, job=self.job, generation=generation
-            ) from exc
-        if not control_file_is_for(request.job_root, request.generation, self.location, generation):
+        request = self._read_record(
+            loc, StopRequest.from_json, what="stop request", generation=generation, error=ControlFileError
+        )
+        if request is not None and not control_file_is_for(
+            request.job_root, request.generation, self.location, generation
+        ):
             raise ControlFileError(
                 f"stop request {request.request_id} is for job root {request.job_root}, generation "
                 f"{request.generation}: not this one (copied from elsewhere?)",
@@ -239,16 +259,13 @@ class JobRoot:
         self.write_json(self.stop_request_file(generation), request.to_json())
 
     def read_stop_ack(self, generation: int) -> StopAck | None:
-        loc = self.stop_ack_file(generation)
-        data = self.read_json(loc, what="stop acknowledgement", error=ControlFileError, generation=generation)
-        if data is None:
-            return None
-        try:
-            return StopAck.from_json(data)
-        except (TypeError, ValueError) as exc:
-            raise ControlFileError(
-                f"stop acknowledgement is malformed: {exc}", path=loc.uri, job=self.job, generation=generation
-            ) from exc
+        return self._read_record(
+            self.stop_ack_file(generation),
+            StopAck.from_json,
+            what="stop acknowledgement",
+            generation=generation,
+            error=ControlFileError,
+        )
 
     def generations(self) -> list[int]:
         """Generation numbers that have a folder, ascending."""

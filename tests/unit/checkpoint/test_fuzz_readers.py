@@ -15,25 +15,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from airflow_checkpoint_provider.triggers.checkpoint import (
+    BatchCommittedTrigger,
+    DriverStartedTrigger,
+    JobHealthyTrigger,
+    StopAcknowledgedTrigger,
+)
 from tests.support.fuzzing import run_one, seed_trees
 
-PAYLOAD_KEYS = (
-    "job_root",
-    "job_name",
-    "generation",
-    "timeout_s",
-    "poll_interval_s",
-    "echo",
-    "launch_id",
-    "need_commit",
-    "pid",
-    "host",
-    "request_id",
-    "batch",
-    "max_heartbeat_age_s",
-    "max_batch_age_s",
-    "max_lag",
-)
+TRIGGERS = (DriverStartedTrigger, StopAcknowledgedTrigger, BatchCommittedTrigger, JobHealthyTrigger)
+
+PAYLOAD_KEYS = tuple(
+    sorted({key for cls in TRIGGERS for key in (*cls.common, *cls.fields)})
+)  # every trigger's wire fields
 LAUNCH_FLAGS = (
     "--acp-job-root",
     "--acp-generation",
@@ -80,14 +74,8 @@ JSON = st.recursive(
 def test_a_damaged_trigger_payload_is_a_typed_error(payload: dict[str, object], which: int) -> None:
     """Airflow rebuilds a trigger from its stored kwargs: damaged ones fail with a typed error."""
     from airflow_checkpoint_provider.exceptions import CheckpointProviderError
-    from airflow_checkpoint_provider.triggers import checkpoint as triggers
 
-    cls = [
-        triggers.DriverStartedTrigger,
-        triggers.StopAcknowledgedTrigger,
-        triggers.BatchCommittedTrigger,
-        triggers.JobHealthyTrigger,
-    ][which]
+    cls = TRIGGERS[which]
     allowed = {*cls.common, *cls.fields}
     kwargs = {k: v for k, v in payload.items() if k in allowed}
     try:
