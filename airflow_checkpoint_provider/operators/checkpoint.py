@@ -288,13 +288,17 @@ class StreamingJobOperator(BaseOperator):
 
     def wait_or_defer(
         self,
+        root: JobRoot,
+        generation: int,
         observe: Callable[[], watch.Observation],
         timeout_s: float,
         what: str,
-        trigger: Callable[[float], JobRootTrigger],
+        trigger: type[JobRootTrigger],
+        **fields: Any,
     ) -> watch.Observation:
         """Wait here for up to ``defer_after_s`` (all of ``timeout_s`` when not deferrable); if the condition
-        still pends, defer to ``trigger(time left)`` (``execute_complete`` finishes).
+        still pends, defer to ``trigger`` with the time left and its own ``fields`` (``execute_complete``
+        finishes).
 
         A condition that holds within seconds (a stop at a batch boundary) is not deferred at all: Airflow
         3.3's scheduler can mark a deferred task failed when its trigger fires before the executor reports
@@ -307,7 +311,14 @@ class StreamingJobOperator(BaseOperator):
         left = max(1.0, timeout_s - (time.monotonic() - started))
         self.log.info("deferring: waiting for %s in the triggerer (%.0fs left)", what, left)
         self.defer(
-            trigger=trigger(left),
+            trigger=trigger(
+                job_root=root.location.uri,
+                job_name=root.job,
+                generation=generation,
+                timeout_s=left,
+                poll_interval_s=self.poll_interval_s,
+                **fields,
+            ),
             method_name="execute_complete",
             timeout=timedelta(seconds=left + DEFER_TIMEOUT_MARGIN_S),
         )
@@ -496,22 +507,18 @@ class StartStreamingJobOperator(StreamingJobOperator):
                 process_gone=gone,
             )
 
-        def trigger(timeout_s: float) -> JobRootTrigger:
-            return _triggers.DriverStartedTrigger(
-                job_root=root.location.uri,
-                job_name=root.job,
-                generation=generation,
-                timeout_s=timeout_s,
-                poll_interval_s=self.poll_interval_s,
-                launch_id=info["launch_id"],
-                need_commit=self.wait_for == "committed",
-                pid=pid,
-                host=host,
-                echo=info,
-            )
-
         seen = self.wait_or_defer(
-            observe, self.start_timeout_s, f"generation {generation}'s driver to start", trigger
+            root,
+            generation,
+            observe,
+            self.start_timeout_s,
+            f"generation {generation}'s driver to start",
+            _triggers.DriverStartedTrigger,
+            launch_id=info["launch_id"],
+            need_commit=self.wait_for == "committed",
+            pid=pid,
+            host=host,
+            echo=info,
         )
         return self.finish_start(context, root, info, seen.to_json() | {"status": _status_of(seen)})
 
@@ -712,22 +719,15 @@ class StopStreamingJobOperator(StreamingJobOperator):
             return self.done(context, root, self.already_stopped(root, generation, view.reason))
         request = self.request(root, generation, context)
 
-        def trigger(timeout_s: float) -> JobRootTrigger:
-            return _triggers.StopAcknowledgedTrigger(
-                job_root=root.location.uri,
-                job_name=root.job,
-                generation=generation,
-                timeout_s=timeout_s,
-                poll_interval_s=self.poll_interval_s,
-                request_id=request.request_id,
-                echo={"generation": generation},
-            )
-
         seen = self.wait_or_defer(
+            root,
+            generation,
             lambda: watch.stop_acknowledged(root, generation, request.request_id),
             self.timeout_s + self.grace_s(root, generation),
             f"generation {generation} to stop",
-            trigger,
+            _triggers.StopAcknowledgedTrigger,
+            request_id=request.request_id,
+            echo={"generation": generation},
         )
         return self.finish_stop(context, root, generation, seen.to_json() | {"status": _status_of(seen)})
 
