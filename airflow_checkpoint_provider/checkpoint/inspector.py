@@ -227,9 +227,8 @@ class CheckpointReader:
     def inspect(self, *, allow_empty: bool = False) -> CheckpointInfo:
         """Read where the checkpoint stands.
 
-        :param allow_empty: treat a missing or empty folder as a checkpoint with no batch (how a generation
-        looks
-            before its first start) instead of raising.
+        :param allow_empty: treat a missing or empty folder as a checkpoint with no batch (how a
+            generation looks before its first start) instead of raising.
         """
         root = self._classify_root(allow_empty)
         if root is None:

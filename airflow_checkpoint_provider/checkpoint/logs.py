@@ -4,16 +4,13 @@ Formats, as Spark 4.x writes them (as read from checkpoints that real Spark 4.3 
 tests/support/spark_checkpoints.py):
 
 - ``metadata``: ``{"id": "<query id>"}``.
-- ``offsets/<n>``: ``v1`` or ``v2``; a JSON line (``batchWatermarkMs``, ``batchTimestampMs``, ``conf``, and in
-v2
-  ``sourceMetadataInfo``); then one line per source: v1 the offset JSON or ``-``; v2 ``<source id>:<json or
-  ->``, in no particular order.
+- ``offsets/<n>``: ``v1`` or ``v2``; a JSON line (``batchWatermarkMs``, ``batchTimestampMs``, ``conf``, and
+  in v2 ``sourceMetadataInfo``); then one line per source: v1 the offset JSON or ``-``; v2
+  ``<source id>:<json or ->``, in no particular order.
 - ``commits/<n>``: ``v1`` or ``v2`` (checkpoint format v2) and a JSON line (``nextBatchWatermarkMs``, and in
-v2
-  ``stateUniqueIds``).
+  v2 ``stateUniqueIds``).
 - ``state/<op>/_metadata/metadata`` (v1) or ``state/<op>/_metadata/v2/<batch>`` (v2): a version line and a
-JSON line
-  with ``operatorInfo``, ``stateStoreInfo`` and, in v2, ``operatorPropertiesJson``.
+  JSON line with ``operatorInfo``, ``stateStoreInfo`` and, in v2, ``operatorPropertiesJson``.
 """
 
 from __future__ import annotations

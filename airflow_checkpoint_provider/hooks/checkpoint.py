@@ -107,8 +107,7 @@ class StreamingJobHook(BaseHook):
     :param conn_id: a ``spark`` connection; None for the embedded local default.
     :param master: override the connection's master (e.g. ``local[2]``).
     :param python_path: folders the driver's and executors' Python must import from (the application's
-    package;
-        this provider's own folder is always added).
+        package; this provider's own folder is always added).
     :param env: extra environment for local and standalone drivers.
     """
 

@@ -32,7 +32,7 @@ class LaunchSpec:
 
     :param job_root: the job's root folder (path or URI); everything the job owns lives below it.
     :param generation: the generation this driver runs (>= 1); its checkpoint is
-    ``generations/<g>/checkpoint``.
+        ``generations/<g>/checkpoint``.
     :param job_name: a display name; defaults to the job root's last path element.
     :param snapshot: id of the snapshot to load as initial state on the fresh path (None: no initial state).
     :param starting_offsets: per source, the offset JSON to start from on the fresh path; None means "the

@@ -272,9 +272,8 @@ class ManagedContext:
         again. A generation that did not start from a snapshot gets an empty folder: the query has the same
         shape either way.
 
-        :param schema: the seed's schema after ``migrate`` (a ``StructType`` or DDL string); the empty stream
-        of a
-            generation without a snapshot has it.
+        :param schema: the seed's schema after ``migrate`` (a ``StructType`` or DDL string); the empty
+            stream of a generation without a snapshot has it.
         :param part: the snapshot's state part; default its only part.
         :param migrate: old state rows -> seed rows (rename, add or drop columns); applied on read.
         """
