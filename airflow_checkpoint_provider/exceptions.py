@@ -122,6 +122,11 @@ class FencedError(CheckpointProviderError, RuntimeError):
     """This driver may not run: another live driver holds the generation, or the generation is superseded."""
 
 
+class CodeChangedError(CheckpointProviderError, RuntimeError):
+    """A resume with code other than the code that wrote the checkpoint (promise 3): the application's files
+    digest differently from the ones recorded at the generation's first start. Redeploy through a snapshot."""
+
+
 class LaunchTargetError(CheckpointProviderError, ValueError):
     """A relaunch cannot run where the generation ran: its recorded target is unknown, unreachable, or not
     the one the caller named. A resume never falls back to another engine."""

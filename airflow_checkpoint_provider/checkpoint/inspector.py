@@ -1,17 +1,23 @@
-"""Where a Spark Structured Streaming checkpoint stands, read without a JVM.
+"""Where a Spark Structured Streaming (or DStream) checkpoint stands, read without a JVM.
 
 Cheap on long-running checkpoints: the root, ``offsets/``, ``commits/`` and ``state/`` folders are each listed
 once, and only the files that carry the answer are read (the query metadata, the last committed batch's
 offsets and commit, the in-flight batch's offsets, and one metadata file per stateful operator). Offsets of
 any other retained batch are read on request with :meth:`CheckpointReader.offsets`.
+
+A DStream checkpoint (``checkpoint-<ms>`` graph files) is recognised too: its batches are batch times in
+milliseconds, and its last committed batch and source position come from the records the managed DStream
+runtime writes (see :mod:`airflow_checkpoint_provider.checkpoint.dstream`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_checkpoint_provider.checkpoint import dstream as _dstream
 from airflow_checkpoint_provider.checkpoint.logs import (
     BatchCommit,
     BatchOffsets,
@@ -65,6 +71,9 @@ class CheckpointInfo:
     offset_batches: tuple[int, ...]
     commit_batches: tuple[int, ...]
     operators: tuple[StatefulOperator, ...]
+    #: ``structured`` (offsets/commits logs) or ``dstream`` (``checkpoint-<ms>`` graph files).
+    engine: str = "structured"
+    dstream: _dstream.DStreamFacts | None = None
 
     @property
     def offset_log_version(self) -> int | None:
@@ -96,6 +105,8 @@ class CheckpointInfo:
         latest = committed or self.in_flight
         return {
             "location": self.location,
+            "engine": self.engine,
+            **({"dstream": self.dstream.to_json()} if self.dstream is not None else {}),
             "query_id": self.query_id,
             "last_committed_batch": self.last_committed_batch,
             "in_flight_batch": self.in_flight_batch,
@@ -201,6 +212,8 @@ class CheckpointReader:
                 path=uri,
                 hint="Use 'airflow-checkpoint snapshots <job root>' to list snapshots",
             )
+        if "metadata" not in visible and _dstream.is_dstream_checkpoint(set(visible)):
+            return visible
         if "metadata" not in visible:
             logs = [self.location.child(d).list_or_empty() for d in ("offsets", "commits") if d in visible]
             if logs and not any(_batch_ids(entries) for entries in logs):
@@ -233,6 +246,8 @@ class CheckpointReader:
         root = self._classify_root(allow_empty)
         if root is None:
             return CheckpointInfo(self.location.uri, None, None, None, None, None, None, None, (), (), ())
+        if "metadata" not in root:
+            return self._inspect_dstream(root)
         meta_loc, meta_text = self._file("metadata")
         query_id = parse_query_metadata(meta_text, meta_loc.uri)
 
@@ -276,6 +291,44 @@ class CheckpointReader:
             offset_batches=tuple(offset_ids),
             commit_batches=tuple(commit_ids),
             operators=operators,
+        )
+
+    def _inspect_dstream(self, root: dict[str, Entry]) -> CheckpointInfo:
+        facts = _dstream.read_facts(self.location, root)
+        last = facts.last
+        if last is not None and not facts.graph_times:
+            raise CorruptCheckpointError(
+                f"DStream batch {last.batch} completed but no checkpoint-<time> graph file is left: Spark "
+                "cannot restore this context",
+                path=self.location.uri,
+                batch=last.batch,
+                hint="Start a new generation from the job's latest snapshot",
+            )
+        committed = None
+        if last is not None:
+            committed = BatchOffsets(
+                batch_id=last.batch,
+                log_version=1,
+                batch_timestamp_ms=last.batch,
+                watermark_ms=None,
+                conf={},
+                end_offsets=tuple(json.dumps(o) if o is not None else None for o in last.end_offsets),
+                source_ids=tuple(str(i) for i in range(len(last.end_offsets))),
+            )
+        return CheckpointInfo(
+            location=self.location.uri,
+            query_id=None,
+            last_committed_batch=last.batch if last else None,
+            in_flight_batch=facts.in_flight,
+            committed=committed,
+            in_flight=None,
+            commit=None,
+            retained_batches=(facts.completed[0], facts.completed[-1]) if facts.completed else None,
+            offset_batches=facts.graph_times,
+            commit_batches=facts.completed,
+            operators=(),
+            engine="dstream",
+            dstream=facts,
         )
 
     def _operators(self) -> tuple[StatefulOperator, ...]:

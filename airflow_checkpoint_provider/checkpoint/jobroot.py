@@ -38,6 +38,9 @@ JOB_FILE = "job.json"
 #: Control files under ``generations/<g>/control/`` (the source fence reads them from the driver's source).
 STOP_REQUEST_FILE = "stop.json"
 STOP_ACK_FILE = "stop-ack.json"
+#: A request to a running DStream driver to snapshot its state at its next completed batch, and the answer.
+SNAPSHOT_REQUEST_FILE = "snapshot-request.json"
+SNAPSHOT_ACK_FILE = "snapshot-ack.json"
 FENCE_PREFIX = "fence-"
 
 
@@ -100,6 +103,20 @@ class JobRoot:
 
     def stop_ack_file(self, generation: int) -> Location:
         return self.control_dir(generation).child(STOP_ACK_FILE)
+
+    def snapshot_request_file(self, generation: int) -> Location:
+        return self.control_dir(generation).child(SNAPSHOT_REQUEST_FILE)
+
+    def snapshot_ack_file(self, generation: int) -> Location:
+        return self.control_dir(generation).child(SNAPSHOT_ACK_FILE)
+
+    def input_dir(self, generation: int) -> Location:
+        """``generations/<g>/input``: a DStream generation's published input segments."""
+        return self.generation_dir(generation).child("input")
+
+    def discarded_dir(self, generation: int) -> Location:
+        """``generations/<g>/discarded``: DStream attempts set aside (never deleted by the runtime)."""
+        return self.generation_dir(generation).child("discarded")
 
     def generation_record_file(self, generation: int) -> Location:
         return self.generation_dir(generation).child("generation.json")

@@ -298,6 +298,19 @@ class Location:
         except OSError as exc:
             raise StorageUnavailableError(f"cannot create {self.uri}: {exc}", path=self.uri) from exc
 
+    def rename(self, target: Location) -> None:
+        """Move this file or folder to ``target`` on the same filesystem (atomic for local paths)."""
+        try:
+            if self.is_local:
+                os.makedirs(os.path.dirname(target.path), exist_ok=True)
+                os.replace(self.path, target.path)
+            else:
+                self.fs.mv(self.path, target.path, recursive=True)
+        except OSError as exc:
+            raise StorageUnavailableError(
+                f"cannot move {self.uri} to {target.uri}: {exc}", path=self.uri
+            ) from exc
+
     def remove(self, recursive: bool = False) -> None:
         try:
             self.fs.rm(self.path, recursive=recursive)

@@ -72,6 +72,66 @@ def decide_start(
     )
 
 
+def decide_dstream_start(
+    *,
+    generation: int,
+    last_completed_batch: int | None,
+    latest_graph_checkpoint: int | None,
+    snapshot: str | None,
+) -> StartDecision:
+    """The DStream rule (promise 2): what counts as started is a *completed* batch, not a checkpoint file.
+
+    Spark writes ``checkpoint-<ms>`` when a batch is generated, before it runs; a context restored from it
+    still needs the ``initialRDD`` to recompute the state, and a restored ``initialRDD`` has no SparkContext
+    (Spark 4.3 fails with ``rddLacksSparkContextError``). So:
+
+    - a completed batch: resume through ``getOrCreate``; the ``initialRDD`` is never applied again;
+    - graph files but no completed batch (the first batch crashed): nothing of it counted; the unfinished
+      checkpoint is set aside and the generation starts fresh with the same snapshot and starting offsets,
+      exactly as Structured Streaming re-runs a planned batch 0;
+    - nothing: a fresh start (with the snapshot as ``initialRDD`` when one is given).
+
+    Batch ids of DStream jobs are batch times in epoch milliseconds.
+    """
+    if last_completed_batch is not None:
+        return StartDecision(
+            StartMode.RESUME,
+            f"resuming generation {generation} after completed DStream batch {last_completed_batch}: Spark "
+            "restores the context from its checkpoint, so the initial state is not applied again"
+            + (
+                f"; generated batch {latest_graph_checkpoint} will be re-run"
+                if latest_graph_checkpoint is not None and latest_graph_checkpoint > last_completed_batch
+                else ""
+            ),
+            load_initial_state=False,
+            last_committed_batch=last_completed_batch,
+            in_flight_batch=latest_graph_checkpoint
+            if latest_graph_checkpoint is not None and latest_graph_checkpoint > last_completed_batch
+            else None,
+        )
+    unfinished = (
+        f" (its first batch {latest_graph_checkpoint} never completed: that attempt is set aside and re-run)"
+        if latest_graph_checkpoint is not None
+        else ""
+    )
+    if snapshot:
+        return StartDecision(
+            StartMode.FRESH_FROM_SNAPSHOT,
+            f"starting generation {generation} fresh from snapshot {snapshot}{unfinished}: no completed "
+            "batch, so the snapshot is loaded as initialRDD",
+            load_initial_state=True,
+            last_committed_batch=None,
+            in_flight_batch=latest_graph_checkpoint,
+        )
+    return StartDecision(
+        StartMode.FIRST,
+        f"starting generation {generation} with empty state{unfinished}: no completed batch and no snapshot",
+        load_initial_state=False,
+        last_committed_batch=None,
+        in_flight_batch=latest_graph_checkpoint,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationPlan:
     """Which generation a start operator launches, and whether it must create it first."""

@@ -71,6 +71,10 @@ class DriverStatus:
     source_lag: list[int | None] | None = None
     #: The driver's Spark UI (None when ``spark.ui.enabled`` is false).
     ui_url: str | None = None
+    #: ``structured`` (a Structured Streaming query) or ``dstream`` (a DStream context).
+    engine: str = "structured"
+    #: How long the last batch took to process, in seconds (DStreams report it; None when unknown).
+    processing_delay_s: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", DriverState(self.state))

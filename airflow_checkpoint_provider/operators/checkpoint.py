@@ -32,6 +32,7 @@ from airflow_checkpoint_provider.exceptions import (
     CleanupRefusedError,
     DriverFailedError,
     DriverStillRunningError,
+    ExportFailedError,
     FencedError,
     InvalidLaunchError,
     SnapshotNotFoundError,
@@ -951,6 +952,10 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
                 batch,
             )
             snapshot_id = existing.snapshot_id
+        elif info.engine == "dstream" or (root.read_generation_record(generation) or {}).get("engine") == (
+            "dstream"
+        ):
+            snapshot_id, batch = self.ask_driver(context, root, generation, hook, given_batch)
         else:
             record = root.read_generation_record(generation) or {}
             snapshot_id = hook.export_snapshot(
@@ -1000,6 +1005,67 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
             )
         self.retention(root, self.keep_last, self.max_age)
         return self.done(context, root, snapshot_id)
+
+    def ask_driver(
+        self,
+        context: Context,
+        root: JobRoot,
+        generation: int,
+        hook: StreamingJobHook,
+        given_batch: int | None,
+    ) -> tuple[str, int]:
+        """A DStream job's state lives in its driver (pickled RDDs no other JVM can map to a batch): ask the
+        running driver to snapshot its next completed batch, and wait for its answer. A rerun of the same task
+        finds the answer to its own request and reuses that snapshot."""
+        if given_batch is not None:
+            raise InvalidLaunchError(
+                "a running DStream job snapshots its next completed batch; batch "
+                f"{given_batch} cannot be named",
+                path=root.checkpoint(generation).uri,
+                job=root.job,
+                generation=generation,
+            )
+        request_id = f"{run_holder(context)}:{self.task_id}"
+        answer = root.read_json(root.snapshot_ack_file(generation), what="snapshot acknowledgement") or {}
+        if answer.get("request_id") != request_id or not answer.get("snapshot_id"):
+            view = hook.observe(root, generation)
+            if not view.alive:
+                raise ExportFailedError(
+                    f"the DStream driver of generation {generation} is not running ({view.reason}), and only "
+                    "its own driver can export its state",
+                    path=root.generation_dir(generation).uri,
+                    job=root.job,
+                    generation=generation,
+                    hint="Start it (it resumes), or stop it with snapshot=True to export its final batch",
+                )
+            root.write_json(
+                root.snapshot_request_file(generation),
+                {
+                    "request_id": request_id,
+                    "job_root": root.location.uri,
+                    "generation": generation,
+                    "requested_at": time.time(),
+                },
+            )
+
+            def answered() -> watch.Observation:
+                got = root.read_json(root.snapshot_ack_file(generation), what="snapshot acknowledgement")
+                if got and got.get("request_id") == request_id:
+                    if got.get("error"):
+                        return watch.Observation.never(f"the driver could not export: {got['error']}", got)
+                    return watch.Observation.holds(f"snapshot {got.get('snapshot_id')}", got)
+                return watch.Observation.waiting("waiting for the driver's next completed batch", {})
+
+            seen = self.wait(answered, self.export_timeout_s, "the DStream driver's snapshot")
+            if not seen.done:
+                raise ExportFailedError(
+                    seen.message, path=root.control_dir(generation).uri, job=root.job, generation=generation
+                )
+            answer = dict(seen.payload)
+        self.log.info(
+            "the DStream driver exported snapshot %s at batch %s", answer["snapshot_id"], answer["batch"]
+        )
+        return str(answer["snapshot_id"]), int(answer["batch"])
 
 
 class CleanupStreamingJobOperator(StreamingJobOperator):
@@ -1112,6 +1178,8 @@ class CleanupStreamingJobOperator(StreamingJobOperator):
             }
             if self.mode == "delete":
                 checkpoint.remove(recursive=True)
+                for extra in (root.input_dir(generation), root.discarded_dir(generation)):  # DStream jobs
+                    root.require_inside(extra).remove(recursive=True)
                 changes["deleted_at"] = now
             root.update_generation_record(generation, **changes)
             _ledger.JobLedger(root).record(

@@ -271,7 +271,7 @@ def export_snapshot(
             _verify(spark, root, existing, deep)
             return existing
 
-    sid = snapshot_id or _free_id(root, new_snapshot_id(generation, n))
+    sid = snapshot_id or free_id(root, new_snapshot_id(generation, n))
     folder = root.require_inside(root.snapshot_dir(sid))
     if folder.exists():  # an unfinished export of the same id: start over
         folder.remove(recursive=True)
@@ -309,7 +309,7 @@ def export_snapshot(
     return manifest
 
 
-def _free_id(root: JobRoot, sid: str) -> str:
+def free_id(root: JobRoot, sid: str) -> str:
     candidate, i = sid, 1
     while root.snapshot_dir(candidate).child(MANIFEST).exists():
         i += 1
@@ -330,19 +330,10 @@ def _write(
     with _PinnedConf(spark, confs):
         for p in state_parts(spark, checkpoint.uri):
             flat, keys, values, records = flatten(read_part(spark, checkpoint.uri, n, p))
-            rel = f"{PARTS}/{p['name']}"
-            target = folder.child(rel)
-            flat.write.mode("errorifexists").parquet(target.uri)
-            files = []
-            for name, _size in target.walk_files():
-                if not data_file(name):
-                    continue
-                digest, size = file_sha256(target.child(name))
-                rows, _ = file_facts(target.child(name))
-                files.append(PartFile(name=name, size=size, sha256=digest, rows=rows))
-            parts[p["name"]] = Part(
-                name=p["name"],
-                path=rel,
+            parts[p["name"]] = write_part(
+                folder,
+                p["name"],
+                flat,
                 operator_id=p["operator_id"],
                 operator_name=p["operator_name"],
                 store_name=p["store_name"],
@@ -351,9 +342,6 @@ def _write(
                 key_columns=keys,
                 value_columns=values,
                 columns=records,
-                spark_schema=flat.schema.json(),
-                rows=sum(f.rows for f in files),
-                files=files,
             )
     return Manifest(
         snapshot_id=sid,
@@ -369,6 +357,49 @@ def _write(
         code_version=code_version,
         created_at=pendulum.now("UTC").to_iso8601_string(),
         source_confs=confs,
+    )
+
+
+def write_part(
+    folder: Any,
+    name: str,
+    df: Any,
+    *,
+    operator_id: int,
+    operator_name: str,
+    store_name: str,
+    state_var: str | None,
+    state_var_type: str | None,
+    key_columns: list[str],
+    value_columns: list[str],
+    columns: list[dict[str, str]],
+) -> Part:
+    """Write one state part's rows as Parquet under ``<snapshot>/parts/<name>`` and describe its files
+    (size, sha256, rows): what both engines' snapshots are made of."""
+    rel = f"{PARTS}/{name}"
+    target = folder.child(rel)
+    df.write.mode("errorifexists").parquet(target.uri)
+    files = []
+    for file_name, _size in target.walk_files():
+        if not data_file(file_name):
+            continue
+        digest, size = file_sha256(target.child(file_name))
+        rows, _ = file_facts(target.child(file_name))
+        files.append(PartFile(name=file_name, size=size, sha256=digest, rows=rows))
+    return Part(
+        name=name,
+        path=rel,
+        operator_id=operator_id,
+        operator_name=operator_name,
+        store_name=store_name,
+        state_var=state_var,
+        state_var_type=state_var_type,
+        key_columns=key_columns,
+        value_columns=value_columns,
+        columns=columns,
+        spark_schema=df.schema.json(),
+        rows=sum(f.rows for f in files),
+        files=files,
     )
 
 

@@ -92,6 +92,71 @@ def run_counter(
     return managed.run(build, argv=argv, app_name=code_version)
 
 
+def run_dstream_counter(
+    argv: Sequence[str],
+    *,
+    update: Callable[[list[Any], Any], Any],
+    state: str,
+    code_version: str,
+    migrations: dict[str, Callable[[Any], Any] | None] | None = None,
+) -> int:
+    """The managed DStream job both DStream counters share: event log -> updateStateByKey(key) with the
+    snapshot as initialRDD -> idempotent sink of the keys each batch touched.
+
+    :param update: the ``updateStateByKey`` function: (new values, old state or None) -> new state tuple.
+    :param state: the state tuple's columns as DDL (what snapshots export after ``key``).
+    """
+    from airflow_checkpoint_provider.model.launch import parse_launch_args
+    from airflow_checkpoint_provider.runtime import dstreams
+
+    _, rest = parse_launch_args(argv)
+    args = app_args(rest)
+    offered = {"auto": None, "none": None, **(migrations or {})}
+    if args.migration not in offered:
+        raise SystemExit(
+            f"{code_version}: unknown migration {args.migration!r} (offered: {', '.join(sorted(offered))})"
+        )
+    migrate = offered[args.migration]
+    schema = f"key STRING, {state}"
+    output, slow_s = args.output, args.slow_batch_seconds
+
+    def build(ctx: dstreams.DStreamContext) -> None:
+        generation = ctx.generation
+        events = ctx.read_eventlog(args.events)
+        pairs = events.map(lambda e: (e["key"], e["value"]))
+        counts = ctx.update_state_by_key(pairs, update, part="counts", schema=state, migrate=migrate)
+        # Only the keys this batch touched are written (the state stream holds every key, every batch).
+        touched = counts.transformWith(
+            lambda s, b: s.join(b.keys().distinct().map(lambda k: (k, 1))).mapValues(lambda v: v[0]), pairs
+        )
+
+        def write(time: Any, rdd: Any) -> None:
+            from pyspark.sql import SparkSession
+
+            from airflow_checkpoint_provider.runtime.dstreams import batch_ms
+
+            if slow_s:
+                import time as clock
+
+                clock.sleep(slow_s)
+            rows = [(k, *v) for k, v in rdd.collect()]  # the keys this batch touched: few, one job
+            if not rows:
+                return
+            spark = SparkSession.builder.getOrCreate()
+            folder = f"{output}/g={generation}/batch={batch_ms(time)}"
+            spark.createDataFrame(rows, schema).write.mode("overwrite").parquet(folder)
+
+        touched.foreachRDD(ctx.gated(write))
+
+    return dstreams.run(
+        build,
+        argv=argv,
+        app_name=code_version,
+        batch_seconds=args.trigger_seconds,
+        max_records_per_file=args.max_records_per_batch or 5000,
+    )
+
+
 def idempotent_sink(output: str, generation: int, slow_s: float = 0.0) -> Callable[[Any, int], None]:
     def write(df: Any, batch_id: int) -> None:
         if slow_s:

@@ -17,6 +17,7 @@ from airflow_checkpoint_provider.runtime.eventlog import EventLogWriter
 from tests.support.processes import ROOT, spark_submit, wait_for
 
 APPS = {v: ROOT / "dags" / "apps" / f"event_counter_{v}.py" for v in ("v1", "v2", "v3")}
+APPS.update({f"d{v}": ROOT / "dags" / "apps" / f"dstream_counter_{v}.py" for v in ("v1", "v2")})
 EXPORTER = ROOT / "airflow_checkpoint_provider" / "runtime" / "export.py"
 
 

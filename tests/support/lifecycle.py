@@ -105,14 +105,14 @@ def example_params(job: Job, run_dir: Path, app: str, **extra: Any) -> dict[str,
     return {
         "job_root": str(job.path),
         "application": str(APPS[app]),
-        "code_version": f"event-counter-{app}",
+        "code_version": f"dstream-counter-{app[1:]}" if app.startswith("d") else f"event-counter-{app}",
         "application_args": [
             "--events",
             str(job.events),
             "--output",
             str(job.output),
             "--trigger-seconds",
-            "0.5",
+            "1" if app.startswith("d") else "0.5",  # a DStream batch costs more Spark jobs
         ],
         "spark_conf": {
             "spark.ui.enabled": "false",

@@ -1,0 +1,722 @@
+"""The driver protocol both engines share: launch contract, start decision, lock, status, stop, fencing.
+
+A managed driver — a Structured Streaming query (:mod:`~airflow_checkpoint_provider.runtime.managed`) or a
+DStream context (:mod:`~airflow_checkpoint_provider.runtime.dstreams`) — runs the same protocol:
+
+1. parse the launch contract; refuse a superseded or retired generation (:func:`prepare`);
+2. decide resume vs fresh from the checkpoint (the engine's rule), and refuse a resume whose application
+   files digest differently from the code that wrote the checkpoint (:func:`check_code`, promise 3);
+3. take ``driver.lock`` (one live driver per generation), keep ``status.json`` current;
+4. serve stop requests at a batch boundary, acknowledge with the last committed batch and its source
+   position, export the final snapshot on request; stop without committing once superseded.
+
+The engine supplies what differs (:class:`Engine`): how it starts, where its boundary is, how it halts and
+exports. This module never imports pyspark.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import sys
+import sysconfig
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.checkpoint.processes import process_gone
+from airflow_checkpoint_provider.checkpoint.snapshots import Manifest, read_manifest, verify_snapshot
+from airflow_checkpoint_provider.exceptions import (
+    CheckpointProviderError,
+    CodeChangedError,
+    ControlFileError,
+    FencedError,
+    ForeignSnapshotError,
+    OffsetsMismatchError,
+    SnapshotSchemaMismatchError,
+)
+from airflow_checkpoint_provider.model.decisions import StartDecision, StartMode
+from airflow_checkpoint_provider.model.launch import LaunchSpec, parse_launch_args
+from airflow_checkpoint_provider.model.records import (
+    DriverState,
+    DriverStatus,
+    OnStopTimeout,
+    StopAck,
+    StopMethod,
+    StopOutcome,
+    StopRequest,
+)
+
+log = logging.getLogger("airflow_checkpoint_provider.runtime")
+
+
+class GateClosed(RuntimeError):
+    """Raised by a gated sink to refuse a batch before touching it (stop requested, or generation
+    superseded)."""
+
+
+class StatusWriter:
+    """Owns ``status.json`` for this driver: one writer, atomic replacements, thread-safe."""
+
+    def __init__(self, root: JobRoot, status: DriverStatus) -> None:
+        self.root = root
+        self._status = status
+        self._lock = threading.Lock()
+        self.root.write_status(status)
+
+    @property
+    def current(self) -> DriverStatus:
+        return self._status
+
+    def update(self, **changes: Any) -> DriverStatus:
+        with self._lock:
+            self._status = replace(self._status, heartbeat_at=time.time(), **changes)
+            try:
+                self.root.write_status(self._status)
+            except CheckpointProviderError as exc:  # best-effort reporting must not kill the job
+                log.warning("could not write status: %s", exc)
+            return self._status
+
+
+class DriverLock:
+    """``generations/<g>/driver.lock``: at most one live driver per generation (promise 5 in docs/design.md).
+
+    Created exclusively; refreshed on every heartbeat; a lock whose heartbeat is older than the lease belongs
+    to a dead driver and is taken over.
+    """
+
+    def __init__(self, root: JobRoot, generation: int, driver_id: str, lease_s: float) -> None:
+        self.root, self.generation, self.driver_id, self.lease_s = root, generation, driver_id, lease_s
+        self.file = root.driver_lock_file(generation)
+
+    def _payload(self) -> bytes:
+        return json.dumps(
+            {
+                "driver_id": self.driver_id,
+                "heartbeat_at": time.time(),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            }
+        ).encode()
+
+    def acquire(self) -> None:
+        if self.file.create_exclusive(self._payload()):
+            return
+        holder = self.root.read_json(self.file, what="driver lock") or {}
+        age = time.time() - float(holder.get("heartbeat_at", 0))
+        dead_here = process_gone(holder.get("pid"), holder.get("host"))
+        if holder.get("driver_id") != self.driver_id and age < self.lease_s and not dead_here:
+            raise FencedError(
+                f"another live driver ({holder.get('driver_id')} on {holder.get('host')} pid "
+                f"{holder.get('pid')}, heartbeat {age:.1f}s ago) holds this generation; refusing to start a "
+                "second one",
+                path=self.file.uri,
+                job=self.root.job,
+                generation=self.generation,
+                hint=f"Stop it first, or wait {self.lease_s:.0f}s if it is dead",
+            )
+        log.info(
+            "taking over the driver lock of a dead driver (heartbeat %.1fs ago, lease %.0fs, process %s)",
+            age,
+            self.lease_s,
+            "gone" if dead_here else "unknown",
+        )
+        self.file.write_bytes(self._payload())
+
+    def refresh(self) -> None:
+        self.file.write_bytes(self._payload())
+
+    def release(self) -> None:
+        holder = self.root.read_json(self.file, what="driver lock") or {}
+        if holder.get("driver_id") == self.driver_id:
+            self.file.remove()
+
+
+# --- the code that runs ----------------------------------------------------------------------------------
+
+
+def application_files(main_file: str | None = None, modules: Iterable[Any] | None = None) -> list[Path]:
+    """The files whose code this driver runs: the main script and every loaded module that lives beside it
+    (its folder or below), never installed packages. ``[]`` when there is no main script (an interactive or
+    in-process run)."""
+    main = main_file or getattr(sys.modules.get("__main__"), "__file__", None)
+    if not main:
+        return []
+    main_path = Path(main).resolve()
+    installed = {Path(p).resolve() for p in {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}}
+    if any(parent in installed for parent in main_path.parents):
+        return []
+    folder = main_path.parent
+    found = {main_path}
+    for module in list(sys.modules.values()) if modules is None else modules:
+        file = getattr(module, "__file__", None)
+        if not file or not file.endswith(".py"):
+            continue
+        path = Path(file).resolve()
+        if folder in path.parents and not any(parent in installed for parent in path.parents):
+            found.add(path)
+    return sorted(found)
+
+
+def code_digest(files: Sequence[Path]) -> str | None:
+    """sha256 over the files' names (relative to the first one's folder) and bytes; None for no files."""
+    if not files:
+        return None
+    base = files[0].parent
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        name = os.path.relpath(path, base)
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def check_code(
+    root: JobRoot, spec: LaunchSpec, decision: StartDecision, record: dict[str, Any], digest: str | None
+) -> None:
+    """Promise 3: a resume runs only the code that wrote the checkpoint. The digest recorded at the
+    generation's first start must match this driver's; a label alone is not trusted (it may not change when
+    a function does)."""
+    recorded = record.get("code_digest")
+    if decision.mode is not StartMode.RESUME or not recorded or not digest or recorded == digest:
+        return
+    was, now = record.get("code_version") or "unlabelled", spec.code_version or "unlabelled"
+    raise CodeChangedError(
+        f"refusing to resume: this driver's code ({now}, {digest[:19]}) is not the code that wrote the "
+        f"checkpoint ({was}, {recorded[:19]}); resuming would run new code on old state"
+        + (" (the label is unchanged, the files are not)" if was == now else ""),
+        path=root.checkpoint(spec.generation).uri,
+        job=root.job,
+        generation=spec.generation,
+        hint="Redeploy through a snapshot (stop, snapshot, start a new generation), or relaunch the "
+        "original code",
+    )
+
+
+# --- the context both engines hand to the application --------------------------------------------------
+
+
+class DriverContext:
+    """The parts of an application's context that do not depend on the engine."""
+
+    def __init__(
+        self,
+        spec: LaunchSpec,
+        root: JobRoot,
+        decision: StartDecision,
+        starting_offsets: Sequence[Any] | None,
+        manifest: Manifest | None,
+    ) -> None:
+        self.spec = spec
+        self.root = root
+        self.decision = decision
+        self.starting_offsets = list(starting_offsets) if starting_offsets is not None else None
+        self.manifest = manifest
+        self.checkpoint_location = root.checkpoint(spec.generation).uri
+        self.control_location = root.control_dir(spec.generation).uri
+        self.initial_state_parts: list[str] = []
+        self.gated_sinks = 0
+        self._gate_reason: str | None = None
+        _CONTEXTS[(root.location.uri, spec.generation)] = self
+
+    @property
+    def generation(self) -> int:
+        return self.spec.generation
+
+    def starting_offset(self, source_index: int) -> Any | None:
+        """The recorded end offset this source starts from on the fresh path (None on resume or if not
+        given)."""
+        if self.decision.mode is StartMode.RESUME or self.starting_offsets is None:
+            return None
+        if source_index >= len(self.starting_offsets):
+            raise OffsetsMismatchError(
+                f"the job reads source #{source_index} but only {len(self.starting_offsets)} starting "
+                "offsets were given",
+                path=self.root.location.uri,
+                job=self.root.job,
+                generation=self.generation,
+            )
+        return self.starting_offsets[source_index]
+
+    def snapshot_part(self, manifest: Manifest, part: str | None) -> tuple[str, Any]:
+        """The snapshot's state part by name (None: its only one), or ForeignSnapshotError naming what it
+        has."""
+        folder = self.root.snapshot_dir(manifest.snapshot_id)
+        has = ", ".join(sorted(manifest.parts)) or "none"
+        if part is None:
+            if len(manifest.parts) != 1:
+                raise ForeignSnapshotError(
+                    f"snapshot {manifest.snapshot_id!r} has {len(manifest.parts)} state parts ({has}): "
+                    "name one",
+                    path=folder.uri,
+                    job=self.root.job,
+                    generation=self.generation,
+                )
+            part = next(iter(manifest.parts))
+        if part not in manifest.parts:
+            raise ForeignSnapshotError(
+                f"snapshot {manifest.snapshot_id!r} has no state part {part!r} (it has: {has})",
+                path=folder.uri,
+                job=self.root.job,
+                generation=self.generation,
+            )
+        return part, manifest.parts[part]
+
+    def gated(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap a sink function (``foreachBatch``'s ``(df, batch_id)`` or ``foreachRDD``'s ``(time, rdd)``):
+        it refuses a batch, before touching it, once this driver must stop (a stop request served by the
+        gate, or a superseded generation). A refused batch is not committed."""
+        self.gated_sinks += 1
+        return _gated(fn, self.root.location.uri, self.generation)
+
+    def gate_reason(self) -> str | None:
+        return self._gate_reason or self.superseded()
+
+    def close_gate(self, reason: str) -> None:
+        self._gate_reason = reason
+
+    def reopen_gate(self) -> None:
+        self._gate_reason = None
+
+    def superseded(self) -> str | None:
+        current = self.root.current_generation()
+        if current is not None and current != self.generation:
+            return f"generation {self.generation} is superseded by generation {current}"
+        return None
+
+
+def _gated(fn: Callable[..., Any], job_root: str, generation: int) -> Callable[..., Any]:
+    """A plain function (``foreachRDD`` reads ``__code__``) that carries only the job root and generation:
+    a DStream graph restored from its checkpoint (which pickles the sink) consults the live driver's
+    context, never a stale copy."""
+
+    def gate(first: Any, second: Any) -> Any:
+        check_gate(job_root, generation, second if isinstance(second, int) else first)
+        return fn(first, second)
+
+    return gate
+
+
+def check_gate(job_root: str, generation: int, batch: Any) -> None:
+    ctx = _CONTEXTS.get((job_root, generation))
+    reason = ctx.gate_reason() if ctx is not None else None
+    if reason and ctx is not None:
+        ctx.close_gate(reason)
+        raise GateClosed(f"batch {batch} refused: {reason}")
+
+
+#: The live driver's context per (job root, generation): what restored closures consult.
+_CONTEXTS: dict[tuple[str, int], DriverContext] = {}
+
+
+def check_state_schema(
+    df: Any,
+    keys: Sequence[str],
+    expect: Any,
+    *,
+    part: str,
+    migrated: bool,
+    where: str,
+    job: str,
+    generation: int,
+) -> None:
+    """The value columns of ``df`` (all but ``keys``) must equal ``expect`` by name, order and type."""
+    from pyspark.sql.types import StructType
+
+    # fromDDL returns a StructType for a column list (its annotation says DataType)
+    wanted = expect if isinstance(expect, StructType) else cast(StructType, StructType.fromDDL(str(expect)))
+    have = [(f.name, f.dataType.simpleString()) for f in df.schema.fields if f.name not in keys]
+    want = [(f.name, f.dataType.simpleString()) for f in wanted.fields]
+    missing_keys = [k for k in keys if k not in df.columns]
+    if have == want and not missing_keys:
+        return
+
+    def fmt(cols: list[tuple[str, str]]) -> str:
+        return ", ".join(f"{n} {t}" for n, t in cols) or "nothing"
+
+    detail = f"snapshot state part {part!r} has ({fmt(have)}) but the code declares ({fmt(want)})"
+    if missing_keys:
+        detail += f"; key column(s) {missing_keys} are missing"
+    raise SnapshotSchemaMismatchError(
+        detail + (" after the migration" if migrated else ""),
+        path=where,
+        job=job,
+        generation=generation,
+        hint="Pass migrate= to turn the old state into the new shape"
+        if not migrated
+        else "Fix the migration so it returns exactly the declared columns",
+    )
+
+
+# --- before any Spark work -------------------------------------------------------------------------------
+
+
+def _offsets_for_fresh_start(
+    spec: LaunchSpec, root: JobRoot, decision: StartDecision
+) -> tuple[list[Any] | None, Manifest | None]:
+    if decision.mode is StartMode.RESUME:
+        return None, None
+    if decision.mode is StartMode.FIRST:
+        return (list(spec.starting_offsets) if spec.starting_offsets is not None else None), None
+    manifest = read_manifest(root, str(spec.snapshot), generation=spec.generation)
+    verify_snapshot(
+        root, manifest.snapshot_id, record=False, generation=spec.generation
+    )  # files present and intact before loading
+    recorded = list(manifest.end_offsets)
+    if spec.starting_offsets is not None and list(spec.starting_offsets) != recorded:
+        raise OffsetsMismatchError(
+            f"starting offsets {list(spec.starting_offsets)} do not match snapshot {spec.snapshot!r}'s "
+            f"end offsets {recorded} (batch {manifest.batch}): starting elsewhere would lose or "
+            "double-count events",
+            path=root.snapshot_dir(str(spec.snapshot)).uri,
+            job=root.job,
+            generation=spec.generation,
+        )
+    return recorded, manifest
+
+
+#: An engine's start rule: (job root, launch contract) -> the decision, from the checkpoint alone.
+Decide = Callable[[JobRoot, LaunchSpec], StartDecision]
+
+
+def prepare(
+    spec: LaunchSpec, decide: Decide, digest: str | None = None
+) -> tuple[JobRoot, StartDecision, list[Any] | None, Manifest | None]:
+    """Everything decided before any Spark work: fencing, the start decision, the code check, validated
+    offsets and snapshot."""
+    root = JobRoot(spec.job_root, job=spec.job_name)
+    current = root.current_generation()
+    if current is not None and current != spec.generation:
+        raise FencedError(
+            f"generation {spec.generation} is not the job's current generation ({current}); refusing to "
+            "start",
+            path=root.location.uri,
+            job=root.job,
+            generation=spec.generation,
+        )
+    record = root.read_generation_record(spec.generation) or {}
+    if record.get("retired_at") or record.get("deleted_at"):
+        raise FencedError(
+            f"generation {spec.generation} was retired after its final snapshot; refusing to start it again",
+            path=root.generation_dir(spec.generation).uri,
+            job=root.job,
+            generation=spec.generation,
+            hint="Start a new generation from its snapshot instead",
+        )
+    # A stop request that was never acknowledged is honoured after start; an unreadable one is an error now.
+    root.read_stop_request(spec.generation)
+    decision = decide(root, spec)
+    check_code(root, spec, decision, record, digest)
+    offsets, manifest = _offsets_for_fresh_start(spec, root, decision)
+    return root, decision, offsets, manifest
+
+
+# --- the engine interface and the supervisor ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where the job's checkpoint stands: its last committed batch, that batch's source end offsets, and a
+    batch planned but not committed."""
+
+    last_committed_batch: int | None
+    end_offsets: list[Any] | None
+    in_flight_batch: int | None = None
+
+
+class Engine(Protocol):
+    """What an engine plugs into the shared supervisor."""
+
+    @property
+    def ctx(self) -> DriverContext: ...
+
+    @property
+    def stop_method(self) -> StopMethod: ...
+
+    def running(self) -> bool: ...
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; False when the job has ended (or raised)."""
+        ...
+
+    def begin_stop(self, request: StopRequest) -> None: ...
+
+    def cancel_stop(self) -> None: ...
+
+    def at_boundary(self, request: StopRequest) -> bool: ...
+
+    def halt(self, *, graceful: bool) -> None: ...
+
+    def position(self) -> Position: ...
+
+    def export(self, batch: int) -> Manifest: ...
+
+    def failure(self) -> str | None:
+        """After the job ended: its error, or None when it ended cleanly (a refused batch included)."""
+        ...
+
+    def tick(self) -> None:
+        """Engine work on every supervisor pass (e.g. serving snapshot requests)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+#: Starts the engine for a prepared driver: (context pieces, status) -> a running engine.
+StartEngine = Callable[
+    [LaunchSpec, JobRoot, StartDecision, "list[Any] | None", "Manifest | None", StatusWriter], Engine
+]
+
+
+def run_driver(
+    start: StartEngine,
+    decide: Decide,
+    *,
+    engine: str,
+    argv: Sequence[str] | None = None,
+    code_files: Sequence[Path] | None = None,
+) -> int:
+    """Run a managed driver until it is stopped; return the process exit code (0 stopped, 1 failed)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per callback otherwise
+    spec, _app_args = parse_launch_args(sys.argv[1:] if argv is None else argv)
+    driver_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    root = JobRoot(spec.job_root, job=spec.job_name)
+    status: StatusWriter | None = None
+    lock: DriverLock | None = None
+    try:
+        digest = code_digest(list(code_files) if code_files is not None else application_files())
+        root, decision, offsets, manifest = prepare(spec, decide, digest)
+        lock = DriverLock(root, spec.generation, driver_id, spec.lease_s)
+        lock.acquire()
+        log.info("%s", decision.reason)
+        if decision.mode is not StartMode.RESUME and "first_started_at" not in (
+            root.read_generation_record(spec.generation) or {}
+        ):
+            root.update_generation_record(
+                spec.generation,
+                snapshot=spec.snapshot if decision.load_initial_state else None,
+                starting_offsets=offsets,
+                code_version=spec.code_version,
+                code_digest=digest,
+                engine=engine,
+                first_started_at=time.time(),
+            )
+        status = StatusWriter(
+            root,
+            DriverStatus(
+                job=root.job,
+                generation=spec.generation,
+                state=DriverState.STARTING,
+                driver_id=driver_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                code_version=spec.code_version,
+                start_mode=decision.mode.value,
+                start_reason=decision.reason,
+                snapshot=spec.snapshot if decision.load_initial_state else None,
+                starting_offsets=offsets,
+                last_committed_batch=decision.last_committed_batch,
+                launch_id=spec.launch_id,
+                heartbeat_s=spec.heartbeat_s,
+                lease_s=spec.lease_s,
+                engine=engine,
+            ),
+        )
+        running = start(spec, root, decision, offsets, manifest, status)
+        status.update(state=DriverState.RUNNING)
+        try:
+            return supervise(running, status, lock)
+        finally:
+            running.close()
+    # any failure of the driver is reported in status.json, then the driver exits 1
+    except Exception as exc:  # noqa: BLE001
+        log.error("%s: %s", type(exc).__name__, exc, exc_info=not isinstance(exc, CheckpointProviderError))
+        _report_failure(root, spec, driver_id, status, exc)
+        print(f"airflow-checkpoint-provider: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if lock is not None:
+            try:
+                lock.release()
+            except CheckpointProviderError:
+                pass
+
+
+def _report_failure(
+    root: JobRoot, spec: LaunchSpec, driver_id: str, status: StatusWriter | None, exc: Exception
+) -> None:
+    """Put the error where the operators look (status.json) — unless this driver was fenced, in which case the
+    status file belongs to the live driver (or to nobody) and is left alone."""
+    error = f"{type(exc).__name__}: {exc}"[:4000]
+    try:
+        if status is not None:
+            status.update(state=DriverState.FAILED, error=error)
+        elif not isinstance(exc, FencedError) and not _live_status(root, spec):
+            root.write_status(
+                DriverStatus(
+                    job=root.job,
+                    generation=spec.generation,
+                    state=DriverState.FAILED,
+                    driver_id=driver_id,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    code_version=spec.code_version,
+                    error=error,
+                    launch_id=spec.launch_id,
+                    heartbeat_s=spec.heartbeat_s,
+                    lease_s=spec.lease_s,
+                )
+            )
+    except CheckpointProviderError as report_error:
+        log.warning("could not report the failure in status.json: %s", report_error)
+
+
+def _live_status(root: JobRoot, spec: LaunchSpec) -> bool:
+    try:
+        current = root.read_status(spec.generation)
+    except CheckpointProviderError:
+        return False
+    return current is not None and current.is_live(spec.lease_s)
+
+
+def supervise(engine: Engine, status: StatusWriter, lock: DriverLock) -> int:
+    """Heartbeat, fencing and stop requests until the job ends."""
+    ctx = engine.ctx
+    spec, root = ctx.spec, ctx.root
+    handled: set[str] = set()
+    ignored_requests: set[str] = set()
+    previous_ack = root.read_stop_ack(spec.generation)
+    if previous_ack is not None:
+        handled.add(previous_ack.request_id)
+    stopping: tuple[StopRequest, float] | None = None
+    while True:
+        if not engine.running():
+            break
+        lock.refresh()
+        status.update()
+        superseded = ctx.superseded()
+        if superseded:
+            log.warning("%s: stopping without committing further batches", superseded)
+            ctx.close_gate(superseded)
+            engine.halt(graceful=False)
+            status.update(state=DriverState.STOPPED, error=f"superseded: {superseded}")
+            return 0
+        if stopping is None:
+            engine.tick()
+            try:
+                request = root.read_stop_request(spec.generation)
+            except ControlFileError as exc:  # a damaged or foreign request is not obeyed; the job runs on
+                if str(exc) not in ignored_requests:
+                    log.error("ignoring a stop request: %s", exc)
+                    ignored_requests.add(str(exc))
+                request = None
+            if request is not None and request.request_id not in handled:
+                log.info(
+                    "stop request %s received (method: %s, timeout %.0fs, on timeout: %s)",
+                    request.request_id,
+                    engine.stop_method,
+                    request.timeout_s,
+                    request.on_timeout,
+                )
+                status.update(state=DriverState.STOPPING)
+                engine.begin_stop(request)
+                stopping = (request, time.monotonic())
+        if stopping is not None:
+            request, since = stopping
+            if engine.at_boundary(request):
+                engine.halt(graceful=True)
+                return acknowledge(engine, request, StopOutcome.STOPPED, since, status)
+            if time.monotonic() - since > request.timeout_s:
+                if request.on_timeout is OnStopTimeout.FORCE_STOP:
+                    log.warning("stop request %s timed out: forcing the job to stop", request.request_id)
+                    engine.halt(graceful=False)
+                    return acknowledge(engine, request, StopOutcome.FORCED, since, status)
+                log.warning("stop request %s timed out: keeping the driver running", request.request_id)
+                acknowledge(engine, request, StopOutcome.TIMED_OUT, since, status)
+                handled.add(request.request_id)
+                engine.cancel_stop()
+                status.update(state=DriverState.RUNNING)
+                stopping = None
+        if not engine.wait(min(spec.heartbeat_s, 0.5) if stopping else spec.heartbeat_s):
+            break
+    # The job ended by itself: a gate refusal is a clean stop; anything else is a failure.
+    error = engine.failure()
+    if stopping is not None and error is None:
+        return acknowledge(engine, stopping[0], StopOutcome.STOPPED, stopping[1], status)
+    superseded = ctx.superseded()
+    if superseded and error is None:  # the gate saw the supersession before this loop did: the same stop
+        log.warning("%s: stopped without committing further batches", superseded)
+        status.update(state=DriverState.STOPPED, error=f"superseded: {superseded}")
+        return 0
+    message = error or "the job terminated without a stop request"
+    status.update(state=DriverState.FAILED, error=message[:4000])
+    log.error("job ended: %s", message[:2000])
+    return 1
+
+
+def acknowledge(
+    engine: Engine, request: StopRequest, outcome: StopOutcome, since: float, status: StatusWriter
+) -> int:
+    ctx = engine.ctx
+    position = engine.position()
+    latency = round(time.monotonic() - since, 3)
+    exported: dict[str, Any] = {}
+    if (
+        request.snapshot
+        and outcome is not StopOutcome.TIMED_OUT
+        and position.last_committed_batch is not None
+    ):
+        exported = _export_on_stop(engine, position.last_committed_batch)
+    ack = StopAck(
+        request_id=request.request_id,
+        outcome=outcome,
+        method=engine.stop_method,
+        final_committed_batch=position.last_committed_batch,
+        end_offsets=position.end_offsets,
+        in_flight_batch=position.in_flight_batch,
+        acknowledged_at=time.time(),
+        stop_latency_s=latency,
+        **exported,
+    )
+    ctx.root.write_json(ctx.root.stop_ack_file(ctx.generation), ack.to_json())
+    log.info(
+        "stop request %s: %s at batch %s (in flight: %s) after %.2fs",
+        request.request_id,
+        outcome,
+        ack.final_committed_batch,
+        ack.in_flight_batch,
+        ack.stop_latency_s,
+    )
+    if outcome is not StopOutcome.TIMED_OUT:
+        status.update(state=DriverState.STOPPED, last_committed_batch=position.last_committed_batch)
+    return 0
+
+
+def _export_on_stop(engine: Engine, batch: int) -> dict[str, Any]:
+    """Export the final committed batch with this driver's own session (the job has stopped): no second JVM
+    to start. A failure is reported, not raised: the stop stands, and a separate export can still run."""
+    started = time.monotonic()
+    try:
+        manifest = engine.export(batch)
+    # reported in the acknowledgement; the operator falls back to its own export
+    except Exception as exc:  # noqa: BLE001
+        log.exception("exporting batch %s on stop failed", batch)
+        return {
+            "snapshot_error": f"{type(exc).__name__}: {str(exc)[:2000]}",
+            "snapshot_s": round(time.monotonic() - started, 3),
+        }
+    log.info(
+        "exported snapshot %s of batch %s on stop in %.2fs",
+        manifest.snapshot_id,
+        batch,
+        time.monotonic() - started,
+    )
+    return {"snapshot_id": manifest.snapshot_id, "snapshot_s": round(time.monotonic() - started, 3)}
