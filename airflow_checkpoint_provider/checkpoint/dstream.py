@@ -161,7 +161,13 @@ def batch_times(checkpoint: Location) -> list[int]:
     times = []
     for entry in folder.list_or_empty():
         stem, dot, ext = entry.name.partition(".")
-        if dot and ext == "json" and stem.isdigit() and not entry.is_dir:
+        if dot and ext == "json" and stem.isdigit():
+            if entry.is_dir:
+                raise CorruptCheckpointError(
+                    "a folder stands where a DStream batch record belongs",
+                    path=folder.child(entry.name).uri,
+                    batch=int(stem),
+                )
             times.append(int(stem))
     return sorted(times)
 

@@ -35,6 +35,7 @@ def job_status(job_root: str | JobRoot, job_name: str | None = None) -> dict[str
             )
             committed: int | str | None = None if info is None else info.last_committed_batch
         except CheckpointProviderError as exc:
+            info = None
             committed = f"unreadable: {exc}"
         if record.get("deleted_at"):
             state = "DELETED"
@@ -53,6 +54,7 @@ def job_status(job_root: str | JobRoot, job_name: str | None = None) -> dict[str
                 "state": state,
                 "last_committed_batch": committed,
                 "code_version": record.get("code_version"),
+                "engine": record.get("engine") or (info.engine if info is not None else None),
                 "snapshot": record.get("snapshot"),
                 "application": record.get("application"),
                 "heartbeat_age_s": None if status is None else round(status.heartbeat_age(now), 1),

@@ -10,9 +10,12 @@ cleared and rerun, as an operator would. After the last operation the job is sto
 the sink's output must equal the fold of the event log, key by key.
 
 The sequence replays exactly from its seed; where in a batch a kill lands depends on timing, and each step's
-log says what it hit. Run by hand (longer)::
+log says what it hit. ``engine`` picks the code: ``structured`` (the Structured Streaming counters v1-v3),
+``dstream`` (the DStream counters dv1-dv2: updateStateByKey + initialRDD) or ``mixed`` (redeploys move the job
+between the two, through snapshots). Run by hand (longer)::
 
-    ACP_CAMPAIGN_SEED=7 ACP_CAMPAIGN_OPS=30 bash ./scripts/test.sh tests/e2e/test_fault_campaign.py -s
+    ACP_CAMPAIGN_SEED=7 ACP_CAMPAIGN_OPS=30 ACP_CAMPAIGN_ENGINE=mixed \
+        bash ./scripts/test.sh tests/e2e/test_fault_campaign.py -s
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from tests.support.processes import ROOT, wait_for
 #: The code a redeploy deploys: the counter as Python transformWithState (v1: count and sum; v2: + max, loaded
 #: as initial state) or as Spark's own aggregation (v3: the same as v2, its state seeded through its input).
 APPS = ("v1", "v2", "v3")
+#: The code each engine's campaign deploys; the first one starts the job.
+ENGINES = {"structured": APPS, "dstream": ("dv1", "dv2"), "mixed": (*APPS, "dv1", "dv2")}
 #: Every sequence holds each of these once (the faults the campaign exists for); the rest is drawn at random.
 REQUIRED = (
     "redeploy+kill-exporter",
@@ -92,15 +97,16 @@ class Step:
         return f"{self.kind}{target}{kill}"
 
 
-def plan(seed: int, ops: int) -> list[Step]:
+def plan(seed: int, ops: int, apps: tuple[str, ...] = APPS) -> list[Step]:
     """The campaign's sequence: the required faults once each, the rest drawn from the menu, shuffled; each
     redeploy switches code with probability 0.7 (at least one switches)."""
     rng = random.Random(seed)
+    APPS = apps  # noqa: N806 (the module's default, or an engine's apps)
     kinds = list(REQUIRED) + rng.choices(
         list(MENU), weights=list(MENU.values()), k=max(0, ops - len(REQUIRED))
     )
     rng.shuffle(kinds)
-    steps, app, switched = [], "v1", False
+    steps, app, switched = [], APPS[0], False
     for kind in kinds:
         step = Step(kind)
         if "redeploy" in kind:
@@ -116,7 +122,7 @@ def plan(seed: int, ops: int) -> list[Step]:
         first = next(s for s in steps if s.app)
         for s in steps[steps.index(first) :]:
             if s.app:
-                s.app = "v2"
+                s.app = APPS[1]
     return steps
 
 
@@ -245,17 +251,24 @@ class StepLog:
 
 class Campaign:
     def __init__(
-        self, job: Job, run_dir: Path, seed: int, ops: int, say: Callable[[str], None] = print
+        self,
+        job: Job,
+        run_dir: Path,
+        seed: int,
+        ops: int,
+        say: Callable[[str], None] = print,
+        engine: str = "structured",
     ) -> None:
-        self.job, self.run_dir, self.seed = job, run_dir, seed
-        self.steps = plan(seed, ops)
+        self.job, self.run_dir, self.seed, self.engine = job, run_dir, seed, engine
+        self.apps = ENGINES[engine]
+        self.steps = plan(seed, ops, self.apps)
         self.say = say
-        self.app = "v1"
+        self.app = self.apps[0]
         self.log: list[StepLog] = []
         self.redeploys = 0
 
     def header(self) -> str:
-        return f"fault campaign seed={self.seed} ops={len(self.steps)}: " + ", ".join(
+        return f"fault campaign seed={self.seed} ops={len(self.steps)} engine={self.engine}: " + ", ".join(
             f"{i + 1}. {s.describe()}" for i, s in enumerate(self.steps)
         )
 
@@ -272,7 +285,8 @@ class Campaign:
     # ------------------------------------------------------------------------------------------------
 
     def dag_run(self, dag: Any, conf: dict[str, Any], entry: StepLog, tries: int = 4) -> Any:
-        """Run a DAG; clear and rerun the same run after a failure, up to ``tries`` times."""
+        """Run a DAG; clear and rerun the same run after a failure, up to ``tries`` times (``tries=1``: one
+        run that may fail; None is returned then)."""
         logical_date = pendulum.now("UTC")
         for _ in range(tries):
             run = dag.test(logical_date=logical_date, run_after=logical_date, run_conf=conf)
@@ -283,6 +297,8 @@ class Campaign:
             )
             if run.state == "success":
                 return run
+        if tries == 1:
+            return None
         raise AssertionError(f"{dag.dag_id} did not succeed after {tries} runs: {entry.dag_runs}")
 
     def wait_running(self, generation: int, after_batch: int | None = None, timeout: float = 240) -> None:
@@ -302,8 +318,8 @@ class Campaign:
     def start(self) -> None:
         import example_job_control
 
-        entry = StepLog(0, "start v1")
-        self.dag_run(example_job_control.start_job, self.params("v1"), entry)
+        entry = StepLog(0, f"start {self.app}")
+        self.dag_run(example_job_control.start_job, self.params(self.app), entry)
         self.wait_running(1, 1)
         entry.generation = 1
         self.log.append(entry)
@@ -349,7 +365,7 @@ class Campaign:
         self.app = app
         assert self.current == old + 1, (self.current, old)
         record = self.job.root.read_generation_record(old + 1) or {}
-        assert record.get("code_version") == f"event-counter-{app}", record.get("code_version")
+        assert record.get("code_version") == self.params(app)["code_version"], record.get("code_version")
         self.wait_running(old + 1, 0)
 
     def concurrent_redeploy(self, step: Step, entry: StepLog) -> None:
@@ -414,16 +430,21 @@ class Campaign:
 
         generation = self.current
         before = self.job.committed(generation)
+        dstream = self.app.startswith("d")
         if step.kind == "snapshot+kill-driver":
             chaos = Chaos(
-                "the exporter (driver killed)",
-                lambda: bool(self.exporters()),
+                "the snapshot (driver killed)",
+                lambda: self.snapshotting(generation),
                 lambda: self.kill(generation),
                 step.delay,
             )
             with chaos:
-                self.dag_run(example_periodic_snapshot.dag, self.params(self.app), entry)
-            entry.outcome = chaos.outcome
+                # A DStream job's state is exported by its own driver: killed mid-export, the snapshot run
+                # fails (typed) and is taken again once the watchdog has restarted the driver.
+                run = self.dag_run(
+                    example_periodic_snapshot.dag, self.params(self.app), entry, tries=1 if dstream else 4
+                )
+            entry.outcome = chaos.outcome + ("" if run is not None else "; the snapshot run failed")
             if self.alive(generation):  # the export finished before the kill landed: kill now, as planned
                 entry.outcome += f"; then killed {self.kill(generation)}"
         else:
@@ -439,6 +460,8 @@ class Campaign:
         )
         assert after[-1].get("mode") == "resume", after[-1]  # from its own checkpoint, never a snapshot again
         self.wait_running(generation, before)
+        if dstream and step.kind == "snapshot+kill-driver":
+            self.dag_run(example_periodic_snapshot.dag, self.params(self.app), entry)
 
     # helpers
     # -------------------------------------------------------------------------------------------------
@@ -455,6 +478,16 @@ class Campaign:
         return folder.exists() and any(
             f"-g{generation}-" in d.name and not (d / "manifest.json").exists() for d in folder.iterdir()
         )
+
+    def snapshotting(self, generation: int) -> bool:
+        """A snapshot of the running job is under way: its exporter application runs, or (a DStream job) its
+        driver has a snapshot request it has not answered yet."""
+        if self.exporters():
+            return True
+        root = self.job.root
+        request = root.read_json(root.snapshot_request_file(generation), what="snapshot request")
+        answer = root.read_json(root.snapshot_ack_file(generation), what="snapshot acknowledgement")
+        return bool(request) and (not answer or answer.get("request_id") != request.get("request_id"))
 
     def kill_exporters(self) -> str | None:
         pids = self.exporters()
@@ -540,13 +573,18 @@ class Campaign:
 
 
 def run_campaign(
-    job: Job, run_dir: Path, seed: int, ops: int, say: Callable[[str], None] = print
+    job: Job,
+    run_dir: Path,
+    seed: int,
+    ops: int,
+    say: Callable[[str], None] = print,
+    engine: str = "structured",
 ) -> dict[str, Any]:
     """Run the whole campaign; return what the caller checks (the final state, the sink and the log's
     fold)."""
     from tests.support.drivers import Producer
 
-    campaign = Campaign(job, run_dir, seed, ops, say)
+    campaign = Campaign(job, run_dir, seed, ops, say, engine)
     began = time.monotonic()
     try:
         with Producer(job.events, per_tick=10):
@@ -554,7 +592,9 @@ def run_campaign(
             result = campaign.finish()
     finally:
         kill_drivers(job.path)
-        report = Path(tempfile.gettempdir()) / f"acp-campaign-{seed}.json"  # outlives the test run's folder
+        report = (
+            Path(tempfile.gettempdir()) / f"acp-campaign-{engine}-{seed}.json"
+        )  # outlives the test run's folder
         campaign.report(report)
         say(f"fault campaign log: {report}")
     end = int(result["stop"]["end_offsets"][0]["offset"])

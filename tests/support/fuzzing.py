@@ -69,7 +69,7 @@ def seed_trees(into: Path) -> dict[str, Path]:
     from tests.support.crafted import make_snapshot
 
     trees: dict[str, Path] = {}
-    for name in ("aggregation", "transform_with_state"):
+    for name in ("aggregation", "transform_with_state", "dstream"):
         target = into / name
         shutil.copytree(FIXTURES / name, target)
         trees[name] = target
@@ -193,7 +193,13 @@ def readers(tree: str, path: Path) -> list[tuple[str, Callable[[], Any]]]:
         info.to_json()
         if info.committed is not None:
             info.committed.end_offsets_json()
-        if info.retained_batches:
+        if info.dstream is not None:  # DStream batch ids are batch times: read each retained record
+            from airflow_checkpoint_provider.checkpoint.dstream import read_batch
+            from airflow_checkpoint_provider.checkpoint.storage import Location
+
+            for batch in info.dstream.completed:
+                read_batch(Location.of(checkpoint), batch)
+        elif info.retained_batches:
             reader = CheckpointReader(checkpoint)
             for batch in range(info.retained_batches[0], info.retained_batches[1] + 1):
                 reader.offsets(batch).end_offsets_json()

@@ -19,6 +19,7 @@ from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
 from airflow_checkpoint_provider.exceptions import (
     DriverStillRunningError,
+    ExportFailedError,
     InvalidLaunchError,
     StopTimeoutError,
 )
@@ -179,6 +180,26 @@ def test_snapshot_refusals(job: JobRoot, monkeypatch: pytest.MonkeyPatch) -> Non
         AirflowFailException, match="BatchNotRetainedError: the generation has no committed batch"
     ):
         empty.execute(context())
+
+
+def test_a_stopped_dstream_generation_cannot_be_snapshotted_after_the_fact(
+    job: JobRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "checkpoints" / "dstream"
+    shutil.copytree(fixture, Path(job.checkpoint(1).path))
+    job.update_generation_record(1, engine="dstream")
+    with_hook(monkeypatch, FakeHook(Liveness.GONE))
+    snapshot = SnapshotStreamingJobOperator(task_id="snapshot", job_root=str(job.location.path))
+    # transient (a retry after the watchdog restarted the driver can succeed): it keeps its type
+    with pytest.raises(ExportFailedError, match="only its own driver can export its state") as raised:
+        snapshot.execute(context())
+    assert "generation=1" in str(raised.value) and "snapshot=True" in str(raised.value)
+    named = SnapshotStreamingJobOperator(task_id="snapshot", job_root=str(job.location.path), batch=5)
+    with pytest.raises(AirflowFailException, match="next completed batch"):
+        named.execute(context())
+    assert not job.snapshot_request_file(1).exists()  # nothing asked of a driver that is not there
 
 
 def test_cleanup_refusals(job: JobRoot, monkeypatch: pytest.MonkeyPatch) -> None:
