@@ -1054,6 +1054,11 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
                     if got.get("error"):
                         return watch.Observation.never(f"the driver could not export: {got['error']}", got)
                     return watch.Observation.holds(f"snapshot {got.get('snapshot_id')}", got)
+                gone = hook.observe(root, generation)
+                if gone.provably_stopped:
+                    return watch.Observation.never(
+                        f"the driver stopped before it answered the snapshot request ({gone.reason})", {}
+                    )
                 return watch.Observation.waiting("waiting for the driver's next completed batch", {})
 
             seen = self.wait(answered, self.export_timeout_s, "the DStream driver's snapshot")
