@@ -167,6 +167,12 @@ class ExportFailedError(CheckpointProviderError, RuntimeError):
     terminal = False
 
 
+class StateNotExportableError(CheckpointProviderError, RuntimeError):
+    """A DStream job's state can be exported only by its own running driver, and that driver is not
+    running (or stopped before it answered). Terminal for this task: a later run, once the driver runs again
+    (or a stop with ``snapshot=True``), exports it."""
+
+
 # --- the Airflow lifecycle ------------------------------------------------------------------------------
 
 

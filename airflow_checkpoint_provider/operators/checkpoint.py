@@ -36,6 +36,7 @@ from airflow_checkpoint_provider.exceptions import (
     FencedError,
     InvalidLaunchError,
     SnapshotNotFoundError,
+    StateNotExportableError,
     StopTimeoutError,
     error_class,
 )
@@ -1030,7 +1031,7 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
         if answer.get("request_id") != request_id or not answer.get("snapshot_id"):
             view = hook.observe(root, generation)
             if not view.alive:
-                raise ExportFailedError(
+                raise StateNotExportableError(
                     f"the DStream driver of generation {generation} is not running ({view.reason}), and only "
                     "its own driver can export its state",
                     path=root.generation_dir(generation).uri,
@@ -1062,6 +1063,10 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
                 return watch.Observation.waiting("waiting for the driver's next completed batch", {})
 
             seen = self.wait(answered, self.export_timeout_s, "the DStream driver's snapshot")
+            if seen.failed and "stopped before it answered" in seen.message:
+                raise StateNotExportableError(
+                    seen.message, path=root.control_dir(generation).uri, job=root.job, generation=generation
+                )
             if not seen.done:
                 raise ExportFailedError(
                     seen.message, path=root.control_dir(generation).uri, job=root.job, generation=generation
