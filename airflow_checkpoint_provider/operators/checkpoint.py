@@ -1030,6 +1030,15 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
         answer = root.read_json(root.snapshot_ack_file(generation), what="snapshot acknowledgement") or {}
         if answer.get("request_id") != request_id or not answer.get("snapshot_id"):
             view = hook.observe(root, generation)
+            pending = root.read_stop_request(generation)
+            acked = root.read_stop_ack(generation)
+            if (
+                view.provably_stopped
+                and pending is not None
+                and pending.snapshot
+                and (acked is None or acked.request_id != pending.request_id)
+            ):
+                return self.finish_interrupted_stop(context, root, generation, hook, pending.request_id)
             if not view.alive:
                 raise StateNotExportableError(
                     f"the DStream driver of generation {generation} is not running ({view.reason}), and only "
@@ -1076,6 +1085,55 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
             "the DStream driver exported snapshot %s at batch %s", answer["snapshot_id"], answer["batch"]
         )
         return str(answer["snapshot_id"]), int(answer["batch"])
+
+    def finish_interrupted_stop(
+        self, context: Context, root: JobRoot, generation: int, hook: StreamingJobHook, request_id: str
+    ) -> tuple[str, int]:
+        """A DStream driver that died before it answered a stop request with an export (killed while it
+        exported, say) leaves its state where only a driver can read it. Relaunch the generation: it resumes
+        from its own checkpoint (never a snapshot), finds the request still open, stops at a boundary without
+        reading new input, and exports its final batch. Returns that snapshot and batch."""
+        self.log.warning(
+            "generation %s's driver ended before it answered stop request %s: relaunching it to finish the "
+            "stop and export its final batch",
+            generation,
+            request_id,
+        )
+        handle, decision = hook.launch_generation(root, generation, by=run_holder(context))
+        self.log.info("relaunched generation %s (%s): %s", generation, handle.describe(), decision.reason)
+
+        def answered() -> watch.Observation:
+            ack = root.read_stop_ack(generation)
+            if ack is not None and ack.request_id == request_id:
+                return watch.Observation.holds(f"acknowledged: {ack.outcome}", ack.to_json())
+            status = root.read_status(generation)
+            if status is not None and status.launch_id == handle.launch_id and status.state.is_terminal:
+                return watch.Observation.never(f"the relaunched driver ended: {status.error}", {})
+            return watch.Observation.waiting("waiting for the relaunched driver to stop and export", {})
+
+        seen = self.wait(answered, self.export_timeout_s, "the relaunched driver's stop")
+        snapshot_id = seen.payload.get("snapshot_id") if seen.done else None
+        if not snapshot_id:
+            raise StateNotExportableError(
+                f"the relaunched driver did not finish the stop with a snapshot: {seen.message} "
+                f"{seen.payload.get('snapshot_error') or ''}".strip(),
+                path=root.control_dir(generation).uri,
+                job=root.job,
+                generation=generation,
+            )
+        gone = self.wait(
+            lambda: _stopped(hook, root, generation),
+            STOP_EXIT_GRACE_S + 2 * DEFAULT_LEASE_S,
+            f"generation {generation}'s relaunched driver to exit",
+        )
+        if not gone.done:
+            raise DriverStillRunningError(
+                f"the relaunched driver acknowledged the stop but is still running: {gone.message}",
+                path=root.generation_dir(generation).uri,
+                job=root.job,
+                generation=generation,
+            )
+        return str(snapshot_id), int(seen.payload["final_committed_batch"])
 
 
 class CleanupStreamingJobOperator(StreamingJobOperator):

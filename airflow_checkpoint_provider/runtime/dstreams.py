@@ -725,6 +725,9 @@ def run(
                 publish_every_s or batch_seconds,
             )
             engine = DStreamEngine(ctx, publisher, status, start_offset)
+            request, answered = root.read_stop_request(g), root.read_stop_ack(g)
+            if request is not None and (answered is None or answered.request_id != request.request_id):
+                publisher.pause()  # a stop is already asked for: read nothing new, finish what was published
             ctx.ssc.addStreamingListener(_Listener.make(engine))
             ctx.ssc.start()
             publisher.start()
