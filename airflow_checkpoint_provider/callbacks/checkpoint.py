@@ -59,7 +59,7 @@ def restart_from_checkpoint(
 
     def callback(context: Any) -> dict[str, Any]:
         from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook
-        from airflow_checkpoint_provider.lease import RESTART_PREFIX, run_holder
+        from airflow_checkpoint_provider.lease import RESTART_PREFIX, run_finished, run_holder
 
         task = context.get("task") if hasattr(context, "get") else None
 
@@ -73,7 +73,13 @@ def restart_from_checkpoint(
         holder = f"{RESTART_PREFIX}{run_holder(context)}"
         ledger = _ledger.JobLedger(root)
         try:
-            ledger.acquire(holder, "restart from checkpoint", ttl_s=max(RESTART_LEASE_TTL_S, wait_s + 60))
+            ledger.acquire(
+                holder,
+                "restart from checkpoint",
+                ttl_s=max(RESTART_LEASE_TTL_S, wait_s + 60),
+                # a lease left by a finished (e.g. failed) run is free, as for the operators
+                holder_finished=lambda other: run_finished(context, other),
+            )
         except LeaseHeldError as exc:
             log.warning("not restarting %s: %s", root.job, exc)
             return {"action": "none", "reason": str(exc)}
