@@ -48,9 +48,10 @@ with DAG(
     params=PARAMS,
     render_template_as_native_obj=True,
 ) as stop_job:
-    StopStreamingJobOperator(
+    StopStreamingJobOperator(  # with a final snapshot: a DStream job's state is exported only by its driver
         task_id="stop",
         timeout_s=120,
+        snapshot=True,
         release_lease=True,
         retries=2,
         retry_delay=dt.timedelta(seconds=5),

@@ -374,6 +374,10 @@ class DStreamEngine:
         self.error: str | None = None
         self.total = 0
         self._stopped = False
+        #: held while a batch is recorded; once halted, no batch is recorded any more, so the acknowledged
+        #: final batch stays the last one (a callback still running after ``ssc.stop`` records nothing)
+        self._recording = threading.Lock()
+        self._halted = False
         _ENGINES[(ctx.root.location.uri, ctx.generation)] = self
 
     # --- called from the batches (output operations) ----------------------------------------------------
@@ -385,7 +389,11 @@ class DStreamEngine:
             del held[old]
 
     def commit(self, time_value: Any, rdd: Any) -> None:
-        t = batch_ms(time_value)
+        with self._recording:
+            if not self._halted:
+                self._commit(batch_ms(time_value), rdd)
+
+    def _commit(self, t: int, rdd: Any) -> None:
         count, top = rdd.map(lambda e: (1, int(e["offset"]))).fold((0, -1), _count_and_max)
         before = max((p for b, p in self.positions.items() if b < t), default=self.start_offset)
         position = max(before, top + 1)
@@ -463,6 +471,8 @@ class DStreamEngine:
         """Stop the context without waiting for queued (empty) batches: a graceful DStream stop runs every
         generated batch first, which on a busy machine is a backlog of empty ones."""
         self.publisher.stop()
+        with self._recording:
+            self._halted = True
         if not self._stopped:
             self._stopped = True
             self.ctx.ssc.stop(stopSparkContext=False, stopGraceFully=False)

@@ -542,8 +542,11 @@ class Campaign:
         entry = StepLog(len(self.steps) + 1, "stop and snapshot")
         stopped = self.dag_run(example_job_control.stop_job, self.params(self.app), entry)
         final = xcom(stopped, "stop")
-        snapped = self.dag_run(example_periodic_snapshot.dag, self.params(self.app), entry)
-        manifest = read_manifest(self.job.root, xcom(snapped, "snapshot"))
+        snapshot_id = final.get("snapshot_id")  # the stopping driver's own export of its final batch
+        if not snapshot_id:  # it could not export: a Structured Streaming job's exporter reads the checkpoint
+            snapped = self.dag_run(example_periodic_snapshot.dag, self.params(self.app), entry)
+            snapshot_id = xcom(snapped, "snapshot")
+        manifest = read_manifest(self.job.root, snapshot_id)
         (part,) = (
             manifest.parts.values()
         )  # v1/v2: state variable "counts"; v3: the aggregation's buffers "op0"
