@@ -54,7 +54,7 @@ from typing import Any, cast
 
 from airflow_checkpoint_provider.checkpoint import dstream as records
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
-from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot, control_file_is_for
 from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
 from airflow_checkpoint_provider.checkpoint.snapshots import (
     MANIFEST,
@@ -425,6 +425,15 @@ class DStreamEngine:
         if not request or not request.get("request_id"):
             return
         if answered and answered.get("request_id") == request["request_id"]:
+            return
+        named_root, named_generation = request.get("job_root"), request.get("generation")
+        if not control_file_is_for(
+            named_root if isinstance(named_root, str) else None,
+            named_generation if isinstance(named_generation, int) else None,
+            root.location,
+            g,
+        ):
+            log.error("ignoring a snapshot request for another job or generation: %s", request)
             return
         answer: dict[str, Any] = {"request_id": request["request_id"], "batch": t, "at": time.time()}
         try:
