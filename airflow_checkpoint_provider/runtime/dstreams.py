@@ -383,10 +383,16 @@ class DStreamEngine:
     # --- called from the batches (output operations) ----------------------------------------------------
 
     def remember(self, part: str, ddl: str, key_type: str, time_value: Any, rdd: Any) -> None:
+        """Hold the state RDD of a batch: the last few, and always the last recorded batch's (what a stop
+        exports; batches queued behind a stop keep running until the context has stopped)."""
+        if self._halted:
+            return
         held = self.states.setdefault(part, {})
         held[batch_ms(time_value)] = (rdd, ddl, key_type)
+        last = max(self.positions) if self.positions else None
         for old in sorted(held)[:-4]:
-            del held[old]
+            if old != last:
+                del held[old]
 
     def commit(self, time_value: Any, rdd: Any) -> None:
         with self._recording:
