@@ -110,3 +110,24 @@ def test_a_resume_with_changed_code_is_refused_naming_both_versions(tmp_path: Pa
     text = str(raised.value)
     assert "label is unchanged" in text and "counter-v1" in text and "sha256:aaaaaaaaaaaa" in text
     assert "sha256:bbbbbbbbbbbb" in text and "job=job" in text and "generation=3" in text
+
+
+def test_the_engine_holds_the_last_recorded_batch_and_records_nothing_once_halted(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from airflow_checkpoint_provider.checkpoint import dstream as records
+    from airflow_checkpoint_provider.runtime.dstreams import DStreamEngine
+
+    root = JobRoot(tmp_path / "job")
+    records.write_batch(root.checkpoint(1), records.BatchRecord(3000, [{"offset": 30}]))
+    ctx = SimpleNamespace(root=root, generation=1, ssc=SimpleNamespace(stop=lambda **_: None))
+    publisher = SimpleNamespace(stop=lambda: None, next=30)
+    engine = DStreamEngine(ctx, publisher, SimpleNamespace(), start=0)  # type: ignore[arg-type]
+    for t in range(1000, 11000, 1000):  # batches queued behind a stop keep handing over their state
+        engine.remember("counts", "n BIGINT", "STRING", t, f"rdd-{t}")
+    assert 3000 in engine.states["counts"] and len(engine.states["counts"]) == 5  # the last 4 + batch 3000
+    assert engine.at_boundary(None)  # type: ignore[arg-type]  # everything published is in batch 3000
+    engine.halt(graceful=True)
+    engine.commit(12000, None)  # a callback still running after the stop records nothing
+    engine.remember("counts", "n BIGINT", "STRING", 12000, "rdd-late")
+    assert records.batch_times(root.checkpoint(1)) == [3000] and 12000 not in engine.states["counts"]
