@@ -378,6 +378,7 @@ class DStreamEngine:
         #: final batch stays the last one (a callback still running after ``ssc.stop`` records nothing)
         self._recording = threading.Lock()
         self._halted = False
+        self.recorded_here = False
         _ENGINES[(ctx.root.location.uri, ctx.generation)] = self
 
     # --- called from the batches (output operations) ----------------------------------------------------
@@ -409,6 +410,7 @@ class DStreamEngine:
         records.write_batch(
             self.checkpoint, records.BatchRecord(batch=t, end_offsets=[{"offset": position}], records=count)
         )
+        self.recorded_here = True
         self.total += count
         self.status.update(
             last_committed_batch=t,
@@ -478,7 +480,11 @@ class DStreamEngine:
 
     def at_boundary(self, request: StopRequest) -> bool:
         """Every published record is in a completed batch (the publisher is paused, so batches still queued
-        are empty: stopping them loses nothing, and Spark re-runs them on a resume)."""
+        are empty: stopping them loses nothing, and Spark re-runs them on a resume), and this driver has
+        recorded a batch itself, so it holds the state of the last one (a resumed driver that finds the stop
+        already asked for waits for one batch: the state of batches an earlier driver ran is not in it)."""
+        if not self.recorded_here:
+            return False
         done = self.positions[max(self.positions)] if self.positions else self.start_offset
         return done >= self.publisher.next
 
