@@ -1,6 +1,7 @@
 """The seed's own job through the example DAGs (``dag.test()``, real local Spark, continuous input): a DStream
 counter (updateStateByKey + initialRDD) started, snapshotted while it runs (its driver exports on request),
-redeployed v1 -> v2 through ``example_redeploy`` (a change v1's checkpoint cannot take), and stopped. Per-key
+killed before it answered a stop, redeployed v1 -> v2 through ``example_redeploy`` (a change v1's checkpoint
+cannot take; the redeploy relaunches the killed driver to finish the stop and export), and stopped. Per-key
 totals equal the event log: nothing dropped between stop and start, nothing counted twice."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue
 from tests.support.counting import fold_log, max_since, partial_batches, sink_rows, sink_totals
 from tests.support.drivers import Job, Producer
-from tests.support.lifecycle import example_params, kill_drivers, states, xcom
+from tests.support.lifecycle import example_params, kill_current_driver, kill_drivers, states, xcom
 from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.spark, pytest.mark.airflow]
@@ -44,10 +45,22 @@ def test_dstream_counter_redeployed_v1_to_v2_through_the_example_dags(
             assert taken.verified and taken.generation == 1  # exported by the running driver, on request
             assert job.status(1) is not None and job.status(1).state == "RUNNING"  # type: ignore[union-attr]
 
+            # The stopping driver dies before it answers the stop (killed while it exported, say): its state
+            # is in pickled RDDs only a driver can map to a batch. The redeploy's snapshot task relaunches it;
+            # it resumes, honours the open request without reading new input, and exports its final batch.
+            wait_for(lambda: job.committed(1) > int(taken.batch or 0), 120, "a batch after the periodic one")
+            killed = kill_current_driver(job, 1)
+            job.request_stop(1, snapshot=True)
+            launches = len((job.root.read_generation_record(1) or {}).get("launches", []))
             redeploy = example_redeploy.dag.test(
                 run_conf=example_params(job, run_dir, "dv2", migration="v1_to_v2")
             )
             assert redeploy.state == "success", states(redeploy)
+            relaunched = (job.root.read_generation_record(1) or {}).get("launches", [])
+            assert len(relaunched) == launches + 1 and relaunched[-1]["mode"] == "resume", relaunched[-1:]
+            assert relaunched[-1]["pid"] != killed
+            ack = job.root.read_stop_ack(1)
+            assert ack is not None and ack.snapshot_id == xcom(redeploy, "snapshot")
             stop = xcom(redeploy, "stop")
             stopped_at = int(stop["end_offsets"][0]["offset"])
             assert job.root.generations() == [1, 2]
