@@ -269,6 +269,41 @@ class DriverContext:
             )
         return part, manifest.parts[part]
 
+    def load_state_part(
+        self,
+        spark: Any,
+        part: str | None,
+        keys: Sequence[str] | None,
+        *,
+        expect: Any = None,
+        migrate: Callable[[Any], Any] | None = None,
+    ) -> tuple[list[str], Any] | None:
+        """The snapshot's state part (None: its only part) as a DataFrame, migrated and checked against the
+        declared schema ``expect`` (``SnapshotSchemaMismatchError`` before anything runs), with its key
+        columns (``keys``, default the part's as exported) — or None unless this start loads a snapshot
+        (never on resume: promise 2 in docs/design.md). What both engines' initial state is made of."""
+        if not self.decision.load_initial_state or self.manifest is None:
+            return None
+        folder = self.root.snapshot_dir(self.manifest.snapshot_id)
+        name, spec = self.snapshot_part(self.manifest, part)
+        df = spark.read.parquet(folder.child(spec.path).uri)
+        key_columns = list(spec.key_columns) if keys is None else list(keys)
+        if migrate is not None:
+            df = migrate(df)
+        if expect is not None:
+            check_state_schema(
+                df,
+                key_columns,
+                expect,
+                part=name,
+                migrated=migrate is not None,
+                where=folder.uri,
+                job=self.root.job,
+                generation=self.generation,
+            )
+        self.initial_state_parts.append(name)
+        return key_columns, df
+
     def gated(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Wrap a sink function (``foreachBatch``'s ``(df, batch_id)`` or ``foreachRDD``'s ``(time, rdd)``):
         it refuses a batch, before touching it, once this driver must stop (a stop request served by the

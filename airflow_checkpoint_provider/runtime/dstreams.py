@@ -78,7 +78,6 @@ from airflow_checkpoint_provider.runtime.driver import (
     DriverContext,
     Position,
     StatusWriter,
-    check_state_schema,
     run_driver,
 )
 
@@ -250,25 +249,11 @@ class DStreamContext(DriverContext):
             (migrated) snapshot must match, else ``SnapshotSchemaMismatchError`` before anything runs.
         :param migrate: old state DataFrame -> new state DataFrame, applied on load.
         """
-        if not self.decision.load_initial_state or self.manifest is None:
+        loaded = self.load_state_part(self.spark, part, [key], expect=schema, migrate=migrate)
+        if loaded is None:
             return None
-        folder = self.root.snapshot_dir(self.manifest.snapshot_id)
-        name, spec = self.snapshot_part(self.manifest, part)
-        df = self.spark.read.parquet(folder.child(spec.path).uri)
-        if migrate is not None:
-            df = migrate(df)
-        check_state_schema(
-            df,
-            [key],
-            schema,
-            part=name,
-            migrated=migrate is not None,
-            where=folder.uri,
-            job=self.root.job,
-            generation=self.generation,
-        )
+        _, df = loaded
         values = [c for c in df.columns if c != key]
-        self.initial_state_parts.append(name)
         rows = df.select(key, *values).collect()
         # A plain parallelized RDD: it is pickled into the DStream graph, which a DataFrame's lineage is not
         return self.ssc.sparkContext.parallelize([(r[0], tuple(r[1:])) for r in rows])

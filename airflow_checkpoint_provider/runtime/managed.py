@@ -122,27 +122,12 @@ class ManagedContext(DriverContext):
             :class:`SnapshotSchemaMismatchError` — before anything runs.
         :param migrate: old state DataFrame -> new state DataFrame, applied on load (e.g. add a column).
         """
-        if not self.decision.load_initial_state or self.manifest is None:
+        keys = None if key is None else ([key] if isinstance(key, str) else list(key))
+        loaded = self.load_state_part(self.spark, part, keys, expect=expect, migrate=migrate)
+        if loaded is None:
             return None
-        folder = self.root.snapshot_dir(str(self.spec.snapshot))
-        part, spec = self.snapshot_part(self.manifest, part)
-        df = self.spark.read.parquet(folder.child(spec.path).uri)
-        keys = list(spec.key_columns) if key is None else ([key] if isinstance(key, str) else list(key))
-        if migrate is not None:
-            df = migrate(df)
-        if expect is not None:
-            check_state_schema(
-                df,
-                keys,
-                expect,
-                part=part,
-                migrated=migrate is not None,
-                where=folder.uri,
-                job=self.root.job,
-                generation=self.generation,
-            )
-        self.initial_state_parts.append(part)
-        return df.groupBy(*keys)
+        key_columns, df = loaded
+        return df.groupBy(*key_columns)
 
     def seed_stream(
         self, schema: Any, part: str | None = None, *, migrate: Callable[[Any], Any] | None = None

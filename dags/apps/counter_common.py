@@ -38,6 +38,22 @@ def app_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
+def _args_and_migration(
+    argv: Sequence[str], code_version: str, migrations: dict[str, Callable[[Any], Any] | None] | None
+) -> tuple[argparse.Namespace, Callable[[Any], Any] | None]:
+    """The application's own arguments (after the launch contract) and the snapshot migration they name."""
+    from airflow_checkpoint_provider.model.launch import parse_launch_args
+
+    _, rest = parse_launch_args(argv)
+    args = app_args(rest)
+    offered = {"auto": None, "none": None, **(migrations or {})}
+    if args.migration not in offered:
+        raise SystemExit(
+            f"{code_version}: unknown migration {args.migration!r} (offered: {', '.join(sorted(offered))})"
+        )
+    return args, offered[args.migration]
+
+
 def run_counter(
     argv: Sequence[str],
     *,
@@ -51,17 +67,9 @@ def run_counter(
 
     :param migrations: the snapshot migrations this code offers, by name (``auto`` is the default one).
     """
-    from airflow_checkpoint_provider.model.launch import parse_launch_args
     from airflow_checkpoint_provider.runtime import managed
 
-    _, rest = parse_launch_args(argv)
-    args = app_args(rest)
-    offered = {"auto": None, "none": None, **(migrations or {})}
-    if args.migration not in offered:
-        raise SystemExit(
-            f"{code_version}: unknown migration {args.migration!r} (offered: {', '.join(sorted(offered))})"
-        )
-    migrate = offered[args.migration]
+    args, migrate = _args_and_migration(argv, code_version, migrations)
 
     def build(ctx: managed.ManagedContext) -> Any:
         options = {"maxRecordsPerBatch": args.max_records_per_batch} if args.max_records_per_batch else {}
@@ -106,17 +114,9 @@ def run_dstream_counter(
     :param update: the ``updateStateByKey`` function: (new values, old state or None) -> new state tuple.
     :param state: the state tuple's columns as DDL (what snapshots export after ``key``).
     """
-    from airflow_checkpoint_provider.model.launch import parse_launch_args
     from airflow_checkpoint_provider.runtime import dstreams
 
-    _, rest = parse_launch_args(argv)
-    args = app_args(rest)
-    offered = {"auto": None, "none": None, **(migrations or {})}
-    if args.migration not in offered:
-        raise SystemExit(
-            f"{code_version}: unknown migration {args.migration!r} (offered: {', '.join(sorted(offered))})"
-        )
-    migrate = offered[args.migration]
+    args, migrate = _args_and_migration(argv, code_version, migrations)
     schema = f"key STRING, {state}"
     output, slow_s = args.output, args.slow_batch_seconds
 
