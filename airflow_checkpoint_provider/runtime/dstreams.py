@@ -355,7 +355,6 @@ class DStreamEngine:
         self.positions: dict[int, int] = {}
         for t in records.batch_times(self.checkpoint):
             self.positions[t] = int(records.read_batch(self.checkpoint, t).end_offsets[0]["offset"])
-        self.pending: set[int] = set()
         self.error: str | None = None
         self.total = 0
         self._stopped = False
@@ -658,12 +657,8 @@ class _Listener:
         from pyspark.streaming.listener import StreamingListener
 
         class Listener(StreamingListener):
-            def onBatchSubmitted(self, submitted: Any) -> None:
-                engine.pending.add(int(submitted.batchInfo().batchTime().milliseconds()))
-
             def onBatchCompleted(self, completed: Any) -> None:
                 info = completed.batchInfo()
-                engine.pending.discard(int(info.batchTime().milliseconds()))
                 delay = info.processingDelay()  # milliseconds; -1 when unknown
                 if isinstance(delay, int) and delay >= 0:
                     engine.status.update(processing_delay_s=delay / 1000.0)
