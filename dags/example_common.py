@@ -26,6 +26,8 @@ PARAMS = {
     "code_version": "event-counter-v1",
     "migration": "auto",
     "spark_conf": {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "3"},
+    # a redeploy launches the new code as a warm standby before it stops the old (false: a cold start after)
+    "standby": True,
 }
 
 #: The job every task acts on.

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint  # noqa: E402
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot  # noqa: E402
+from airflow_checkpoint_provider.model.records import DriverStatus  # noqa: E402
 from airflow_checkpoint_provider.runtime import eventlog  # noqa: E402
 from scripts.deployment import AirflowDeployment  # noqa: E402
 
@@ -84,6 +85,7 @@ class Demo:
         self.root = JobRoot(self.job)
         self.producer = Producer(self.events, rate)
         self.airflow = AirflowDeployment(out / "airflow-home", DAGS, deferrable=True)
+        self.standby: DriverStatus | None = None
 
     def params(self, app: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -169,13 +171,14 @@ class Demo:
         say(f"  v1 running: generation 1 at batch {self.committed(1)}")
 
         say(
-            "2/5 redeploy to v2 with the v1 -> v2 state migration: example_redeploy (stop, snapshot, "
-            "cleanup, start)"
+            "2/5 redeploy to v2 with the v1 -> v2 state migration: example_redeploy (warm standby, stop, "
+            "snapshot, cleanup, start)"
         )
         redeploy = self.dag("example_redeploy", self.params("v2", migration="v1_to_v2"))
         if redeploy["state"] != "success":
             return self.fail("the redeploy failed")
         stop, snap = redeploy["tasks"]["stop"]["result"], redeploy["tasks"]["snapshot"]["result"]
+        self.standby = self.root.read_status(2)  # before the kill below: the restarted driver reports anew
         exported = (
             f"exported by the stopping driver in {stop['snapshot_s']}s"
             if stop.get("snapshot_id")
@@ -283,6 +286,13 @@ class Demo:
             "boundary)"
         )
         print(f"  redeploy downtime      {downtime:.1f} s (stop request -> first committed batch of v2)")
+        standby = self.standby
+        if request and standby is not None and standby.go_at is not None and standby.warm_s is not None:
+            print(
+                f"  warm standby           v2 warmed up in {standby.warm_s:.1f} s while v1 ran; its go came "
+                f"{standby.go_at - request.requested_at:.1f} s after the stop request, its first commit "
+                f"{first_commit.stat().st_mtime - standby.go_at:.1f} s after the go"
+            )
         print(f"  events                 {end}")
         print(f"  wall time              {time.monotonic() - T0:.0f} s")
         checks = {

@@ -189,6 +189,58 @@ class JobLedger:
 
         return self.transaction(change)
 
+    # --- the warm standby's handoff (runtime/standby.py): both under the ledger's mutex --------------------
+
+    def promote(
+        self, generation: int, *, previous: int, snapshot: str, by: str, undiscard: bool = False
+    ) -> bool:
+        """Make standby ``generation`` the job's current one, starting from ``snapshot``, if the current one
+        is still ``previous`` (compare and set). True when ``generation`` is current afterwards (this call or
+        an earlier one promoted it). A discarded standby is never promoted, unless ``undiscard`` (the start
+        task, which launches the generation itself when its standby is gone)."""
+
+        def change(ledger: Ledger) -> Ledger:
+            if ledger.current_generation == generation or ledger.current_generation != previous:
+                return ledger
+            record = self.root.read_generation_record(generation) or {}
+            if record.get("discarded_at") and not undiscard:
+                return ledger
+            self.root.update_generation_record(
+                generation, snapshot=snapshot, promoted_at=time.time(), promoted_by=by, discarded_at=None
+            )
+            entry = {
+                "at": time.time(),
+                "event": "generation_created",
+                "generation": generation,
+                "by": by,
+                "snapshot": snapshot,
+                "previous": previous,
+                "standby": True,
+            }
+            return replace(ledger, current_generation=generation, history=(*ledger.history, entry))
+
+        return self.transaction(change).current_generation == generation
+
+    def discard_standby(self, generation: int, *, by: str, reason: str) -> bool:
+        """Mark standby ``generation`` discarded (its driver exits; it is never promoted) unless it has
+        already become current. True when it is discarded afterwards."""
+        discarded = False
+
+        def change(ledger: Ledger) -> Ledger:
+            nonlocal discarded
+            if ledger.current_generation == generation:
+                return ledger
+            record = self.root.read_generation_record(generation) or {}
+            discarded = True
+            if record.get("discarded_at"):
+                return ledger
+            self.root.update_generation_record(generation, discarded_at=time.time(), discard_reason=reason)
+            entry = {"at": time.time(), "event": "standby_discarded", "generation": generation, "by": by}
+            return replace(ledger, history=(*ledger.history, {**entry, "reason": reason}))
+
+        self.transaction(change)
+        return discarded
+
     def record(self, event: str, *, by: str, **details: Any) -> Ledger:
         def change(ledger: Ledger) -> Ledger:
             entry = {"at": time.time(), "event": event, "by": by, **details}

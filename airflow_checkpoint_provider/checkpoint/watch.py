@@ -112,6 +112,21 @@ def driver_started(
     return Observation.waiting("waiting for the driver to report", {})
 
 
+def standby_ready(root: JobRoot, generation: int, launch_id: str) -> Observation:
+    """The standby of launch ``launch_id`` is warm (STANDBY), or has already gone past it (took over)."""
+    status = root.read_status(generation)
+    if status is None or status.launch_id != launch_id:
+        return Observation.waiting("waiting for the standby to report", {})
+    payload = status.to_json()
+    if status.state.is_terminal:
+        return Observation.never(f"the standby ended: {status.error or status.state}", payload)
+    if _process_gone(status):
+        return Observation.never(f"the standby's process died ({status.state} in its last report)", payload)
+    if status.state is DriverState.STANDBY and status.warm_s is None:
+        return Observation.waiting("the standby is warming up", payload)
+    return Observation.holds(f"standby {status.state} (warm in {status.warm_s}s)", payload)
+
+
 def stop_acknowledged(root: JobRoot, generation: int, request_id: str) -> Observation:
     """The driver answered stop request ``request_id`` and, unless it timed out, has exited (lock
     released)."""

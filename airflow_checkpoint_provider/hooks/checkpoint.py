@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import BaseHook
 
@@ -59,6 +60,7 @@ from airflow_checkpoint_provider.model.constants import (
     DEFAULT_EXPORT_TIMEOUT_S,
     DEFAULT_HEARTBEAT_S,
     DEFAULT_LEASE_S,
+    DEFAULT_STANDBY_TIMEOUT_S,
     KILL_COMMAND_TIMEOUT_S,
     LAUNCHES_KEPT,
     STATUS_QUERY_TIMEOUT_S,
@@ -501,8 +503,9 @@ class StreamingJobHook(BaseHook):
             heartbeat_s=float(record.get("heartbeat_s", DEFAULT_HEARTBEAT_S)),
             lease_s=float(record.get("lease_s", DEFAULT_LEASE_S)),
             launch_id=launch_id or uuid.uuid4().hex,
+            **_standby_args(root, generation, record),
         )
-        self.log.info("%s", decision.reason)
+        self.log.info("%s", _spec_reason(spec, decision))
         if not isinstance(record.get("target"), Mapping):
             root.update_generation_record(generation, target=hook.launch_target().to_json())
         handle = hook.submit_driver(
@@ -599,6 +602,23 @@ class StreamingJobHook(BaseHook):
                 batch=batch,
             )
         return found[0].snapshot_id
+
+
+def _standby_args(root: JobRoot, generation: int, record: Mapping[str, Any]) -> dict[str, Any]:
+    """A generation recorded as a standby launches as one until it is the job's current generation."""
+    old = record.get("standby_for")
+    if old is None or root.current_generation() == generation:
+        return {}
+    return {
+        "standby_for": int(old),
+        "standby_timeout_s": float(record.get("standby_timeout_s", DEFAULT_STANDBY_TIMEOUT_S)),
+    }
+
+
+def _spec_reason(spec: LaunchSpec, decision: StartDecision) -> str:
+    if spec.standby_for is not None:
+        return f"warm standby for generation {spec.standby_for}: it starts Spark and waits for its go"
+    return decision.reason
 
 
 def _exporter_path() -> str:

@@ -39,6 +39,14 @@ KILL_COMMAND_TIMEOUT_S = 120.0
 MAX_READ_BYTES = 32 * 1024 * 1024
 #: Launch handles kept per generation record.
 LAUNCHES_KEPT = 50
+#: A warm standby that is not told to go within this long exits (seconds): it never holds a JVM for long.
+DEFAULT_STANDBY_TIMEOUT_S = 1800.0
+#: How often a waiting standby looks for its go (seconds): this is most of what the handoff costs.
+STANDBY_POLL_S = 0.1
+#: How often a running driver looks for a stop request, supersession and snapshot requests (seconds): a
+#: redeploy waits this long, at most, before the stop begins. One small read per look; the heartbeat's writes
+#: keep their own pace.
+CONTROL_POLL_S = 0.25
 
 
 def optional_int(value: int | str | None) -> int | None:

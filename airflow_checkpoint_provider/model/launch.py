@@ -21,7 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from airflow_checkpoint_provider.exceptions import InvalidLaunchError
-from airflow_checkpoint_provider.model.constants import DEFAULT_HEARTBEAT_S, DEFAULT_LEASE_S
+from airflow_checkpoint_provider.model.constants import (
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_LEASE_S,
+    DEFAULT_STANDBY_TIMEOUT_S,
+)
 
 PREFIX = "--acp-"
 
@@ -42,6 +46,10 @@ class LaunchSpec:
     :param lease_s: a driver whose heartbeat is older than this is considered dead.
     :param launch_id: who launched this driver (an operator's submission); echoed in ``status.json`` so the
         launcher can tell its driver's reports from an earlier driver's. Kept by a cluster-manager restart.
+    :param standby_for: launch as a warm standby for this (older) generation: start Spark and wait, touching
+        neither a checkpoint nor a sink, until this generation becomes the job's current one (see
+        :mod:`~airflow_checkpoint_provider.runtime.standby`). Ignored once it is current.
+    :param standby_timeout_s: a standby that gets no go within this many seconds exits (discarded).
     """
 
     job_root: str
@@ -53,6 +61,8 @@ class LaunchSpec:
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
     lease_s: float = DEFAULT_LEASE_S
     launch_id: str = ""
+    standby_for: int | None = None
+    standby_timeout_s: float = DEFAULT_STANDBY_TIMEOUT_S
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -65,6 +75,13 @@ class LaunchSpec:
         if self.heartbeat_s <= 0 or self.lease_s <= self.heartbeat_s:
             raise InvalidLaunchError(
                 f"need 0 < heartbeat ({self.heartbeat_s}s) < lease ({self.lease_s}s)", path=self.job_root
+            )
+        if self.standby_for is not None and not 1 <= self.standby_for < self.generation:
+            raise InvalidLaunchError(
+                f"a standby for generation {self.standby_for} cannot be generation {self.generation} (it "
+                "must be newer)",
+                path=self.job_root,
+                generation=self.generation,
             )
         if not self.job_name:
             object.__setattr__(self, "job_name", str(self.job_root).rstrip("/").rsplit("/", 1)[-1])
@@ -85,6 +102,9 @@ class LaunchSpec:
         args += [f"{PREFIX}heartbeat-s", str(self.heartbeat_s), f"{PREFIX}lease-s", str(self.lease_s)]
         if self.launch_id:
             args += [f"{PREFIX}launch-id", self.launch_id]
+        if self.standby_for is not None:
+            args += [f"{PREFIX}standby-for", str(self.standby_for)]
+            args += [f"{PREFIX}standby-timeout-s", str(self.standby_timeout_s)]
         return args
 
 
@@ -108,6 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(f"{PREFIX}heartbeat-s", dest="heartbeat_s", default=str(DEFAULT_HEARTBEAT_S))
     p.add_argument(f"{PREFIX}lease-s", dest="lease_s", default=str(DEFAULT_LEASE_S))
     p.add_argument(f"{PREFIX}launch-id", dest="launch_id", default="")
+    p.add_argument(f"{PREFIX}standby-for", dest="standby_for")
+    p.add_argument(
+        f"{PREFIX}standby-timeout-s", dest="standby_timeout_s", default=str(DEFAULT_STANDBY_TIMEOUT_S)
+    )
     return p
 
 
@@ -131,6 +155,8 @@ def parse_launch_args(argv: Sequence[str]) -> tuple[LaunchSpec, list[str]]:
     try:
         generation = int(ns.generation)
         heartbeat, lease = float(ns.heartbeat_s), float(ns.lease_s)
+        standby_for = int(ns.standby_for) if ns.standby_for is not None else None
+        standby_timeout = float(ns.standby_timeout_s)
     except ValueError as exc:
         raise InvalidLaunchError(f"bad number in launch flags: {exc}", path=ns.job_root) from exc
     offsets = None
@@ -158,5 +184,7 @@ def parse_launch_args(argv: Sequence[str]) -> tuple[LaunchSpec, list[str]]:
         heartbeat_s=heartbeat,
         lease_s=lease,
         launch_id=ns.launch_id,
+        standby_for=standby_for,
+        standby_timeout_s=standby_timeout,
     )
     return spec, rest + app_args

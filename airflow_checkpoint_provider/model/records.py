@@ -19,6 +19,8 @@ from airflow_checkpoint_provider.model.constants import (
 
 class DriverState(StrEnum):
     STARTING = "STARTING"
+    #: a warm standby: Spark is up, no query yet; it waits for its generation to become current
+    STANDBY = "STANDBY"
     RUNNING = "RUNNING"
     STOPPING = "STOPPING"
     STOPPED = "STOPPED"
@@ -75,6 +77,11 @@ class DriverStatus:
     engine: str = "structured"
     #: How long the last batch took to process, in seconds (DStreams report it; None when unknown).
     processing_delay_s: float | None = None
+    #: A standby's old generation (what it takes over from), while it waits and after it went.
+    standby_for: int | None = None
+    #: A standby: how long its warm-up took, and when it was told to go (epoch seconds).
+    warm_s: float | None = None
+    go_at: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", DriverState(self.state))

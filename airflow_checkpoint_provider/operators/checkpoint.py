@@ -46,6 +46,7 @@ from airflow_checkpoint_provider.model.constants import (
     DEFAULT_HEARTBEAT_S,
     DEFAULT_JOB_LEASE_TTL_S,
     DEFAULT_LEASE_S,
+    DEFAULT_STANDBY_TIMEOUT_S,
     DEFAULT_START_TIMEOUT_S,
     DEFAULT_STOP_TIMEOUT_S,
     DEFER_AFTER_S,
@@ -578,14 +579,7 @@ class StartStreamingJobOperator(StreamingJobOperator):
                 generation=plan.generation,
                 hint="Pass snapshot= to start a new generation",
             )
-        launch = {
-            "application": self.application,
-            "application_args": [str(a) for a in _rendered(self.application_args, list, "application_args")],
-            "code_version": self.code_version,
-            "conf": {str(k): str(v) for k, v in _rendered(self.spark_conf, dict, "spark_conf").items()},
-            "heartbeat_s": self.heartbeat_s,
-            "lease_s": self.lease_s,
-        }
+        launch = self.launch_fields()
         if plan.create:
             if plan.snapshot:
                 _snapshots.verify_snapshot(
@@ -603,6 +597,20 @@ class StartStreamingJobOperator(StreamingJobOperator):
                         generation=current,
                         hint="Stop it first (StopStreamingJobOperator)",
                     )
+                standby = find_standby(root, holder, current, adopt=True)
+                if standby is not None and plan.snapshot:
+                    if (root.read_generation_record(standby) or {}).get("created_by") != holder:
+                        # a failed redeploy's discarded standby, never started: its number is reused
+                        root.update_generation_record(standby, **launch, created_by=holder)
+                    # the old driver is stopped and the snapshot verified: the go (the standby gives it
+                    # itself when the old driver exported on stop; here after a separate export)
+                    if ledger.promote(
+                        standby, previous=current, snapshot=plan.snapshot, by=holder, undiscard=True
+                    ):
+                        self.log.info(
+                            "generation %s (this run's standby) takes over from %s", standby, current
+                        )
+                        return standby
             root.update_generation_record(
                 plan.generation,
                 **launch,
@@ -631,6 +639,184 @@ class StartStreamingJobOperator(StreamingJobOperator):
                 self.application,
             )
         return plan.generation
+
+    def launch_fields(self) -> dict[str, Any]:
+        """What a generation record keeps to (re)launch the generation's driver."""
+        return {
+            "application": self.application,
+            "application_args": [str(a) for a in _rendered(self.application_args, list, "application_args")],
+            "code_version": self.code_version,
+            "conf": {str(k): str(v) for k, v in _rendered(self.spark_conf, dict, "spark_conf").items()},
+            "heartbeat_s": self.heartbeat_s,
+            "lease_s": self.lease_s,
+        }
+
+
+def find_standby(root: JobRoot, holder: str, old: int, *, adopt: bool = False) -> int | None:
+    """The standby generation run ``holder`` created for generation ``old`` (None if it made none). With
+    ``adopt``, also one another run created for ``old`` that was discarded before it ever started (a failed
+    redeploy's): it is reused, so a failed redeploy leaves no gap in the generations."""
+    records = sorted(root.generation_records().items())
+    for generation, record in records:
+        if record.get("standby_for") == old and record.get("created_by") == holder:
+            return generation
+    for generation, record in records if adopt else ():
+        if (
+            record.get("standby_for") == old
+            and record.get("discarded_at")
+            and not record.get("first_started_at")
+            and root.current_generation() == old
+        ):
+            return generation
+    return None
+
+
+class LaunchStandbyOperator(StartStreamingJobOperator):
+    """Launch the new code as a warm standby for the job's current generation, before it is stopped.
+
+    The standby is the redeploy's new generation: it starts its JVM, Spark session and Python workers and
+    waits, touching neither a checkpoint nor a sink and reading nothing. When the old driver acknowledges its
+    stop with a verified snapshot of its final batch, the standby takes over by itself (no Airflow task in
+    between): it becomes the job's current generation and starts from that snapshot. A later
+    :class:`StartStreamingJobOperator` with the same snapshot finds it running and only waits for its first
+    commit; if the standby died, or the old driver could not export on stop, that start gives the go itself or
+    launches the same generation cold. Nothing is ever lost by a standby: at worst the redeploy costs a cold
+    start.
+
+    Idempotent: a rerun of the DAG run reuses the standby generation it created (relaunching its driver if it
+    is gone, or was discarded), never a third. Returns (XCom) ``generation``, ``standby_for``, ``ready`` (the
+    standby reported STANDBY in time), ``warm_s`` and ``launch_id``. The task does not fail when the standby
+    cannot start: the redeploy goes on, cold.
+
+    :param enabled: launch the standby (templated, e.g. ``"{{ params.standby }}"``); false: do nothing, and
+        the redeploy starts the new code cold after the stop, as without this task.
+    :param standby_timeout_s: the standby exits if it gets no go within this long, in seconds.
+    :param ready_timeout_s: how long to wait for the standby to report ready (warm), in seconds.
+    """
+
+    template_fields: Sequence[str] = (*StartStreamingJobOperator.template_fields, "enabled")
+    lease_operation = "standby"
+    creates_job_root = False
+
+    def __init__(
+        self,
+        *,
+        enabled: bool | str = True,
+        standby_timeout_s: float = DEFAULT_STANDBY_TIMEOUT_S,
+        ready_timeout_s: float = DEFAULT_START_TIMEOUT_S,
+        release_lease: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(release_lease=release_lease, **kwargs)
+        self.enabled = enabled
+        self.standby_timeout_s = standby_timeout_s
+        self.ready_timeout_s = ready_timeout_s
+
+    @classified
+    def execute(self, context: Context) -> Any:
+        if str(self.enabled).strip().lower() in ("false", "0", "no", "off", "none", ""):
+            self.log.info("standby disabled: the redeploy starts the new code cold after the stop")
+            return {"generation": None, "ready": False, "enabled": False}
+        root = self.root()
+        holder = self.take_lease(context, root)
+        old = self.run_generation(context, root, None)
+        if old is None:
+            raise InvalidLaunchError(
+                "the job has no generation to stand by for: start it first",
+                path=root.location.uri,
+                job=root.job,
+                hint="A first start needs no standby (StartStreamingJobOperator)",
+            )
+        current = root.current_generation()
+        generation = self.standby_generation(root, holder, old)
+        info: dict[str, Any] = {"generation": generation, "standby_for": old, "ready": False}
+        if current != old:
+            self.log.info("generation %s already took over from %s: nothing to stand by", current, old)
+            return self.done(context, root, info | {"ready": current == generation, "took_over": True})
+        hook = self.hook(root, generation)
+        view = hook.observe(root, generation)
+        if view.alive and view.status is not None:
+            self.log.info("standby generation %s is already up (%s): reconnecting", generation, view.reason)
+            launch_id = view.status.launch_id
+        else:
+            handle, _ = hook.launch_generation(root, generation, by=holder)
+            launch_id = handle.launch_id
+        info["launch_id"] = launch_id
+        seen = self.wait(
+            lambda: watch.standby_ready(root, generation, launch_id),
+            self.ready_timeout_s,
+            f"standby generation {generation} to warm up",
+        )
+        info["ready"] = seen.done
+        info["warm_s"] = (seen.payload or {}).get("warm_s")
+        if not seen.done:
+            self.log.warning(
+                "standby generation %s is not ready (%s): the redeploy goes on and starts it cold",
+                generation,
+                seen.message,
+            )
+        return self.done(context, root, info)
+
+    def standby_generation(self, root: JobRoot, holder: str, old: int) -> int:
+        """This run's standby generation for ``old``: the one it created (made launchable again if it was
+        discarded before it ever started), else a new one numbered after every existing generation."""
+        found = find_standby(root, holder, old, adopt=True)
+        if found is not None:
+            record = root.read_generation_record(found) or {}
+            if record.get("discarded_at") and not record.get("first_started_at"):
+                root.update_generation_record(
+                    found,
+                    **self.launch_fields(),
+                    standby_timeout_s=self.standby_timeout_s,
+                    created_by=holder,
+                    discarded_at=None,
+                    discard_reason=None,
+                )
+                _ledger.JobLedger(root).record("standby_reused", by=holder, generation=found)
+                self.log.info("reusing standby generation %s (it was discarded before its go)", found)
+            return found
+        new = max([*root.generations(), old]) + 1
+        root.update_generation_record(
+            new,
+            **self.launch_fields(),
+            standby_for=old,
+            standby_timeout_s=self.standby_timeout_s,
+            created_at=time.time(),
+            created_by=holder,
+            previous_generation=old,
+        )
+        _ledger.JobLedger(root).record("standby_created", by=holder, generation=new, previous=old)
+        self.log.info("created standby generation %s for generation %s", new, old)
+        return new
+
+
+class DiscardStandbyOperator(StreamingJobOperator):
+    """Discard this run's standby when the redeploy failed before its go (e.g. the old driver refused to
+    stop): the standby exits without having touched anything and the job stays as it was. A standby that
+    already took over is left alone (it is the job now). Use with ``trigger_rule="one_failed"`` after the
+    redeploy's tasks. Returns (XCom) ``generation`` and ``discarded``."""
+
+    lease_operation = "discard standby"
+
+    @classified
+    def execute(self, context: Context) -> Any:
+        root = self.root()
+        holder = run_holder(context)
+        old = _ledger.JobLedger(root).pinned_generation(holder)
+        generation = find_standby(root, holder, old) if old is not None else None
+        if generation is None:
+            self.log.info("this run launched no standby: nothing to discard")
+            return {"generation": None, "discarded": False}
+        discarded = _ledger.JobLedger(root).discard_standby(
+            generation, by=holder, reason=f"the redeploy run {holder} failed before its go"
+        )
+        if discarded:
+            self.log.info("standby generation %s discarded: the job stays on generation %s", generation, old)
+        else:
+            self.log.info(
+                "standby generation %s already took over: it is the job now, left alone", generation
+            )
+        return {"generation": generation, "discarded": discarded}
 
 
 def _rendered(value: Any, kind: type, name: str) -> Any:

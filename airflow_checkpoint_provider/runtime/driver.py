@@ -43,6 +43,7 @@ from airflow_checkpoint_provider.exceptions import (
     OffsetsMismatchError,
     SnapshotSchemaMismatchError,
 )
+from airflow_checkpoint_provider.model.constants import CONTROL_POLL_S
 from airflow_checkpoint_provider.model.decisions import StartDecision, StartMode
 from airflow_checkpoint_provider.model.launch import LaunchSpec, parse_launch_args
 from airflow_checkpoint_provider.model.records import (
@@ -54,6 +55,7 @@ from airflow_checkpoint_provider.model.records import (
     StopOutcome,
     StopRequest,
 )
+from airflow_checkpoint_provider.runtime.standby import await_go
 
 log = logging.getLogger("airflow_checkpoint_provider.runtime")
 
@@ -504,6 +506,10 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+#: A standby's warm-up before its go: (launch contract, job root, status) -> None. It must not read a source,
+#: load state, write a checkpoint or touch a sink.
+Warm = Callable[[LaunchSpec, JobRoot, StatusWriter], None]
+
 #: Starts the engine for a prepared driver: (context pieces, status) -> a running engine.
 StartEngine = Callable[
     [LaunchSpec, JobRoot, StartDecision, "list[Any] | None", "Manifest | None", StatusWriter], Engine
@@ -517,8 +523,13 @@ def run_driver(
     engine: str,
     argv: Sequence[str] | None = None,
     code_files: Sequence[Path] | None = None,
+    warm: Warm | None = None,
 ) -> int:
-    """Run a managed driver until it is stopped; return the process exit code (0 stopped, 1 failed)."""
+    """Run a managed driver until it is stopped; return the process exit code (0 stopped, 1 failed).
+
+    :param warm: what a warm standby starts before its go (the JVM, the session, Python workers); ``start``
+        then finds it running. See :mod:`~airflow_checkpoint_provider.runtime.standby`.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per callback otherwise
     spec, _app_args = parse_launch_args(sys.argv[1:] if argv is None else argv)
@@ -528,9 +539,26 @@ def run_driver(
     lock: DriverLock | None = None
     try:
         digest = code_digest(list(code_files) if code_files is not None else application_files())
+        standby: dict[str, Any] = {}
+        if spec.standby_for is not None and root.current_generation() != spec.generation:
+            lock = DriverLock(root, spec.generation, driver_id, spec.lease_s)
+            lock.acquire()
+            status = StatusWriter(root, _standby_status(root, spec, driver_id, engine))
+            warm_started = time.monotonic()
+            if warm is not None:
+                warm(spec, root, status)
+            standby = {"standby_for": spec.standby_for, "warm_s": round(time.monotonic() - warm_started, 3)}
+            status.update(**standby)
+            log.info("warm standby for generation %s ready in %.2fs", spec.standby_for, standby["warm_s"])
+            go = await_go(root, spec, status, lock, driver_id)
+            if go is None:
+                return 0
+            spec = go
+            standby["go_at"] = status.current.go_at
         root, decision, offsets, manifest = prepare(spec, decide, digest)
-        lock = DriverLock(root, spec.generation, driver_id, spec.lease_s)
-        lock.acquire()
+        if lock is None:
+            lock = DriverLock(root, spec.generation, driver_id, spec.lease_s)
+            lock.acquire()
         log.info("%s", decision.reason)
         if decision.mode is not StartMode.RESUME and "first_started_at" not in (
             root.read_generation_record(spec.generation) or {}
@@ -563,6 +591,7 @@ def run_driver(
                 heartbeat_s=spec.heartbeat_s,
                 lease_s=spec.lease_s,
                 engine=engine,
+                **standby,
             ),
         )
         running = start(spec, root, decision, offsets, manifest, status)
@@ -583,6 +612,24 @@ def run_driver(
                 lock.release()
             except CheckpointProviderError:
                 pass
+
+
+def _standby_status(root: JobRoot, spec: LaunchSpec, driver_id: str, engine: str) -> DriverStatus:
+    return DriverStatus(
+        job=root.job,
+        generation=spec.generation,
+        state=DriverState.STANDBY,
+        driver_id=driver_id,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        code_version=spec.code_version,
+        start_reason=f"warm standby for generation {spec.standby_for}",
+        launch_id=spec.launch_id,
+        heartbeat_s=spec.heartbeat_s,
+        lease_s=spec.lease_s,
+        engine=engine,
+        standby_for=spec.standby_for,
+    )
 
 
 def _report_failure(
@@ -632,11 +679,14 @@ def supervise(engine: Engine, status: StatusWriter, lock: DriverLock) -> int:
     if previous_ack is not None:
         handled.add(previous_ack.request_id)
     stopping: tuple[StopRequest, float] | None = None
+    next_beat = 0.0
     while True:
         if not engine.running():
             break
-        lock.refresh()
-        status.update()
+        if time.monotonic() >= next_beat:  # the heartbeat's writes at its own pace; requests more often
+            lock.refresh()
+            status.update()
+            next_beat = time.monotonic() + spec.heartbeat_s
         superseded = ctx.superseded()
         if superseded:
             log.warning("%s: stopping without committing further batches", superseded)
@@ -680,7 +730,7 @@ def supervise(engine: Engine, status: StatusWriter, lock: DriverLock) -> int:
                 engine.cancel_stop()
                 status.update(state=DriverState.RUNNING)
                 stopping = None
-        if not engine.wait(min(spec.heartbeat_s, 0.5) if stopping else spec.heartbeat_s):
+        if not engine.wait(min(spec.heartbeat_s, CONTROL_POLL_S)):
             break
     # The job ended by itself: a gate refusal is a clean stop; anything else is a failure.
     error = engine.failure()

@@ -684,6 +684,24 @@ def run(
         batch reads about one file: every file is a partition, and every partition a task).
     """
 
+    def context(spec: LaunchSpec, root: JobRoot, status: StatusWriter) -> Any:
+        from pyspark import SparkConf, SparkContext
+
+        conf = SparkConf().setAppName(app_name or f"{root.job}-g{spec.generation}")
+        for key, value in (spark_conf or {}).items():
+            conf = conf.set(key, value)
+        sc = SparkContext.getOrCreate(conf)
+        sc.setLogLevel("WARN")
+        status.update(app_id=sc.applicationId, ui_url=sc.uiWebUrl)
+        return sc
+
+    def warm(spec: LaunchSpec, root: JobRoot, status: StatusWriter) -> None:
+        """A standby's warm-up: the SparkContext and Python workers, on made-up rows; no job data."""
+        sc = context(spec, root, status)
+        parallel = max(2, int(sc.defaultParallelism))
+        rows = sc.parallelize(range(10_000), parallel).map(lambda x: (x % 97, 1))
+        rows.reduceByKey(lambda a, b: a + b, parallel).collect()
+
     def start(
         spec: LaunchSpec,
         root: JobRoot,
@@ -692,15 +710,9 @@ def run(
         manifest: Manifest | None,
         status: StatusWriter,
     ) -> DStreamEngine:
-        from pyspark import SparkConf, SparkContext
         from pyspark.streaming import StreamingContext
 
-        conf = SparkConf().setAppName(app_name or f"{root.job}-g{spec.generation}")
-        for key, value in (spark_conf or {}).items():
-            conf = conf.set(key, value)
-        sc = SparkContext.getOrCreate(conf)
-        sc.setLogLevel("WARN")
-        status.update(app_id=sc.applicationId, ui_url=sc.uiWebUrl)
+        sc = context(spec, root, status)
         g = spec.generation
         checkpoint = root.checkpoint(g)
 
@@ -800,7 +812,7 @@ def run(
         offsets = record.get("starting_offsets")
         return begin(create(replay, offsets, manifest), start_offset)
 
-    return run_driver(start, decide, engine=ENGINE, argv=argv)
+    return run_driver(start, decide, engine=ENGINE, argv=argv, warm=warm)
 
 
 def _events_path(root: JobRoot, generation: int, record: dict[str, Any]) -> str:

@@ -363,15 +363,11 @@ def run(
     spark_conf: dict[str, str] | None = None,
 ) -> int:
     """Run a managed streaming query until it is stopped; return the process exit code."""
+    sessions: list[Any] = []
 
-    def start(
-        spec: LaunchSpec,
-        root: JobRoot,
-        decision: StartDecision,
-        offsets: list[Any] | None,
-        manifest: Manifest | None,
-        status: StatusWriter,
-    ) -> QueryEngine:
+    def session(spec: LaunchSpec, root: JobRoot, status: StatusWriter) -> Any:
+        if sessions:
+            return sessions[0]
         from pyspark.sql import SparkSession
 
         builder = SparkSession.builder.appName(app_name or f"{root.job}-g{spec.generation}")
@@ -381,6 +377,25 @@ def run(
         eventlog.register(spark)
         status.update(app_id=spark.sparkContext.applicationId, ui_url=spark.sparkContext.uiWebUrl)
         spark.streams.addListener(_Listener.make(status))
+        sessions.append(spark)
+        return spark
+
+    def warm(spec: LaunchSpec, root: JobRoot, status: StatusWriter) -> None:
+        """A standby's warm-up: the session, then what a first batch pays for, on made-up rows (no job
+        data, no checkpoint of the job, no sink)."""
+        from airflow_checkpoint_provider.runtime._warm import warm_up
+
+        warm_up(session(spec, root, status))
+
+    def start(
+        spec: LaunchSpec,
+        root: JobRoot,
+        decision: StartDecision,
+        offsets: list[Any] | None,
+        manifest: Manifest | None,
+        status: StatusWriter,
+    ) -> QueryEngine:
+        spark = session(spec, root, status)
 
         ctx = ManagedContext(spark, spec, root, decision, offsets, manifest)
         writer = build(ctx)
@@ -409,4 +424,4 @@ def run(
         status.update(query_id=str(query.id), run_id=str(query.runId))
         return QueryEngine(ctx, query)
 
-    return run_driver(start, decide, engine="structured", argv=argv)
+    return run_driver(start, decide, engine="structured", argv=argv, warm=warm)

@@ -30,6 +30,11 @@ def app_args(argv: Sequence[str]) -> argparse.Namespace:
         "--slow-batch-seconds", type=float, default=0.0, help="testing: sleep inside each batch"
     )
     parser.add_argument(
+        "--hold-while",
+        default="",
+        help="testing: each batch waits (up to 5 minutes) while this file exists, before its sink writes",
+    )
+    parser.add_argument(
         "--migration",
         default="auto",
         help="how to turn a snapshot's state into this code's state: auto (the app's default), none, "
@@ -90,7 +95,7 @@ def run_counter(
             timeMode="None",
             initialState=ctx.initial_state(None, "key", expect=state, migrate=migrate),
         )
-        sink = idempotent_sink(args.output, ctx.generation, args.slow_batch_seconds)
+        sink = idempotent_sink(args.output, ctx.generation, args.slow_batch_seconds, args.hold_while)
         return (
             counts.writeStream.outputMode("update")
             .foreachBatch(ctx.gated(sink))
@@ -118,7 +123,7 @@ def run_dstream_counter(
 
     args, migrate = _args_and_migration(argv, code_version, migrations)
     schema = f"key STRING, {state}"
-    output, slow_s = args.output, args.slow_batch_seconds
+    output, slow_s, hold_while = args.output, args.slow_batch_seconds, args.hold_while
 
     def build(ctx: dstreams.DStreamContext) -> None:
         generation = ctx.generation
@@ -135,10 +140,7 @@ def run_dstream_counter(
 
             from airflow_checkpoint_provider.runtime.dstreams import batch_ms
 
-            if slow_s:
-                import time as clock
-
-                clock.sleep(slow_s)
+            slow_down(slow_s, hold_while)
             rows = [(k, *v) for k, v in rdd.collect()]  # the keys this batch touched: few, one job
             if not rows:
                 return
@@ -157,15 +159,26 @@ def run_dstream_counter(
     )
 
 
-def idempotent_sink(output: str, generation: int, slow_s: float = 0.0) -> Callable[[Any, int], None]:
+def idempotent_sink(
+    output: str, generation: int, slow_s: float = 0.0, hold_while: str = ""
+) -> Callable[[Any, int], None]:
     def write(df: Any, batch_id: int) -> None:
-        if slow_s:
-            import time
-
-            time.sleep(slow_s)
+        slow_down(slow_s, hold_while)
         df.write.mode("overwrite").parquet(f"{output}/g={generation}/batch={batch_id}")
 
     return write
+
+
+def slow_down(slow_s: float, hold_while: str) -> None:
+    """Testing: sleep ``slow_s`` seconds, then wait while file ``hold_while`` exists (5 minutes at most)."""
+    import os
+    import time
+
+    if slow_s:
+        time.sleep(slow_s)
+    deadline = time.monotonic() + 300
+    while hold_while and os.path.exists(hold_while) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def counter_state(df: Any) -> Any:

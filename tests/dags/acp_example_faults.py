@@ -1,6 +1,7 @@
 """The example redeploy DAG (an airflow DAG) with a fault after every task: each task does its work, then
 fails once (its ``post_execute``), so the next run must finish the work without repeating any of it
-wrongly."""
+wrongly. And the same DAG with a stop that gives up after 2 s (no retries): a driver inside a long batch
+refuses it, and the run fails before the standby's go."""
 
 from __future__ import annotations
 
@@ -23,3 +24,5 @@ class FailOnce:
 
 
 faults_dag = redeploy_dag("example_redeploy_faults", default_args={"post_execute": FailOnce()})
+
+stuck_stop_dag = redeploy_dag("example_redeploy_stuck_stop", stop_timeout_s=2, stop_retries=0)

@@ -59,12 +59,17 @@ def test_example_dags_with_a_fault_after_every_redeploy_task(run_dir: Path, airf
                     break
             assert run.state == "success", outcomes
             failed_tasks = [t for o in outcomes for t, s in o.items() if s == "failed"]
-            # start and stop: retried within the run (both have retries); the others: the run is rerun
-            assert sorted(failed_tasks) == ["cleanup", "healthy", "snapshot"], outcomes
+            # start and stop: retried within the run (both have retries); the others: the run is rerun. The
+            # standby's fault fails the run before the stop: discard_standby sends the standby away (and fails
+            # once itself); the rerun relaunches the same standby generation.
+            assert sorted(failed_tasks) == ["cleanup", "discard_standby", "healthy", "snapshot", "standby"], (
+                outcomes
+            )
             assert len(run_ids) == 1  # one DAG run, cleared and rerun
             assert job.root.generations() == [1, 2] and JobLedger(job.root).read().current_generation == 2
             launches = (job.root.read_generation_record(2) or {}).get("launches", [])
-            assert len(launches) == 1, launches  # reruns and retries reconnected; nothing was submitted twice
+            # the standby, and the standby again after its discard; every other rerun and retry reconnected
+            assert len(launches) == 2, launches
             assert xcom(run, "start")["reconnected"] is True
             redeploy_snapshots = [
                 e for e in SnapshotCatalogue(job.root).list() if e.generation == 1 and e.snapshot_id != taken

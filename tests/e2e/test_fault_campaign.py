@@ -1,11 +1,13 @@
-"""Exactly-once under faults: a seeded campaign of redeploys with code changes, kill -9 of drivers and
-exporters at random moments, and a concurrent second redeploy, all through the example DAGs on real local
-Spark. At the end the job's final state and the sink's output equal the fold of the event log, key by key.
+"""Exactly-once under faults: a seeded campaign of redeploys with code changes, kill -9 of drivers, warm
+standbys (before and after their go) and exporters at random moments, and a concurrent second redeploy, all
+through the example DAGs on real local Spark. At the end the job's final state and the sink's output equal
+the fold of the event log, key by key.
 
 CI runs a small campaign for each engine (``ACP_CAMPAIGN_OPS``, default 10, for Structured Streaming;
-``ACP_CAMPAIGN_DSTREAM_OPS``, default 6, for the DStream counters; seed ``ACP_CAMPAIGN_SEED``); the seed and
-the sequence are printed first, so a failure replays with the same seed. ``ACP_CAMPAIGN_ENGINE`` runs one
-engine (``structured``, ``dstream`` or ``mixed``) instead."""
+``ACP_CAMPAIGN_DSTREAM_OPS``, default 6, for the DStream counters; never fewer than the required faults, each
+drawn once in every plan; seed ``ACP_CAMPAIGN_SEED``); the seed and the sequence are printed first, so a
+failure replays with the same seed. ``ACP_CAMPAIGN_ENGINE`` runs one engine (``structured``, ``dstream`` or
+``mixed``) instead."""
 
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def test_plan_replays_from_its_seed_and_holds_every_required_fault() -> None:
             steps = plan(seed, 6, apps)
             assert [s.describe() for s in steps] == [s.describe() for s in plan(seed, 6, apps)]
             kinds = [s.kind for s in steps]
-            assert len(steps) == 6 and all(kind in kinds for kind in REQUIRED), engine
+            assert len(steps) == max(6, len(REQUIRED)) and all(kind in kinds for kind in REQUIRED), engine
             deployed = [apps[0]] + [s.app for s in steps if s.app]
             assert set(deployed) <= set(apps)
             assert any(a != b for a, b in zip(deployed, deployed[1:], strict=False)), deployed

@@ -58,6 +58,9 @@ REQUIRED = (
     "concurrent-redeploy",
     "kill-driver",
     "snapshot+kill-driver",
+    "redeploy+kill-standby-before-go",
+    "redeploy+kill-standby-after-go",
+    "redeploy+kill-old-driver",  # during the handoff: between the stop request and the standby's go
 )
 #: What the rest is drawn from, with weights.
 MENU = {
@@ -67,6 +70,8 @@ MENU = {
     "redeploy+kill-exporter": 1,
     "redeploy+kill-new-driver": 1,
     "snapshot+kill-driver": 1,
+    "redeploy+kill-standby-before-go": 1,
+    "redeploy+kill-standby-after-go": 1,
 }
 #: Seconds after the target appears at which the kill lands, drawn uniformly (what it can hit: see each
 #: range).
@@ -82,6 +87,8 @@ DELAYS = {
     "kill-old-driver": (0.0, 0.6),  # between the stop request and the acknowledgement (or just after it)
     "kill-driver": (0.0, 4.0),  # inside or between batches (a trigger every 0.5 s)
     "snapshot+kill-driver": (0.0, 10.0),  # while the exporter reads the running job's checkpoint
+    "kill-standby-before-go": (0.0, 3.0),  # after the standby reports warm: before or during the old's stop
+    "kill-standby-after-go": (0.0, 3.0),  # after its go: loading the snapshot, in batch 0, or just after
 }
 
 
@@ -342,6 +349,24 @@ class Campaign:
             chaos = Chaos(
                 f"generation {old + 1}'s driver",
                 lambda: driver_pid(self.job, old + 1) is not None,
+                lambda: self.kill(old + 1),
+                step.delay,
+            )
+        elif step.kind == "redeploy+kill-standby-before-go":
+            chaos = Chaos(
+                f"generation {old + 1}'s warm standby",
+                lambda: (
+                    (status := self.job.status(old + 1)) is not None
+                    and status.state == "STANDBY"
+                    and status.warm_s is not None
+                ),
+                lambda: self.kill(old + 1),
+                step.delay,
+            )
+        elif step.kind == "redeploy+kill-standby-after-go":
+            chaos = Chaos(
+                f"generation {old + 1}'s standby after its go",
+                lambda: (status := self.job.status(old + 1)) is not None and status.go_at is not None,
                 lambda: self.kill(old + 1),
                 step.delay,
             )

@@ -1,0 +1,81 @@
+"""A standby's warm-up for Structured Streaming (imported only by a standby driver; it imports pyspark).
+
+A new query's first batch pays for what no earlier job in the JVM did: code generation, shuffle machinery,
+the state store provider (RocksDB's native library), the streaming engine's classes, and Python workers that
+import pandas and pyarrow for ``transformWithState``. :func:`warm_up` pays for them in advance on made-up
+rows: a batch job, Python tasks, and one short streaming query with ``transformWithState`` over a scratch
+folder, with its own scratch checkpoint and a ``noop`` sink. None of it reads a source of the job, loads its
+state, writes its checkpoint or touches its sink; the scratch folder is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import functions as F
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
+
+log = logging.getLogger("airflow_checkpoint_provider.runtime")
+
+
+class _Count(StatefulProcessor):
+    """Counts rows per key in a value state, with an initial state: the smallest processor that exercises
+    the state store and both of ``transformWithState``'s Python paths."""
+
+    def init(self, handle: StatefulProcessorHandle) -> None:
+        self.count = handle.getValueState("count", "n LONG")
+
+    def handleInputRows(self, key: Any, rows: Iterator[Any], timerValues: Any) -> Iterator[Any]:
+        from pyspark.sql import Row
+
+        n = (self.count.get() or (0,))[0] + sum(1 for _ in rows)
+        self.count.update((n,))
+        yield Row(key=key[0], n=n)
+
+    def handleInitialState(self, key: Any, initialState: Any, timerValues: Any) -> None:
+        self.count.update((initialState.n,))
+
+    def close(self) -> None:
+        pass
+
+
+def warm_up(spark: Any) -> None:
+    partitions = int(spark.conf.get("spark.sql.shuffle.partitions", "2") or 2)
+    rows = spark.range(0, 10_000, numPartitions=2)
+    rows = rows.select((F.col("id") % 97).alias("key"), F.lit(1).alias("n"))
+    rows.groupBy("key").agg(F.sum("n")).collect()
+    parallel = max(2, int(spark.sparkContext.defaultParallelism))
+    spark.sparkContext.parallelize(range(parallel), parallel).map(lambda x: x * 2).collect()
+    local = (spark.conf.get("spark.local.dir", "") or "").split(",")[0] or None
+    scratch = Path(tempfile.mkdtemp(prefix="acp-standby-warm-", dir=local))
+    try:
+        (scratch / "in").mkdir()
+        lines = (json.dumps({"key": f"k{i % 13}", "value": i}) for i in range(200))
+        (scratch / "in" / "rows.json").write_text("\n".join(lines))
+        source = spark.readStream.schema("key STRING, value LONG").json(str(scratch / "in"))
+        initial = spark.createDataFrame([(f"k{i}", 1) for i in range(0, 26, 2)], "key STRING, n LONG")
+        query = (
+            source.groupBy("key")
+            .transformWithState(
+                _Count(), "key STRING, n LONG", "Update", "None", initialState=initial.groupBy("key")
+            )
+            .writeStream.format("noop")
+            .option("checkpointLocation", str(scratch / "checkpoint"))
+            .trigger(availableNow=True)
+            .start()
+        )
+        query.awaitTermination(120)
+        if query.isActive:
+            query.stop()
+        log.info("warm-up query ran (%s partitions)", partitions)
+    # the warm-up is an optimisation: a failure costs its time, never the standby
+    except Exception:  # noqa: BLE001
+        log.warning("the standby's warm-up query failed; the first batch will pay for it", exc_info=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

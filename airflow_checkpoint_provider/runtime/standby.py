@@ -1,0 +1,151 @@
+"""The warm standby: a redeploy's new driver starts Spark before the old driver stops, and takes over at the
+old driver's final batch without waiting for Airflow to schedule a task.
+
+The handoff runs between the two drivers and the job root:
+
+1. The standby (``--acp-standby-for <old>``) takes its own generation's driver lock, starts its JVM, Spark
+   session and Python workers (the engine's ``warm``), and reports ``STANDBY``. It has no query: it reads no
+   source, loads no state, writes no checkpoint and touches no sink. It is not the job's current generation.
+2. The old driver acknowledges its stop with the snapshot it exported of its final committed batch.
+3. The standby checks that acknowledgement (:func:`check_handoff`): the old driver stopped, the snapshot is of
+   the old generation's last committed batch (the old checkpoint agrees, nothing in flight), and its files
+   verify. Then it promotes itself with a compare-and-set on the ledger (current ``old`` -> its own
+   generation, snapshot recorded), and starts as any fresh generation does: the snapshot as initial state,
+   the sources right after that batch.
+
+Anyone else may give the go the same way: the start task promotes the standby after a separate export (when
+the old driver could not export), with the same compare-and-set. A standby whose generation was discarded
+(the redeploy failed before the go), or whose old generation is no longer current, exits without having
+touched anything; one that gets no go within its timeout exits too. This module never imports pyspark.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
+from airflow_checkpoint_provider.checkpoint.snapshots import read_manifest, verify_snapshot
+from airflow_checkpoint_provider.exceptions import CheckpointProviderError
+from airflow_checkpoint_provider.model.constants import STANDBY_POLL_S
+from airflow_checkpoint_provider.model.launch import LaunchSpec
+from airflow_checkpoint_provider.model.records import DriverState, StopAck, StopMethod, StopOutcome
+
+log = logging.getLogger("airflow_checkpoint_provider.runtime")
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """What a standby does next: ``go`` (with the snapshot it starts from), ``wait``, or ``exit``."""
+
+    action: str
+    reason: str
+    snapshot: str | None = None
+
+
+def check_handoff(root: JobRoot, generation: int, old: int, *, by: str) -> Handoff:
+    """One look at the job root from standby ``generation`` (for ``old``); promotes it when the old driver's
+    acknowledgement carries a verified snapshot of the old generation's last committed batch."""
+    record = root.read_generation_record(generation) or {}
+    current = root.current_generation()
+    if current == generation:
+        return Handoff(
+            "go", f"generation {generation} is the job's current generation", record.get("snapshot")
+        )
+    if record.get("discarded_at"):
+        return Handoff(
+            "exit", f"this standby was discarded: {record.get('discard_reason') or 'no reason given'}"
+        )
+    if current != old:
+        return Handoff(
+            "exit",
+            f"the job's current generation is {current}, not {old}: this standby has nothing to take over",
+        )
+    ack = root.read_stop_ack(old)
+    if ack is None or ack.outcome not in (StopOutcome.STOPPED, StopOutcome.FORCED):
+        return Handoff("wait", f"generation {old} has not stopped")
+    if not ack.snapshot_id:
+        return Handoff(
+            "wait", f"generation {old} stopped without exporting a snapshot: waiting for the start task"
+        )
+    snapshot = ack.snapshot_id
+    manifest = read_manifest(root, snapshot, generation=generation)
+    if manifest.generation != old or manifest.batch != ack.final_committed_batch:
+        return Handoff("wait", f"snapshot {snapshot} is not of generation {old}'s final batch")
+    info = inspect_checkpoint(root.checkpoint(old), allow_empty=True)
+    if info.last_committed_batch != manifest.batch:
+        return Handoff(
+            "wait",
+            f"generation {old}'s checkpoint ends at batch {info.last_committed_batch}, its snapshot at "
+            f"{manifest.batch}",
+        )
+    verify_snapshot(root, snapshot, record=False, generation=generation)
+    if JobLedger(root).promote(generation, previous=old, snapshot=snapshot, by=by):
+        taken = (root.read_generation_record(generation) or {}).get("snapshot") or snapshot
+        return Handoff(
+            "go", f"took over from generation {old} at batch {manifest.batch} (snapshot {taken})", taken
+        )
+    return Handoff("wait", "the promotion did not take (the ledger changed meanwhile): looking again")
+
+
+def await_go(root: JobRoot, spec: LaunchSpec, status: Any, lock: Any, driver_id: str) -> LaunchSpec | None:
+    """Wait as a standby until told to go; return the launch contract to start with (the snapshot it takes
+    over from), or None when this standby must exit without starting (discarded, stale, stopped, timed out).
+
+    ``status`` is the driver's status writer and ``lock`` its driver lock (heartbeats go on while it waits).
+    """
+    assert spec.standby_for is not None
+    old, generation = spec.standby_for, spec.generation
+    deadline = time.monotonic() + spec.standby_timeout_s
+    next_beat = 0.0
+    last_reason = ""
+    answered = root.read_stop_ack(generation)
+    while True:
+        try:
+            handoff = check_handoff(root, generation, old, by=f"standby:{driver_id}")
+        # a half-written or damaged file is looked at again; the standby never goes on a guess
+        except CheckpointProviderError as exc:
+            handoff = Handoff("wait", f"{type(exc).__name__}: {exc}")
+        if handoff.reason != last_reason:
+            log.info("standby for generation %s: %s", old, handoff.reason)
+            last_reason = handoff.reason
+        if handoff.action == "go":
+            status.update(state=DriverState.STARTING, go_at=time.time(), start_reason=handoff.reason)
+            return replace(spec, snapshot=handoff.snapshot, starting_offsets=None)
+        if handoff.action == "exit":
+            status.update(state=DriverState.STOPPED, error=f"standby exited: {handoff.reason}")
+            return None
+        request = root.read_stop_request(generation)
+        if request is not None and (answered is None or answered.request_id != request.request_id):
+            _answer_stop(root, generation, request.request_id)
+            status.update(state=DriverState.STOPPED, error="standby stopped on request before its go")
+            return None
+        if time.monotonic() > deadline:
+            reason = f"no go within {spec.standby_timeout_s:.0f}s"
+            JobLedger(root).discard_standby(generation, by=f"standby:{driver_id}", reason=reason)
+            status.update(state=DriverState.STOPPED, error=f"standby exited: {reason}")
+            return None
+        if time.monotonic() >= next_beat:
+            lock.refresh()
+            status.update()
+            next_beat = time.monotonic() + spec.heartbeat_s
+        time.sleep(STANDBY_POLL_S)
+
+
+def _answer_stop(root: JobRoot, generation: int, request_id: str) -> None:
+    """A standby asked to stop has nothing to stop: no batch, no position."""
+    ack = StopAck(
+        request_id=request_id,
+        outcome=StopOutcome.STOPPED,
+        method=StopMethod.IDLE,
+        final_committed_batch=None,
+        end_offsets=None,
+        in_flight_batch=None,
+        acknowledged_at=time.time(),
+        stop_latency_s=0.0,
+    )
+    root.write_json(root.stop_ack_file(generation), ack.to_json())

@@ -1,0 +1,139 @@
+"""The standby's handoff rule on crafted job roots (no JVM): when it waits, when it goes (and promotes
+itself), when it exits; the ledger's compare-and-set promotion and discard; the launch contract's standby
+flags."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
+from airflow_checkpoint_provider.exceptions import InvalidLaunchError
+from airflow_checkpoint_provider.model.launch import LaunchSpec, parse_launch_args
+from airflow_checkpoint_provider.model.records import StopAck, StopMethod, StopOutcome
+from airflow_checkpoint_provider.runtime.standby import await_go, check_handoff
+from tests.support.crafted import make_checkpoint, make_snapshot
+
+SNAP = "20261130T120000Z-g1-b4"
+
+
+def job(tmp_path: Path) -> JobRoot:
+    root = JobRoot(str(tmp_path / "counter"), job="counter")
+    make_checkpoint(Path(root.checkpoint(1).uri), committed=4)
+    JobLedger(root).set_current(1, by="test", event="generation_created")
+    root.update_generation_record(2, standby_for=1, created_by="run-a")
+    return root
+
+
+def acknowledge(
+    root: JobRoot, *, snapshot: str | None = SNAP, batch: int = 4, outcome: str = "stopped"
+) -> None:
+    ack = StopAck(
+        request_id="r1",
+        outcome=StopOutcome(outcome),
+        method=StopMethod.FENCE,
+        final_committed_batch=batch,
+        end_offsets=[{"offset": (batch + 1) * 10}],
+        in_flight_batch=None,
+        acknowledged_at=time.time(),
+        stop_latency_s=0.1,
+        snapshot_id=snapshot,
+    )
+    root.write_json(root.stop_ack_file(1), ack.to_json())
+
+
+def test_waits_until_the_old_driver_acknowledges_with_a_verified_snapshot_of_its_last_batch(
+    tmp_path: Path,
+) -> None:
+    root = job(tmp_path)
+    assert check_handoff(root, 2, 1, by="s").action == "wait"  # not stopped
+    acknowledge(root, outcome="timed_out")
+    assert check_handoff(root, 2, 1, by="s").action == "wait"  # still running
+    acknowledge(root, snapshot=None)
+    seen = check_handoff(root, 2, 1, by="s")
+    assert seen.action == "wait" and "start task" in seen.reason  # no export on stop: the start task decides
+    make_snapshot(Path(root.location.uri), SNAP, job="counter", generation=1, batch=3)
+    acknowledge(root, batch=3)  # the snapshot and the acknowledgement say 3, the checkpoint says 4
+    seen = check_handoff(root, 2, 1, by="s")
+    assert seen.action == "wait" and "ends at batch 4" in seen.reason
+    assert JobLedger(root).read().current_generation == 1  # never promoted on a mismatch
+
+
+def test_goes_after_promoting_itself_once(tmp_path: Path) -> None:
+    root = job(tmp_path)
+    make_snapshot(Path(root.location.uri), SNAP, job="counter", generation=1, batch=4)
+    acknowledge(root)
+    seen = check_handoff(root, 2, 1, by="standby:x")
+    assert (seen.action, seen.snapshot) == ("go", SNAP)
+    ledger = JobLedger(root).read()
+    assert ledger.current_generation == 2
+    assert ledger.history[-1]["by"] == "standby:x" and ledger.history[-1]["standby"] is True
+    assert (root.read_generation_record(2) or {})["snapshot"] == SNAP
+    again = check_handoff(root, 2, 1, by="standby:y")  # a restarted standby: current already, same snapshot
+    assert (again.action, again.snapshot) == ("go", SNAP)
+    assert len([h for h in JobLedger(root).read().history if h.get("generation") == 2]) == 1
+
+
+def test_exits_when_discarded_or_stale_and_a_discarded_standby_is_never_promoted(tmp_path: Path) -> None:
+    root = job(tmp_path)
+    make_snapshot(Path(root.location.uri), SNAP, job="counter", generation=1, batch=4)
+    assert JobLedger(root).discard_standby(2, by="run-a", reason="the stop failed")
+    acknowledge(root)
+    seen = check_handoff(root, 2, 1, by="s")
+    assert seen.action == "exit" and "the stop failed" in seen.reason
+    assert not JobLedger(root).promote(2, previous=1, snapshot=SNAP, by="s")
+    assert JobLedger(root).promote(2, previous=1, snapshot=SNAP, by="start", undiscard=True)  # the start task
+    assert not (root.read_generation_record(2) or {}).get("discarded_at")
+    assert not JobLedger(root).discard_standby(2, by="run-a", reason="late")  # it is the job now
+    root.update_generation_record(3, standby_for=1)
+    assert check_handoff(root, 3, 1, by="s").action == "exit"  # generation 1 is no longer current
+    assert not JobLedger(root).promote(3, previous=1, snapshot=SNAP, by="s")  # compare-and-set
+
+
+def test_await_go_answers_a_stop_request_and_times_out(tmp_path: Path) -> None:
+    from airflow_checkpoint_provider.model.records import StopRequest
+
+    root = job(tmp_path)
+
+    class Status:
+        def __init__(self) -> None:
+            self.updates: list[dict[str, object]] = []
+
+        def update(self, **changes: object) -> None:
+            self.updates.append(changes)
+
+    class Lock:
+        def refresh(self) -> None:
+            pass
+
+    spec = LaunchSpec(str(root.location.uri), 2, standby_for=1, standby_timeout_s=0.3)
+    status = Status()
+    assert await_go(root, spec, status, Lock(), "d") is None  # no go in time
+    assert (root.read_generation_record(2) or {}).get("discarded_at")
+    assert "no go within" in str(status.updates[-1]["error"])
+
+    root.update_generation_record(2, discarded_at=None)
+    request = StopRequest(
+        request_id="stop-standby",
+        requested_at=time.time(),
+        timeout_s=10,
+        job_root=root.location.uri,
+        generation=2,
+    )
+    root.write_stop_request(2, request)
+    spec = LaunchSpec(str(root.location.uri), 2, standby_for=1, standby_timeout_s=30)
+    assert await_go(root, spec, Status(), Lock(), "d") is None
+    ack = root.read_stop_ack(2)
+    assert ack is not None and ack.request_id == "stop-standby" and ack.final_committed_batch is None
+
+
+def test_launch_contract_carries_the_standby() -> None:
+    spec = LaunchSpec("/jobs/c", 3, standby_for=2, standby_timeout_s=60)
+    parsed, _ = parse_launch_args(spec.to_args())
+    assert (parsed.standby_for, parsed.standby_timeout_s) == (2, 60.0)
+    assert parse_launch_args(LaunchSpec("/jobs/c", 3).to_args())[0].standby_for is None
+    with pytest.raises(InvalidLaunchError, match="must be newer"):
+        LaunchSpec("/jobs/c", 2, standby_for=2)
