@@ -396,16 +396,15 @@ def check_state_schema(
 
 
 def _offsets_for_fresh_start(
-    spec: LaunchSpec, root: JobRoot, decision: StartDecision
+    spec: LaunchSpec, root: JobRoot, decision: StartDecision, verified: str | None = None
 ) -> tuple[list[Any] | None, Manifest | None]:
     if decision.mode is StartMode.RESUME:
         return None, None
     if decision.mode is StartMode.FIRST:
         return (list(spec.starting_offsets) if spec.starting_offsets is not None else None), None
     manifest = read_manifest(root, str(spec.snapshot), generation=spec.generation)
-    verify_snapshot(
-        root, manifest.snapshot_id, record=False, generation=spec.generation
-    )  # files present and intact before loading
+    if manifest.snapshot_id != verified:  # files present and intact before loading (a standby just checked)
+        verify_snapshot(root, manifest.snapshot_id, record=False, generation=spec.generation)
     recorded = list(manifest.end_offsets)
     if spec.starting_offsets is not None and list(spec.starting_offsets) != recorded:
         raise OffsetsMismatchError(
@@ -424,10 +423,10 @@ Decide = Callable[[JobRoot, LaunchSpec], StartDecision]
 
 
 def prepare(
-    spec: LaunchSpec, decide: Decide, digest: str | None = None
+    spec: LaunchSpec, decide: Decide, digest: str | None = None, verified: str | None = None
 ) -> tuple[JobRoot, StartDecision, list[Any] | None, Manifest | None]:
     """Everything decided before any Spark work: fencing, the start decision, the code check, validated
-    offsets and snapshot."""
+    offsets and snapshot (``verified``: a snapshot id this driver has just verified, not read twice)."""
     root = JobRoot(spec.job_root, job=spec.job_name)
     current = root.current_generation()
     if current is not None and current != spec.generation:
@@ -451,7 +450,7 @@ def prepare(
     root.read_stop_request(spec.generation)
     decision = decide(root, spec)
     check_code(root, spec, decision, record, digest)
-    offsets, manifest = _offsets_for_fresh_start(spec, root, decision)
+    offsets, manifest = _offsets_for_fresh_start(spec, root, decision, verified)
     return root, decision, offsets, manifest
 
 
@@ -555,7 +554,8 @@ def run_driver(
                 return 0
             spec = go
             standby["go_at"] = status.current.go_at
-        root, decision, offsets, manifest = prepare(spec, decide, digest)
+        verified = spec.snapshot if standby.get("go_at") else None
+        root, decision, offsets, manifest = prepare(spec, decide, digest, verified)
         if lock is None:
             lock = DriverLock(root, spec.generation, driver_id, spec.lease_s)
             lock.acquire()
