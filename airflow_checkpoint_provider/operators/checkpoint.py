@@ -739,6 +739,8 @@ class LaunchStandbyOperator(StartStreamingJobOperator):
             self.log.info("standby generation %s is already up (%s): reconnecting", generation, view.reason)
             launch_id = view.status.launch_id
         else:
+            # only a stop asked for after this launch is the go's stop (see runtime/standby.py)
+            root.update_generation_record(generation, armed_at=time.time())
             handle, _ = hook.launch_generation(root, generation, by=holder)
             launch_id = handle.launch_id
         info["launch_id"] = launch_id

@@ -68,6 +68,15 @@ def check_handoff(root: JobRoot, generation: int, old: int, *, by: str) -> Hando
     ack = root.read_stop_ack(old)
     if ack is None or ack.outcome not in (StopOutcome.STOPPED, StopOutcome.FORCED):
         return Handoff("wait", f"generation {old} has not stopped")
+    request = root.read_stop_request(old)
+    armed = float(record.get("armed_at") or 0)
+    if request is None or request.request_id != ack.request_id or request.requested_at < armed:
+        # an acknowledgement from before this standby was launched (an earlier stop of a job that was
+        # restarted since) is not this redeploy's stop
+        return Handoff("wait", f"generation {old}'s last stop is older than this standby")
+    old_status = root.read_status(old)
+    if old_status is not None and not old_status.state.is_terminal and old_status.is_live():
+        return Handoff("wait", f"generation {old}'s driver still reports {old_status.state}")
     if not ack.snapshot_id:
         return Handoff(
             "wait", f"generation {old} stopped without exporting a snapshot: waiting for the start task"

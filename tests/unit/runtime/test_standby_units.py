@@ -13,7 +13,14 @@ from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
 from airflow_checkpoint_provider.exceptions import InvalidLaunchError
 from airflow_checkpoint_provider.model.launch import LaunchSpec, parse_launch_args
-from airflow_checkpoint_provider.model.records import StopAck, StopMethod, StopOutcome
+from airflow_checkpoint_provider.model.records import (
+    DriverState,
+    DriverStatus,
+    StopAck,
+    StopMethod,
+    StopOutcome,
+    StopRequest,
+)
 from airflow_checkpoint_provider.runtime.standby import await_go, check_handoff
 from tests.support.crafted import make_checkpoint, make_snapshot
 
@@ -31,6 +38,10 @@ def job(tmp_path: Path) -> JobRoot:
 def acknowledge(
     root: JobRoot, *, snapshot: str | None = SNAP, batch: int = 4, outcome: str = "stopped"
 ) -> None:
+    request = StopRequest(
+        request_id="r1", requested_at=time.time() - 1, job_root=root.location.uri, generation=1
+    )
+    root.write_stop_request(1, request)
     ack = StopAck(
         request_id="r1",
         outcome=StopOutcome(outcome),
@@ -60,6 +71,20 @@ def test_waits_until_the_old_driver_acknowledges_with_a_verified_snapshot_of_its
     seen = check_handoff(root, 2, 1, by="s")
     assert seen.action == "wait" and "ends at batch 4" in seen.reason
     assert JobLedger(root).read().current_generation == 1  # never promoted on a mismatch
+
+
+def test_an_older_stop_or_a_live_old_driver_is_not_a_go(tmp_path: Path) -> None:
+    root = job(tmp_path)
+    make_snapshot(Path(root.location.uri), SNAP, job="counter", generation=1, batch=4)
+    acknowledge(root)  # a stop of generation 1 before this standby was launched (the job was restarted since)
+    root.update_generation_record(2, armed_at=time.time())
+    seen = check_handoff(root, 2, 1, by="s")
+    assert seen.action == "wait" and "older than this standby" in seen.reason
+    root.update_generation_record(2, armed_at=0)
+    root.write_status(DriverStatus(job="counter", generation=1, state=DriverState.RUNNING, driver_id="old"))
+    seen = check_handoff(root, 2, 1, by="s")  # the old generation's driver runs again
+    assert seen.action == "wait" and "still reports RUNNING" in seen.reason
+    assert JobLedger(root).read().current_generation == 1
 
 
 def test_goes_after_promoting_itself_once(tmp_path: Path) -> None:
@@ -94,8 +119,6 @@ def test_exits_when_discarded_or_stale_and_a_discarded_standby_is_never_promoted
 
 
 def test_await_go_answers_a_stop_request_and_times_out(tmp_path: Path) -> None:
-    from airflow_checkpoint_provider.model.records import StopRequest
-
     root = job(tmp_path)
 
     class Status:
