@@ -29,6 +29,7 @@ import os
 import platform
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +47,13 @@ from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot  # noqa: E402
 TARGET = 1.3
 #: Downtime with the warm standby, as a share of a cold start (and the aim).
 STANDBY_TARGET, STANDBY_AIM = 0.25, 0.15
+#: The module in the DAG folders that defines each DAG the benchmark runs (for ``--runner dag.test``).
+MODULES = {
+    "example_start_job": "example_job_control",
+    "example_stop_job": "example_job_control",
+    "example_redeploy": "example_redeploy",
+    "bench_redeploy_exporter": "bench_redeploy_dags",
+}
 #: Each flow: (DAG id, whether the redeploy launches a warm standby).
 FLOWS = {
     "warm standby": ("example_redeploy", True),
@@ -85,6 +93,38 @@ class Bench(Demo):
                 "PYTHONPATH": os.pathsep.join([*path, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
             },
         )
+
+    #: ``deployment`` (default): every DAG run through the deployment's scheduler and executor;
+    #: ``dag.test``: through ``dag.test()`` in a fresh process (no scheduler), on the same database.
+    runner = "deployment"
+
+    def prepare_runner(self) -> None:
+        """Start the deployment; for ``dag.test`` only until it has parsed (serialized) the DAGs."""
+        self.start_airflow()
+        if self.runner == "dag.test":
+            for dag_id in MODULES:
+                self.airflow.wait_for_dag(dag_id)
+            self.airflow.stop()
+
+    def dag(self, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
+        if self.runner == "deployment":
+            return super().dag(dag_id, conf)
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "run_dag.py"), MODULES[dag_id], dag_id, json.dumps(conf)],
+            env=self.airflow.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        with open(self.out / "dag-test.log", "a") as log:
+            log.write(done.stdout + done.stderr)
+        outcome = json.loads(done.stdout.strip().splitlines()[-1])
+        state = str(outcome["state"]).split(".")[-1].lower()
+        print(f"  {dag_id} (dag.test): {state} in {time.monotonic() - started:.0f}s", flush=True)
+        return {"state": state, "tasks": outcome["tasks"]}
 
     def params_for(self, job: Path, app: str, **extra: Any) -> dict[str, Any]:
         return {**self.params(app, **extra), "job_root": str(job)}
@@ -147,12 +187,19 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument(
+        "--runner",
+        choices=("deployment", "dag.test"),
+        default="deployment",
+        help="run the DAGs through the deployment's scheduler (default) or with dag.test()",
+    )
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="redeploy-bench-"))
     bench = Bench(out, args.rate)
+    bench.runner = args.runner
     rows: list[dict[str, Any]] = []
     try:
-        bench.start_airflow()
+        bench.prepare_runner()
         bench.producer.thread.start()
         floors: dict[str, list[float]] = {"v1": [], "v2": []}
         for r in range(args.rounds):  # each cold start alone on the machine, as the redeploy's new driver is
@@ -215,6 +262,7 @@ def main() -> int:
         print(f"median downtime / floor, {flow}: {ratio:.2f} (spread {low:.2f}-{high:.2f}; {target})")
     result = {
         "benchmark": "redeploy",
+        "runner": args.runner,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "target_ratio": TARGET,
         "standby_target_ratio": STANDBY_TARGET,
@@ -224,7 +272,8 @@ def main() -> int:
         "spread_by_flow": spreads,
         "rows": rows,
     }
-    path = ROOT / "bench" / "results" / "redeploy_bench.json"
+    name = "redeploy_bench.json" if args.runner == "deployment" else "redeploy_bench_dag_test.json"
+    path = ROOT / "bench" / "results" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
     print(f"wrote {path}")
