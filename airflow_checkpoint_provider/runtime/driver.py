@@ -542,7 +542,18 @@ def run_driver(
         if spec.standby_for is not None and root.current_generation() != spec.generation:
             lock = DriverLock(root, spec.generation, driver_id, spec.lease_s)
             lock.acquire()
-            status = StatusWriter(root, _standby_status(root, spec, driver_id, engine))
+            status = StatusWriter(
+                root,
+                _driver_status(
+                    root,
+                    spec,
+                    driver_id,
+                    DriverState.STANDBY,
+                    engine=engine,
+                    start_reason=f"warm standby for generation {spec.standby_for}",
+                    standby_for=spec.standby_for,
+                ),
+            )
             warm_started = time.monotonic()
             if warm is not None:
                 warm(spec, root, status)
@@ -574,23 +585,17 @@ def run_driver(
             )
         status = StatusWriter(
             root,
-            DriverStatus(
-                job=root.job,
-                generation=spec.generation,
-                state=DriverState.STARTING,
-                driver_id=driver_id,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                code_version=spec.code_version,
+            _driver_status(
+                root,
+                spec,
+                driver_id,
+                DriverState.STARTING,
+                engine=engine,
                 start_mode=decision.mode.value,
                 start_reason=decision.reason,
                 snapshot=spec.snapshot if decision.load_initial_state else None,
                 starting_offsets=offsets,
                 last_committed_batch=decision.last_committed_batch,
-                launch_id=spec.launch_id,
-                heartbeat_s=spec.heartbeat_s,
-                lease_s=spec.lease_s,
-                engine=engine,
                 **standby,
             ),
         )
@@ -614,21 +619,22 @@ def run_driver(
                 pass
 
 
-def _standby_status(root: JobRoot, spec: LaunchSpec, driver_id: str, engine: str) -> DriverStatus:
+def _driver_status(
+    root: JobRoot, spec: LaunchSpec, driver_id: str, state: DriverState, **fields: Any
+) -> DriverStatus:
+    """This driver's status: who it is (host, pid, launch) and what it was launched with, plus ``fields``."""
     return DriverStatus(
         job=root.job,
         generation=spec.generation,
-        state=DriverState.STANDBY,
+        state=state,
         driver_id=driver_id,
         host=socket.gethostname(),
         pid=os.getpid(),
         code_version=spec.code_version,
-        start_reason=f"warm standby for generation {spec.standby_for}",
         launch_id=spec.launch_id,
         heartbeat_s=spec.heartbeat_s,
         lease_s=spec.lease_s,
-        engine=engine,
-        standby_for=spec.standby_for,
+        **fields,
     )
 
 
@@ -642,21 +648,7 @@ def _report_failure(
         if status is not None:
             status.update(state=DriverState.FAILED, error=error)
         elif not isinstance(exc, FencedError) and not _live_status(root, spec):
-            root.write_status(
-                DriverStatus(
-                    job=root.job,
-                    generation=spec.generation,
-                    state=DriverState.FAILED,
-                    driver_id=driver_id,
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
-                    code_version=spec.code_version,
-                    error=error,
-                    launch_id=spec.launch_id,
-                    heartbeat_s=spec.heartbeat_s,
-                    lease_s=spec.lease_s,
-                )
-            )
+            root.write_status(_driver_status(root, spec, driver_id, DriverState.FAILED, error=error))
     except CheckpointProviderError as report_error:
         log.warning("could not report the failure in status.json: %s", report_error)
 
