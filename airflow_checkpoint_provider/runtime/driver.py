@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
 from airflow_checkpoint_provider.checkpoint.processes import process_gone
 from airflow_checkpoint_provider.checkpoint.snapshots import Manifest, read_manifest, verify_snapshot
 from airflow_checkpoint_provider.exceptions import (
@@ -452,6 +453,26 @@ def prepare(
     check_code(root, spec, decision, record, digest)
     offsets, manifest = _offsets_for_fresh_start(spec, root, decision, verified)
     return root, decision, offsets, manifest
+
+
+def set_aside(root: JobRoot, generation: int, reason: str) -> str | None:
+    """Move an attempt that committed nothing — the generation's checkpoint and (DStream) input folder — to
+    ``generations/<g>/discarded/<ms>/`` (inside the generation; nothing is deleted) and record it in the
+    ledger, so that the generation starts again on an empty checkpoint with the same snapshot and offsets.
+    Returns the folder, or None when there was nothing."""
+    checkpoint, inputs = root.checkpoint(generation), root.input_dir(generation)
+    if not checkpoint.list_or_empty() and not inputs.exists():
+        return None
+    target = root.require_inside(root.discarded_dir(generation).child(str(int(time.time() * 1000))))
+    target.makedirs()
+    for folder in (checkpoint, inputs):
+        if folder.exists():
+            root.require_inside(folder).rename(target.child(folder.name))
+    JobLedger(root).record(
+        "attempt_set_aside", by="driver", generation=generation, folder=target.uri, reason=reason
+    )
+    log.warning("set aside %s: %s", target.uri, reason)
+    return target.uri
 
 
 # --- the engine interface and the supervisor ---------------------------------------------------------------

@@ -55,7 +55,6 @@ from typing import Any, cast
 from airflow_checkpoint_provider.checkpoint import dstream as records
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot, control_file_is_for
-from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
 from airflow_checkpoint_provider.checkpoint.snapshots import (
     MANIFEST,
     Manifest,
@@ -79,6 +78,7 @@ from airflow_checkpoint_provider.runtime.driver import (
     Position,
     StatusWriter,
     run_driver,
+    set_aside,
 )
 
 __all__ = ["DStreamContext", "Publisher", "decide", "run"]
@@ -631,24 +631,6 @@ def decide(root: JobRoot, spec: LaunchSpec) -> StartDecision:
         latest_graph_checkpoint=facts.latest_graph_time if facts is not None else None,
         snapshot=spec.snapshot,
     )
-
-
-def set_aside(root: JobRoot, generation: int, reason: str) -> str | None:
-    """Move the generation's checkpoint and input folder to ``discarded/<ms>/`` (inside the generation;
-    nothing is deleted) and record it in the ledger. Returns the folder, or None when there was nothing."""
-    checkpoint, inputs = root.checkpoint(generation), root.input_dir(generation)
-    if not checkpoint.exists() and not inputs.exists():
-        return None
-    target = root.require_inside(root.discarded_dir(generation).child(str(int(time.time() * 1000))))
-    target.makedirs()
-    for folder in (checkpoint, inputs):
-        if folder.exists():
-            root.require_inside(folder).rename(target.child(folder.name))
-    JobLedger(root).record(
-        "dstream_attempt_set_aside", by="driver", generation=generation, folder=target.uri, reason=reason
-    )
-    log.warning("set aside %s: %s", target.uri, reason)
-    return target.uri
 
 
 class _Listener:

@@ -32,7 +32,7 @@ from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from airflow_checkpoint_provider.checkpoint.snapshots import Manifest, read_manifest
 from airflow_checkpoint_provider.exceptions import InvalidLaunchError
-from airflow_checkpoint_provider.model.decisions import StartDecision, decide_start
+from airflow_checkpoint_provider.model.decisions import StartDecision, StartMode, decide_start
 from airflow_checkpoint_provider.model.launch import LaunchSpec
 from airflow_checkpoint_provider.model.offsets import starting_offset_options
 from airflow_checkpoint_provider.model.records import DriverState, StopMethod, StopRequest
@@ -45,6 +45,7 @@ from airflow_checkpoint_provider.runtime.driver import (
     StatusWriter,
     check_state_schema,
     run_driver,
+    set_aside,
 )
 from airflow_checkpoint_provider.runtime.fence import read_fences
 
@@ -396,6 +397,14 @@ def run(
         status: StatusWriter,
     ) -> QueryEngine:
         spark = session(spec, root, status)
+        if decision.mode is not StartMode.RESUME and set_aside(
+            root,
+            spec.generation,
+            f"{decision.reason}: an earlier attempt planned batch 0 and committed nothing; batch 0 runs "
+            "again on an empty checkpoint (Spark refuses to re-run batch 0 of transformWithState with an "
+            "initial state where it was planned)",
+        ):
+            status.update(start_reason=f"{decision.reason}; the earlier attempt's checkpoint was set aside")
 
         ctx = ManagedContext(spark, spec, root, decision, offsets, manifest)
         writer = build(ctx)
