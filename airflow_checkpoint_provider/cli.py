@@ -222,12 +222,17 @@ def render_status(report: dict[str, Any]) -> str:
         table.add_row(
             "*" if g["current"] else "",
             str(g["generation"]),
-            g["state"],
+            g["state"] + (" (rolled back)" if g.get("rolled_back_to") is not None else ""),
             _or_none(g["last_committed_batch"]),
             age,
             g["code_version"] or "-",
             g["snapshot"] or "-",
         )
+        if g.get("rolled_back_to") is not None:
+            errors.append(
+                f"  generation {g['generation']} was rolled back: generation {g['rolled_back_to']} runs the "
+                "previous code again from the snapshot it started from"
+            )
         if g["driver"] and g["driver"]["error"] and g["state"] in ("FAILED", "DEAD"):
             errors.append(f"  generation {g['generation']} error: {g['driver']['error'][:300]}")
     lines += [_table_text(table), *errors]
@@ -241,6 +246,35 @@ def _cmd_status(args: argparse.Namespace) -> int:
     report = job_status(args.job_root, args.job_name)
     print(json.dumps(report) if args.json else render_status(report))
     return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+    from airflow_checkpoint_provider.checkpoint.upgrade import make_plan
+
+    conf = {}
+    for item in args.conf or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--conf wants KEY=VALUE, got {item!r}")
+        conf[key] = value
+    plan = make_plan(
+        JobRoot(args.job_root, job=args.job_name),
+        application=args.application,
+        code_version=args.code_version,
+        application_args=args.application_args or [],
+        conf=conf,
+        intent=args.intent,
+        migration=args.migration,
+    )
+    if args.json:
+        print(json.dumps(plan.to_json()))
+    else:
+        print(plan.reason)
+        for kind, lines in (("change", plan.changes), ("check", plan.checks), ("refused", plan.refusals)):
+            for line in lines:
+                print(f"  {kind}: {line}")
+    return 1 if plan.action.value == "refuse" else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,6 +314,21 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--job-name", help="the job's name (default: the job root's last path element)")
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(func=_cmd_status)
+    plan = sub.add_parser(
+        "plan", help="what redeploying a job to new code would do; refuses what cannot work (no JVM)"
+    )
+    plan.add_argument("job_root", help="the job root: a path or URI")
+    plan.add_argument("--application", required=True, help="the new application file")
+    plan.add_argument("--code-version", default="", help="the new code's label")
+    plan.add_argument("--conf", action="append", metavar="KEY=VALUE", help="a Spark conf of the new launch")
+    plan.add_argument(
+        "--application-args", nargs=argparse.REMAINDER, help="the new launch's own arguments (last)"
+    )
+    plan.add_argument("--intent", choices=("upgrade", "rotate"), default="upgrade")
+    plan.add_argument("--migration", default="auto", help="the migration the new code applies")
+    plan.add_argument("--job-name", help="the job's name (default: the job root's last path element)")
+    plan.add_argument("--json", action="store_true", help="print one JSON object")
+    plan.set_defaults(func=_cmd_plan)
     return parser
 
 

@@ -216,6 +216,20 @@ class JobUnhealthyError(CheckpointProviderError, RuntimeError):
     """The job's driver is dead or failed (status terminal, or heartbeat older than its lease)."""
 
 
+class PlanRefusedError(CheckpointProviderError, ValueError):
+    """The plan step refused a redeploy before anything ran: the new code cannot take the job's state as it
+    is (state shape, sources, migration)."""
+
+
+class DryRunFailedError(CheckpointProviderError, RuntimeError):
+    """The new code failed its dry run on a scratch copy of the job's state: the live job was not touched."""
+
+
+class NotReadyError(CheckpointProviderError, RuntimeError):
+    """A generation failed its readiness window after a cutover (no commits, a failure, a growing lag, or the
+    user's check)."""
+
+
 def error_class(name: str) -> type[CheckpointProviderError] | None:
     """The error class called ``name`` (as a driver writes it in status.json), or None if it is not one of
     ours."""

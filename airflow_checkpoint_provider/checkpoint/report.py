@@ -78,6 +78,8 @@ def job_status(job_root: str | JobRoot, job_name: str | None = None) -> dict[str
                 "lag": None if status is None or not status.source_lag else _total(status.source_lag),
                 "stop": _stop(root, g),
                 "downtime_s": _downtime(root, g, record),
+                "rolled_back_to": record.get("superseded_by") if record.get("rolled_back_at") else None,
+                "rolled_back_from": record.get("rolled_back_from"),
             }
         )
     lease = ledger.lease

@@ -605,7 +605,10 @@ class StreamingJobHook(BaseHook):
 
 
 def _standby_args(root: JobRoot, generation: int, record: Mapping[str, Any]) -> dict[str, Any]:
-    """A generation recorded as a standby launches as one until it is the job's current generation."""
+    """A generation recorded as a standby launches as one until it is the job's current generation; one
+    recorded as a dry run (in its scratch job) launches as one."""
+    if record.get("dry_run_output"):
+        return {"dry_run_output": str(record["dry_run_output"])}
     old = record.get("standby_for")
     if old is None or root.current_generation() == generation:
         return {}

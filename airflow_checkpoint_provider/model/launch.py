@@ -50,6 +50,9 @@ class LaunchSpec:
         neither a checkpoint nor a sink, until this generation becomes the job's current one (see
         :mod:`~airflow_checkpoint_provider.runtime.standby`). Ignored once it is current.
     :param standby_timeout_s: a standby that gets no go within this many seconds exits (discarded).
+    :param dry_run_output: this driver is a **dry run** (``docs/upgrades.md``): it runs on a scratch copy of
+        the job, and the application writes its sink output below this folder instead of its real sink
+        (``ctx.output(path)`` maps a sink path there). None: a real run.
     """
 
     job_root: str
@@ -63,6 +66,7 @@ class LaunchSpec:
     launch_id: str = ""
     standby_for: int | None = None
     standby_timeout_s: float = DEFAULT_STANDBY_TIMEOUT_S
+    dry_run_output: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -105,6 +109,8 @@ class LaunchSpec:
         if self.standby_for is not None:
             args += [f"{PREFIX}standby-for", str(self.standby_for)]
             args += [f"{PREFIX}standby-timeout-s", str(self.standby_timeout_s)]
+        if self.dry_run_output:
+            args += [f"{PREFIX}dry-run-output", self.dry_run_output]
         return args
 
 
@@ -132,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         f"{PREFIX}standby-timeout-s", dest="standby_timeout_s", default=str(DEFAULT_STANDBY_TIMEOUT_S)
     )
+    p.add_argument(f"{PREFIX}dry-run-output", dest="dry_run_output")
     return p
 
 
@@ -186,5 +193,6 @@ def parse_launch_args(argv: Sequence[str]) -> tuple[LaunchSpec, list[str]]:
         launch_id=ns.launch_id,
         standby_for=standby_for,
         standby_timeout_s=standby_timeout,
+        dry_run_output=ns.dry_run_output or None,
     )
     return spec, rest + app_args

@@ -642,8 +642,11 @@ class StartStreamingJobOperator(StreamingJobOperator):
 
     def launch_fields(self) -> dict[str, Any]:
         """What a generation record keeps to (re)launch the generation's driver."""
+        from airflow_checkpoint_provider.checkpoint.upgrade import application_sha256
+
         return {
             "application": self.application,
+            "application_sha256": application_sha256(self.application),
             "application_args": [str(a) for a in _rendered(self.application_args, list, "application_args")],
             "code_version": self.code_version,
             "conf": {str(k): str(v) for k, v in _rendered(self.spark_conf, dict, "spark_conf").items()},

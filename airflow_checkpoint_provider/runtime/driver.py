@@ -233,6 +233,20 @@ class DriverContext:
     def generation(self) -> int:
         return self.spec.generation
 
+    @property
+    def dry_run(self) -> bool:
+        """Whether this driver is a dry run on a scratch copy of the job (see ``docs/upgrades.md``)."""
+        return bool(self.spec.dry_run_output)
+
+    def output(self, path: str) -> str:
+        """Where a sink that would write to ``path`` writes: ``path`` itself, or in a dry run a folder of the
+        same name below the dry run's scratch output (the real sink is never touched). Route every sink
+        path of the application through this."""
+        if not self.spec.dry_run_output:
+            return path
+        name = str(path).rstrip("/").rsplit("/", 1)[-1] or "output"
+        return f"{self.spec.dry_run_output.rstrip('/')}/{name}"
+
     def starting_offset(self, source_index: int) -> Any | None:
         """The recorded end offset this source starts from on the fresh path (None on resume or if not
         given)."""

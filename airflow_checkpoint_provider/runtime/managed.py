@@ -67,6 +67,8 @@ log = logging.getLogger("airflow_checkpoint_provider.runtime")
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 #: What transformWithState needs; set by the runtime so the user's code stays a plain StatefulProcessor.
 SESSION_CONF = {"spark.sql.streaming.stateStore.providerClass": ROCKSDB}
+#: A dry run reads the event log in batches of at most this many records (unless the application caps lower).
+DRY_RUN_BATCH_RECORDS = 500
 
 
 class ManagedContext(DriverContext):
@@ -95,6 +97,8 @@ class ManagedContext(DriverContext):
         reader = reader.option("stopFenceControlPath", self.control_location)
         for key, value in starting_offset_options("eventlog", self.starting_offset(index)).items():
             reader = reader.option(key, value)
+        if self.dry_run and not options.get("maxRecordsPerBatch"):
+            options = {**options, "maxRecordsPerBatch": DRY_RUN_BATCH_RECORDS}  # a bounded slice
         for key, value in options.items():
             reader = reader.option(key, value)
         self.fenced_sources.append(path)

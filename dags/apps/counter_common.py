@@ -67,10 +67,12 @@ def run_counter(
     output: Any,
     code_version: str,
     migrations: dict[str, Callable[[Any], Any] | None] | None = None,
+    wrap_sink: Callable[[Callable[[Any, int], None]], Callable[[Any, int], None]] | None = None,
 ) -> int:
     """The managed query both counters share: event log -> transformWithState(key) -> idempotent sink.
 
     :param migrations: the snapshot migrations this code offers, by name (``auto`` is the default one).
+    :param wrap_sink: testing: wraps the per-batch sink function (the tests' bad releases use it).
     """
     from airflow_checkpoint_provider.runtime import managed
 
@@ -95,7 +97,11 @@ def run_counter(
             timeMode="None",
             initialState=ctx.initial_state(None, "key", expect=state, migrate=migrate),
         )
-        sink = idempotent_sink(args.output, ctx.generation, args.slow_batch_seconds, args.hold_while)
+        sink = idempotent_sink(
+            ctx.output(args.output), ctx.generation, args.slow_batch_seconds, args.hold_while
+        )
+        if wrap_sink is not None:
+            sink = wrap_sink(sink)
         return (
             counts.writeStream.outputMode("update")
             .foreachBatch(ctx.gated(sink))
@@ -123,10 +129,11 @@ def run_dstream_counter(
 
     args, migrate = _args_and_migration(argv, code_version, migrations)
     schema = f"key STRING, {state}"
-    output, slow_s, hold_while = args.output, args.slow_batch_seconds, args.hold_while
+    slow_s, hold_while = args.slow_batch_seconds, args.hold_while
 
     def build(ctx: dstreams.DStreamContext) -> None:
         generation = ctx.generation
+        output = ctx.output(args.output)  # a dry run's scratch output, else the sink itself
         events = ctx.read_eventlog(args.events)
         pairs = events.map(lambda e: (e["key"], e["value"]))
         counts = ctx.update_state_by_key(pairs, update, part="counts", schema=state, migrate=migrate)

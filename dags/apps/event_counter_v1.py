@@ -20,7 +20,8 @@ from pyspark.sql import Row
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from dags.apps.counter_common import counter_state, run_counter
+from airflow_checkpoint_provider.model.contract import column_migration
+from dags.apps.counter_common import run_counter
 
 STATE = StructType([StructField("n", LongType()), StructField("total", LongType())])
 OUTPUT = StructType(
@@ -29,10 +30,19 @@ OUTPUT = StructType(
 CODE_VERSION = "event-counter-v1"
 
 
-def migrate_v2_to_v1(df: Any) -> Any:
-    """v2 or v3 state rows -> v1 state rows: drop ``max`` (a v1 snapshot passes through unchanged)."""
-    df = counter_state(df)
-    return df.drop("max") if "max" in df.columns else df
+#: What the plan step checks before a redeploy (read with ``ast``, never imported; docs/upgrades.md).
+ACP_CONTRACT = {
+    "code_version": "event-counter-v1",
+    "sources": 1,
+    "state": {"counts": "key STRING, n BIGINT, total BIGINT"},
+    "migrations": {
+        "auto": {"counts": {"rename": {"sum": "n", "sum_2": "total"}, "drop": ["max", "max_2"]}},
+        "v2_to_v1": {"counts": {"drop": ["max"]}},
+    },
+}
+
+#: v2 or v3 state rows -> v1 state rows: drop ``max`` (a v1 snapshot passes through unchanged).
+migrate_v2_to_v1 = column_migration(ACP_CONTRACT, "auto", "counts")
 
 
 class CounterV1(StatefulProcessor):  # type: ignore[misc]
@@ -61,7 +71,10 @@ def main(argv: list[str]) -> int:
         state=STATE,
         output=OUTPUT,
         code_version=CODE_VERSION,
-        migrations={"auto": migrate_v2_to_v1, "v2_to_v1": migrate_v2_to_v1},
+        migrations={
+            "auto": migrate_v2_to_v1,
+            "v2_to_v1": column_migration(ACP_CONTRACT, "v2_to_v1", "counts"),
+        },
     )
 
 

@@ -23,7 +23,8 @@ from pyspark.sql import Row
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from dags.apps.counter_common import counter_state, run_counter
+from airflow_checkpoint_provider.model.contract import column_migration
+from dags.apps.counter_common import run_counter
 
 STATE = StructType(
     [StructField("n", LongType()), StructField("total", LongType()), StructField("max", LongType())]
@@ -38,15 +39,22 @@ OUTPUT = StructType(
 )
 CODE_VERSION = "event-counter-v2"
 
+#: What the plan step checks before a redeploy (read with ``ast``, never imported; docs/upgrades.md). The
+#: migration reads a v1 ``(n, total)``, a v3 ``(sum, sum_2, max, max_2)`` or a v2 snapshot.
+ACP_CONTRACT = {
+    "code_version": "event-counter-v2",
+    "sources": 1,
+    "state": {"counts": "key STRING, n BIGINT, total BIGINT, max BIGINT"},
+    "migrations": {
+        "auto": {
+            "counts": {"rename": {"sum": "n", "sum_2": "total"}, "drop": ["max_2"], "add": {"max": "BIGINT"}}
+        },
+        "v1_to_v2": {"counts": {"add": {"max": "BIGINT"}}},
+    },
+}
 
-def migrate_v1_to_v2(df: Any) -> Any:
-    """v1 state rows -> v2 state rows (a v2 or v3 snapshot passes through unchanged)."""
-    from pyspark.sql import functions as F
-
-    df = counter_state(df)
-    if "max" in df.columns:
-        return df
-    return df.withColumn("max", F.lit(None).cast("bigint"))
+#: v1 (or v3) state rows -> v2 state rows (a v2 snapshot passes through unchanged): the contract's own.
+migrate_v1_to_v2 = column_migration(ACP_CONTRACT, "auto", "counts")
 
 
 class CounterV2(StatefulProcessor):  # type: ignore[misc]
@@ -76,7 +84,10 @@ def main(argv: list[str]) -> int:
         state=STATE,
         output=OUTPUT,
         code_version=CODE_VERSION,
-        migrations={"auto": migrate_v1_to_v2, "v1_to_v2": migrate_v1_to_v2},
+        migrations={
+            "auto": migrate_v1_to_v2,
+            "v1_to_v2": column_migration(ACP_CONTRACT, "v1_to_v2", "counts"),
+        },
     )
 
 

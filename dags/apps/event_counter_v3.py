@@ -66,7 +66,9 @@ def main(argv: list[str]) -> int:
                 F.max("touched").alias("touched"),
             )
         )
-        sink = idempotent_sink(args.output, ctx.generation, args.slow_batch_seconds, args.hold_while)
+        sink = idempotent_sink(
+            ctx.output(args.output), ctx.generation, args.slow_batch_seconds, args.hold_while
+        )
 
         def write(df: Any, batch_id: int) -> None:
             sink(df.where("touched = 1").drop("touched"), batch_id)

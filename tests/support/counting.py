@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,18 @@ def max_since(log: Path, start: int, end: int) -> dict[str, int]:
     return most
 
 
-def sink_rows(output: Path, generation: int | None = None) -> dict[str, dict[str, Any]]:
-    """Latest output row per key over committed batch folders, ordered by (generation, batch)."""
+def sink_rows(
+    output: Path, generation: int | None = None, skip: Collection[int] = ()
+) -> dict[str, dict[str, Any]]:
+    """Latest output row per key over committed batch folders, ordered by (generation, batch); generations
+    in ``skip`` (rolled back: ``checkpoint.upgrade.rolled_back_generations``) are left out, as a consumer
+    leaves them out."""
     batches = []
     for folder in output.glob("g=*/batch=*"):
         if not (folder / "_SUCCESS").exists():
             continue
         g = int(folder.parent.name.split("=")[1])
-        if generation is not None and g != generation:
+        if generation is not None and g != generation or g in skip:
             continue
         batches.append(((g, int(folder.name.split("=")[1])), folder))
     latest: dict[str, dict[str, Any]] = {}
@@ -44,8 +49,8 @@ def sink_rows(output: Path, generation: int | None = None) -> dict[str, dict[str
     return latest
 
 
-def sink_totals(output: Path) -> dict[str, tuple[int, int]]:
-    return {k: (r["n"], r["total"]) for k, r in sink_rows(output).items()}
+def sink_totals(output: Path, skip: Collection[int] = ()) -> dict[str, tuple[int, int]]:
+    return {k: (r["n"], r["total"]) for k, r in sink_rows(output, skip=skip).items()}
 
 
 def partial_batches(output: Path) -> list[str]:

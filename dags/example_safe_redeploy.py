@@ -1,0 +1,139 @@
+"""A redeploy that checks the new code before the cutover and rolls back on evidence after it.
+
+plan (what will change; refuse a state shape, source count or migration the new code cannot take) → baseline
+(a snapshot of the running job) → dry run (the new code on a scratch copy of that snapshot, the live events
+after it, a scratch checkpoint and a scratch sink: two batches must commit, the check must pass, the job is
+not touched) → the redeploy of ``example_redeploy`` (standby, stop, snapshot, cleanup, start) → readiness
+(a window after the cutover: batches commit, the lag does not grow, no failure) → rollback if the start or the
+readiness failed: the previous code starts again as a new generation from the snapshot taken at the cutover
+and re-reads every event since, so nothing is lost or doubled and nothing the bad code computed is kept.
+
+A plan that finds nothing to change skips everything after it (a scheduled run with an unchanged release does
+nothing). Params: those of ``example_redeploy``, plus ``dry_run`` (false skips it), ``intent`` (``upgrade``
+or ``rotate``) and ``readiness_window_s``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk import DAG, chain, task
+from airflow.sdk.exceptions import AirflowFailException
+from example_common import APPLICATION, JOB, PARAMS, START_DATE
+
+from airflow_checkpoint_provider.operators.checkpoint import (
+    CleanupStreamingJobOperator,
+    DiscardStandbyOperator,
+    LaunchStandbyOperator,
+    SnapshotStreamingJobOperator,
+    StartStreamingJobOperator,
+    StopStreamingJobOperator,
+)
+from airflow_checkpoint_provider.operators.upgrade import (
+    DryRunStreamingJobOperator,
+    PlanRedeployOperator,
+    ReadinessOperator,
+    RollbackStreamingJobOperator,
+)
+
+SNAPSHOT = "{{ ti.xcom_pull(task_ids='snapshot') }}"
+SAFE_PARAMS = {**PARAMS, "dry_run": True, "intent": "upgrade", "readiness_window_s": 30}
+
+
+def counts_are_sane(report: Mapping[str, Any]) -> bool:
+    """The user check the example runs on the dry run's scratch output: some keys were written, and every
+    key was counted at least once with a total of its values (what any counter version must produce)."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    rows = [
+        row
+        for folder in Path(report["output"]).glob("*/g=*/batch=*")
+        if (folder / "_SUCCESS").exists()
+        for row in pq.read_table(folder).to_pylist()
+    ]
+    return bool(rows) and all(r["n"] >= 1 and r["total"] is not None for r in rows)
+
+
+@task(trigger_rule="one_failed", retries=0)
+def redeploy_failed() -> None:
+    """Fails the DAG run when any step failed (the rollback and the standby's discard are leaves that
+    succeed when they did their job; Airflow judges a run by its leaves)."""
+    raise AirflowFailException(
+        "the redeploy failed: see the failed task (after the cutover, the rollback ran)"
+    )
+
+
+def safe_redeploy_dag(
+    dag_id: str = "example_safe_redeploy",
+    default_args: dict[str, Any] | None = None,
+    schedule: Any = None,
+    params: dict[str, Any] | None = None,
+) -> DAG:
+    """The safe redeploy DAG (a function so a test or a scheduled variant can build it with its own id,
+    schedule and params)."""
+    # [START example_safe_redeploy]
+    with DAG(
+        dag_id,
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["example"],
+        params=params or SAFE_PARAMS,
+        render_template_as_native_obj=True,
+        default_args=default_args or {},
+    ) as dag:
+        plan = PlanRedeployOperator(
+            task_id="plan",
+            intent="{{ params.intent }}",
+            migration="{{ params.migration }}",
+            skip_unless_redeploy=True,  # nothing changes: everything after is skipped
+            **APPLICATION,
+            **JOB,
+        )
+        baseline = SnapshotStreamingJobOperator(task_id="baseline", **JOB)  # of the running job
+        dry_run = DryRunStreamingJobOperator(
+            task_id="dry_run",
+            enabled="{{ params.dry_run }}",
+            snapshot="{{ ti.xcom_pull(task_ids='baseline') }}",
+            check=counts_are_sane,
+            **APPLICATION,
+            **JOB,
+        )
+        standby = LaunchStandbyOperator(
+            task_id="standby", enabled="{{ params.standby }}", **APPLICATION, **JOB
+        )
+        stop = StopStreamingJobOperator(
+            task_id="stop",
+            timeout_s=120,
+            on_timeout="fail",
+            snapshot=True,
+            retries=2,
+            retry_delay=dt.timedelta(seconds=5),
+            **JOB,
+        )
+        snapshot = SnapshotStreamingJobOperator(task_id="snapshot", require_stopped=True, **JOB)
+        cleanup = CleanupStreamingJobOperator(
+            task_id="cleanup", snapshot_id=SNAPSHOT, stop_task_id="stop", mode="retire", keep_last=10, **JOB
+        )
+        start = StartStreamingJobOperator(task_id="start", snapshot=SNAPSHOT, **APPLICATION, **JOB)
+        ready = ReadinessOperator(task_id="ready", window_s="{{ params.readiness_window_s }}", **JOB)
+        chain(plan, baseline, dry_run, standby, stop, snapshot, cleanup, start, ready)
+        # a failure before the cutover: the standby goes, the job stays as it was
+        discard = DiscardStandbyOperator(task_id="discard_standby", trigger_rule="one_failed", **JOB)
+        chain([stop, snapshot, cleanup, start], discard)
+        # a failure after it: the previous code again, from the cutover's snapshot (only a generation this
+        # run created is ever rolled back)
+        rollback = RollbackStreamingJobOperator(task_id="rollback", trigger_rule="one_failed", **JOB)
+        chain([start, ready], rollback)
+        # the run fails when a step failed, even though the rollback (a leaf) succeeded
+        chain([plan, baseline, dry_run, stop, snapshot, cleanup, start, ready], redeploy_failed())
+    # [END example_safe_redeploy]
+    return dag
+
+
+dag = safe_redeploy_dag()
