@@ -29,7 +29,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Spark Structured Streaming checkpoints",
-                "python-modules": ["airflow_checkpoint_provider.operators.checkpoint"],
+                "python-modules": [
+                    "airflow_checkpoint_provider.operators.checkpoint",
+                    "airflow_checkpoint_provider.operators.upgrade",
+                ],
             }
         ],
         "sensors": [

@@ -21,7 +21,7 @@ from typing import Any
 
 from airflow.sdk import DAG, chain, task
 from airflow.sdk.exceptions import AirflowFailException
-from example_common import APPLICATION, JOB, PARAMS, START_DATE
+from example_common import PARAMS, START_DATE
 
 from airflow_checkpoint_provider.operators.checkpoint import (
     CleanupStreamingJobOperator,
@@ -67,14 +67,32 @@ def redeploy_failed() -> None:
     )
 
 
+def release_fields(release: str) -> tuple[dict[str, str], dict[str, str], str]:
+    """The job, the application and the migration as templates over ``release``: ``params`` (a triggered
+    run's conf) or, for a scheduled run, an Airflow Variable a deployment pipeline sets
+    (``var.json.acp_release``): the same keys either way."""
+    job = {"job_root": f"{{{{ {release}.job_root }}}}", "conn_id": f"{{{{ {release}.conn_id }}}}"}
+    application = {
+        "application": f"{{{{ {release}.application }}}}",
+        "application_args": f"{{{{ {release}.application_args + ['--migration', {release}.migration] }}}}",
+        "code_version": f"{{{{ {release}.code_version }}}}",
+        "spark_conf": f"{{{{ {release}.spark_conf }}}}",
+    }
+    return job, application, f"{{{{ {release}.migration }}}}"
+
+
 def safe_redeploy_dag(
     dag_id: str = "example_safe_redeploy",
     default_args: dict[str, Any] | None = None,
     schedule: Any = None,
     params: dict[str, Any] | None = None,
+    release: str = "params",
+    intent: str = "{{ params.intent }}",
+    tags: tuple[str, ...] = (),
 ) -> DAG:
     """The safe redeploy DAG (a function so a test or a scheduled variant can build it with its own id,
-    schedule and params)."""
+    schedule, params, the template namespace its release comes from, and its intent)."""
+    JOB, APPLICATION, migration = release_fields(release)
     # [START example_safe_redeploy]
     with DAG(
         dag_id,
@@ -82,15 +100,16 @@ def safe_redeploy_dag(
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        tags=["example"],
+        is_paused_upon_creation=schedule is not None,  # a scheduled one runs once a user unpauses it
+        tags=["example", *tags],
         params=params or SAFE_PARAMS,
         render_template_as_native_obj=True,
         default_args=default_args or {},
     ) as dag:
         plan = PlanRedeployOperator(
             task_id="plan",
-            intent="{{ params.intent }}",
-            migration="{{ params.migration }}",
+            intent=intent,
+            migration=migration,
             skip_unless_redeploy=True,  # nothing changes: everything after is skipped
             **APPLICATION,
             **JOB,

@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.airflow]
 EXAMPLE_DAGS = {
     "example_periodic_snapshot",
     "example_redeploy",
+    "example_safe_redeploy",
     "example_snapshot_audit",
     "example_start_job",
     "example_stop_job",

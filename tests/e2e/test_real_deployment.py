@@ -1,11 +1,14 @@
 """The redeploy story through a real local Airflow deployment, the way a team runs Airflow: api-server,
 scheduler, dag-processor and triggerer as processes, LocalExecutor, deferrable operators on (every wait runs
 in the triggerer), runs triggered through the REST API with a login. Start v1 -> redeploy to v2 with the state
-migration -> kill -9 the v2 driver -> the watchdog's callback brings it back from its checkpoint -> stop.
-Per-key totals equal the event log."""
+migration -> kill -9 the v2 driver -> the watchdog's callback brings it back from its checkpoint -> the
+scheduled redeploy runs unattended: twice with the release that runs (nothing touched), then once after the
+pipeline names v1 (a safe redeploy: plan, dry run, cutover, readiness) -> stop. Per-key totals equal the event
+log."""
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,7 +29,10 @@ pytestmark = [pytest.mark.spark, pytest.mark.airflow]
 
 def test_the_redeploy_story_in_a_real_airflow_deployment(run_dir: Path) -> None:
     job = Job(run_dir / "real-deployment", run_dir)
-    watched = {"AIRFLOW__CHECKPOINT_PROVIDER__JOB_ROOTS": str(job.path)}  # the provider's UI page shows it
+    watched = {
+        "AIRFLOW__CHECKPOINT_PROVIDER__JOB_ROOTS": str(job.path),  # the provider's UI page shows it
+        "ACP_SCHEDULED_REDEPLOY_EVERY_S": "15",  # the scheduled redeploy looks for a release this often
+    }
     with AirflowDeployment(
         run_dir / "deployment-home", ROOT / "dags", deferrable=True, env=watched
     ) as airflow:
@@ -80,14 +86,60 @@ def test_the_redeploy_story_in_a_real_airflow_deployment(run_dir: Path) -> None:
                 assert (
                     resumed is not None and resumed.query_id == before.query_id and resumed.snapshot is None
                 )
+                scheduled_redeploys(airflow, job, run_dir)
             # The producer has stopped: stop the job once it has read everything (a graceful stop drains).
-            final_run = run("example_stop_job", example_params(job, run_dir, "v2"))
+            final_run = run("example_stop_job", example_params(job, run_dir, "v1"))
             final = airflow.xcom("example_stop_job", final_run, "stop")
         finally:
             kill_drivers(job.path)
     assert final["outcome"] == "stopped"
     assert partial_batches(job.output) == []
     assert sink_totals(job.output) == fold_log(job.events, int(final["end_offsets"][0]["offset"]))
+
+
+def scheduled_redeploys(airflow: AirflowDeployment, job: Job, run_dir: Path) -> None:
+    """``example_scheduled_redeploy`` in the real scheduler, every 15 s: the release Variable names what runs
+    (two runs, each a no-op: the plan says so and the job is untouched), then v1 (one run redeploys)."""
+    dag_id = "example_scheduled_redeploy"
+    running = example_params(job, run_dir, "v2", migration="v1_to_v2")  # what generation 2 was started with
+    airflow.request("POST", "/api/v2/variables", {"key": "acp_release", "value": json.dumps(running)})
+    generations, launches = job.root.generations(), len(job.root.read_generation_record(2)["launches"])
+    airflow.wait_for_dag(dag_id)
+    airflow.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+    noops = finished_runs(airflow, dag_id, 2)
+    for run_id in noops:
+        got = airflow.task_states(dag_id, run_id)
+        assert got["plan"] == "skipped" and got["stop"] == "skipped", got
+        assert airflow.xcom(dag_id, run_id, "plan", key="plan")["action"] == "none"
+    assert job.root.generations() == generations and job.root.current_generation() == 2
+    assert len(job.root.read_generation_record(2)["launches"]) == launches  # nothing relaunched
+    release = example_params(job, run_dir, "v1")
+    airflow.request(
+        "PATCH", "/api/v2/variables/acp_release", {"key": "acp_release", "value": json.dumps(release)}
+    )
+    done = [r for r in finished_runs(airflow, dag_id, len(noops) + 1, timeout=900) if r not in noops]
+    airflow.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})
+    got = airflow.task_states(dag_id, done[0])
+    assert all(got[t] == "success" for t in ("plan", "dry_run", "stop", "start", "ready")), got
+    assert airflow.xcom(dag_id, done[0], "plan")["action"] == "redeploy"
+    current = job.root.current_generation()
+    assert current == 3 and (job.root.read_generation_record(3) or {})["code_version"] == "event-counter-v1"
+
+
+def finished_runs(airflow: AirflowDeployment, dag_id: str, count: int, timeout: float = 600) -> list[str]:
+    """The ids of the first ``count`` runs of ``dag_id`` the scheduler made, once each has succeeded."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = airflow.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=logical_date")["dag_runs"]
+        done = [r for r in runs if r["state"] in ("success", "failed")]
+        for r in done:
+            assert r["state"] == "success", airflow.task_states(dag_id, r["dag_run_id"])
+        if len(done) >= count:
+            return [str(r["dag_run_id"]) for r in done[:count]]
+        time.sleep(2)
+    raise AssertionError(f"{dag_id}: fewer than {count} finished runs within {timeout:.0f}s")
 
 
 def look_at_the_provider_page(airflow: AirflowDeployment, name: str, snapshot_id: str) -> None:

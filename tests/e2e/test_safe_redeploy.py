@@ -11,6 +11,7 @@ One job, one event producer, in order:
 5. The crashing release again, dry run off: the cutover happens, the readiness window sees the failure, and
    the rollback starts v1 again as a new generation from the cutover's snapshot.
 6. A good release (v2): every step passes.
+7. A checkpoint rotation (same release, ``intent="rotate"``): a fresh generation from a snapshot.
 
 Totals are exact at the end (the rolled-back generation's output skipped, as a consumer skips it).
 """
@@ -168,6 +169,16 @@ def test_bad_releases_are_caught_before_or_after_the_cutover_and_totals_stay_exa
             assert xcom(good, "dry_run")["passed"] is True
             assert xcom(good, "ready")["ready"] is True
             assert JobLedger(job.root).read().current_generation == 4
+
+            # 7. a checkpoint rotation: the same release, a fresh generation from a snapshot
+            v2 = example_params(job, run_dir, "v2")
+            rotated = safe.test(run_conf=_safe(job, run_dir, v2, intent="rotate", dry_run=False))
+            assert rotated.state == "success", states(rotated)
+            plan = xcom(rotated, "plan")
+            assert plan["action"] == "redeploy" and "rotation was asked" in plan["reason"], plan
+            assert JobLedger(job.root).read().current_generation == 5
+            assert (job.root.read_generation_record(5) or {})["code_version"] == "event-counter-v2"
+            assert (job.root.read_generation_record(4) or {}).get("retired_at")
 
             stopped = example_job_control.stop_job.test(run_conf=example_params(job, run_dir, "v2"))
             assert stopped.state == "success", states(stopped)
