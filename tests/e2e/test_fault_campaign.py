@@ -1,5 +1,6 @@
 """Exactly-once under faults: a seeded campaign of redeploys with code changes, kill -9 of drivers, warm
-standbys (before and after their go) and exporters at random moments, and a concurrent second redeploy, all
+standbys (before and after their go) and exporters at random moments, a concurrent second redeploy, and a
+failed upgrade that must roll back, all
 through the example DAGs on real local Spark. At the end the job's final state and the sink's output equal
 the fold of the event log, key by key.
 

@@ -4,8 +4,9 @@ A seed gives a sequence of operations: redeploys that change the code (between v
 state migration; v3 loads its state through its input, the others as initial state),
 kill -9 of the driver at a random moment (the watchdog DAG brings it back from its checkpoint), kill -9 of the
 exporter during a redeploy's snapshot, of the new driver during a start, of the old driver during a stop, of
-the driver while the periodic snapshot reads it, and a second redeploy started while one runs (the first one
-deferrable: its waits run as triggers). A failed DAG run is
+the driver while the periodic snapshot reads it, a second redeploy started while one runs (the first one
+deferrable: its waits run as triggers), and a failed upgrade (a release that crashes after the cutover: the
+safe redeploy's readiness window rolls it back). A failed DAG run is
 cleared and rerun, as an operator would. After the last operation the job is stopped and its final state and
 the sink's output must equal the fold of the event log, key by key.
 
@@ -40,6 +41,7 @@ import pyarrow.parquet as pq
 from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
 from airflow_checkpoint_provider.checkpoint.processes import local_liveness
 from airflow_checkpoint_provider.checkpoint.snapshots import read_manifest
+from airflow_checkpoint_provider.checkpoint.upgrade import rolled_back_generations
 from airflow_checkpoint_provider.model.backends import Liveness
 from tests.support.counting import fold_log, sink_totals
 from tests.support.drivers import Job
@@ -61,6 +63,7 @@ REQUIRED = (
     "redeploy+kill-standby-before-go",
     "redeploy+kill-standby-after-go",
     "redeploy+kill-old-driver",  # during the handoff: between the stop request and the standby's go
+    "failed-upgrade",  # a release that crashes after the cutover: the readiness window rolls it back
 )
 #: What the rest is drawn from, with weights.
 MENU = {
@@ -73,6 +76,8 @@ MENU = {
     "redeploy+kill-standby-before-go": 1,
     "redeploy+kill-standby-after-go": 1,
 }
+#: The bad release a failed upgrade deploys: v2 that fails in its second batch (tests/support/apps).
+BAD_RELEASE = ROOT / "tests" / "support" / "apps" / "bad_counter.py"
 #: Seconds after the target appears at which the kill lands, drawn uniformly (what it can hit: see each
 #: range).
 DELAYS = {
@@ -393,6 +398,34 @@ class Campaign:
         assert record.get("code_version") == self.params(app)["code_version"], record.get("code_version")
         self.wait_running(old + 1, 0)
 
+    def failed_upgrade(self, entry: StepLog) -> None:
+        """A safe redeploy (no dry run, no standby) to a release that fails in its second batch: the readiness
+        window sees it, the rollback starts the code that ran before from the cutover's snapshot, and the DAG
+        run fails (the release did not go out). Two generations: the bad one and the rollback's."""
+        import example_safe_redeploy
+
+        old = self.current
+        good = self.params("v2")
+        conf = {
+            **good,
+            "application": str(BAD_RELEASE),
+            "code_version": "event-counter-v2-bad",
+            "application_args": [*good["application_args"], "--bad", "crash-batch-1"],
+            "dry_run": False,
+            "standby": False,
+            "intent": "upgrade",
+            "readiness_window_s": 10,
+        }
+        run = self.dag_run(example_safe_redeploy.dag, conf, entry, tries=1)
+        assert run is None, "a release that fails in its second batch went out"
+        back = self.current
+        record = self.job.root.read_generation_record(back) or {}
+        assert back == old + 2 and record.get("rolled_back_from") == old + 1, (back, old, record)
+        assert record.get("code_version") == self.params(self.app)["code_version"], record
+        self.redeploys += 2
+        entry.outcome = f"generation {old + 1} rolled back; generation {back} runs {self.app} again"
+        self.wait_running(back, 0)
+
     def concurrent_redeploy(self, step: Step, entry: StepLog) -> None:
         import example_redeploy
 
@@ -551,6 +584,8 @@ class Campaign:
                 self.concurrent_redeploy(step, entry)
             elif step.kind.startswith("redeploy"):
                 self.redeploy(step, entry)
+            elif step.kind == "failed-upgrade":
+                self.failed_upgrade(entry)
             else:
                 self.kill_and_recover(step, entry)
             self.check(entry)
@@ -633,6 +668,6 @@ def run_campaign(
         "campaign": campaign,
         "end": end,
         "fold": fold_log(job.events, end),
-        "sink": sink_totals(job.output),
+        "sink": sink_totals(job.output, skip=rolled_back_generations(job.root)),
         "seconds": round(time.monotonic() - began, 1),
     }
