@@ -51,7 +51,8 @@ else:
     _backends = lazy("airflow_checkpoint_provider.model.backends")
     _records = lazy("airflow_checkpoint_provider.model.records")
 
-#: A user's check on a dry run's or a readiness window's report: falsy or raising fails it.
+#: A user's check on a dry run's or a readiness window's report: returning False or raising fails it (an
+#: assertion's message is in the error); anything else passes.
 Check = Callable[[Mapping[str, Any]], Any]
 
 
@@ -64,8 +65,8 @@ def _run_check(check: Check | None, report: Mapping[str, Any]) -> str | None:
     # the user's check may raise anything: that is its way to say no
     except Exception as exc:  # noqa: BLE001
         return f"the check raised {type(exc).__name__}: {exc}"
-    if verdict is False or verdict is None or isinstance(verdict, str) and verdict:
-        return f"the check said no: {verdict!r}"
+    if verdict is False:
+        return "the check returned False"
     return None
 
 
@@ -156,7 +157,7 @@ class DryRunStreamingJobOperator(StartStreamingJobOperator):
         the current generation.
     :param min_batches: how many batches must commit.
     :param timeout_s: how long the dry run may take to commit them, in seconds.
-    :param check: a function of the report that returns truthy to pass.
+    :param check: a function of the report; returning False or raising fails the dry run (see ``Check``).
     :param enabled: run the dry run (templated, e.g. ``"{{ params.dry_run }}"``).
     """
 

@@ -142,7 +142,12 @@ def job_page(name: str) -> str:
         [
             [
                 _e(g["generation"]) + (" (current)" if g["current"] else ""),
-                _badge(g["state"]),
+                _badge(g["state"])
+                + (
+                    f" rolled back, replaced by {_e(g['rolled_back_to'])}"
+                    if g.get("rolled_back_to") is not None
+                    else ""
+                ),
                 _e(g["code_version"] or "-"),
                 _when(g["started_at"]),
                 _e(g["snapshot"] or "-"),
