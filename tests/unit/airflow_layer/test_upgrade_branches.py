@@ -1,0 +1,108 @@
+"""The safe-upgrade operators' branches that real runs rarely take (the paths themselves are proven against
+real Spark and real DAG runs in tests/e2e/test_safe_redeploy.py), with the fake hook of the lifecycle's error
+branch tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
+from airflow_checkpoint_provider.model.backends import Liveness
+from airflow_checkpoint_provider.operators.upgrade import (
+    DryRunStreamingJobOperator,
+    PlanRedeployOperator,
+    ReadinessOperator,
+    RollbackStreamingJobOperator,
+    _run_check,
+)
+from tests.support.drivers import APPS
+from tests.unit.airflow_layer.test_error_branches import FakeHook, context, status, with_hook
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> JobRoot:
+    root = JobRoot(tmp_path / "counter")
+    JobLedger(root).set_current(1, by="test", event="generation_created")
+    root.update_generation_record(
+        1, application=str(APPS["v1"]), code_version="event-counter-v1", application_args=[], conf={}
+    )
+    return root
+
+
+def test_a_user_check_fails_on_false_or_an_exception_and_passes_otherwise() -> None:
+    def wrong(report: object) -> None:
+        raise AssertionError("n must be >= 1")
+
+    assert _run_check(None, {}) is None
+    assert _run_check(lambda r: None, {}) is None and _run_check(lambda r: True, {}) is None
+    assert _run_check(lambda r: False, {}) == "the check returned False"
+    assert "n must be >= 1" in str(_run_check(wrong, {}))
+
+
+def test_the_plan_skips_when_nothing_changes_and_fails_terminally_on_a_refusal(
+    job: JobRoot, tmp_path: Path
+) -> None:
+    same = PlanRedeployOperator(
+        task_id="plan",
+        job_root=str(job.location.path),
+        application=str(APPS["v1"]),
+        code_version="event-counter-v1",
+        skip_unless_redeploy=True,
+    )
+    ctx = context()
+    with pytest.raises(AirflowSkipException, match="nothing changes"):
+        same.execute(ctx)
+    assert ctx["ti"].pushed["plan"]["action"] == "none"
+    bad = PlanRedeployOperator(
+        task_id="plan",
+        job_root=str(job.location.path),
+        application=str(APPS["v2"]),
+        code_version="event-counter-v2",
+        migration="v9",
+    )
+    with pytest.raises(AirflowFailException, match="PlanRefusedError.*migration 'v9'.*Nothing was touched"):
+        bad.execute(context())
+
+
+def test_a_dry_run_needs_a_verified_snapshot_of_the_current_generation(job: JobRoot) -> None:
+    dry = DryRunStreamingJobOperator(task_id="dry_run", job_root=str(job.location.path), application="app.py")
+    with pytest.raises(AirflowFailException, match="SnapshotNotFoundError.*generation 1"):
+        dry.execute(context())
+    assert not (Path(job.location.path) / "scratch").exists()
+    off = DryRunStreamingJobOperator(
+        task_id="dry_run", job_root=str(job.location.path), application="app.py", enabled="false"
+    )
+    assert off.execute(context()) == {"enabled": False}
+
+
+def test_readiness_fails_at_once_on_a_failed_driver(job: JobRoot, monkeypatch: pytest.MonkeyPatch) -> None:
+    with_hook(monkeypatch, FakeHook(Liveness.ALIVE))
+    status(job, state="FAILED", error="bad release: batch 1 fails")
+    ready = ReadinessOperator(task_id="ready", job_root=str(job.location.path), window_s=60)
+    with pytest.raises(AirflowFailException, match="NotReadyError.*FAILED: bad release"):
+        ready.execute(context())
+
+
+def test_rollback_leaves_a_generation_this_run_did_not_create_alone(
+    job: JobRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook = with_hook(monkeypatch, FakeHook(Liveness.ALIVE))
+    job.update_generation_record(1, created_by="another/run")
+    rollback = RollbackStreamingJobOperator(task_id="rollback", job_root=str(job.location.path))
+    assert rollback.execute(context()) == {"rolled_back": None, "generation": 1}
+    assert hook.calls == []  # nothing observed, stopped or launched
+
+
+def test_rollback_refuses_a_generation_with_nothing_to_roll_back_to(
+    job: JobRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_hook(monkeypatch, FakeHook())
+    rollback = RollbackStreamingJobOperator(
+        task_id="rollback", job_root=str(job.location.path), only_own=False
+    )
+    with pytest.raises(AirflowFailException, match="did not start from a snapshot"):
+        rollback.execute(context())
