@@ -26,10 +26,13 @@ MODULES = [
     "airflow_checkpoint_provider.triggers.checkpoint",
     "airflow_checkpoint_provider.hooks.checkpoint",
     "airflow_checkpoint_provider.callbacks.checkpoint",
+    "airflow_checkpoint_provider.operators.upgrade",
     "example_redeploy",
     "example_job_control",
     "example_watchdog",
     "example_periodic_snapshot",
+    "example_safe_redeploy",
+    "example_scheduled_redeploy",
     "bench_reference_dag",  # a DAG of the same shape with no provider operator: Airflow's own cost
 ]
 PROBE = """

@@ -19,8 +19,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from airflow.sdk import DAG, chain, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import DAG, chain
 from example_common import PARAMS, START_DATE
 
 from airflow_checkpoint_provider.operators.checkpoint import (
@@ -35,6 +34,7 @@ from airflow_checkpoint_provider.operators.upgrade import (
     DryRunStreamingJobOperator,
     PlanRedeployOperator,
     ReadinessOperator,
+    RedeployFailedOperator,
     RollbackStreamingJobOperator,
 )
 
@@ -56,15 +56,6 @@ def counts_are_sane(report: Mapping[str, Any]) -> bool:
         for row in pq.read_table(folder).to_pylist()
     ]
     return bool(rows) and all(r["n"] >= 1 and r["total"] is not None for r in rows)
-
-
-@task(trigger_rule="one_failed", retries=0)
-def redeploy_failed() -> None:
-    """Fails the DAG run when any step failed (the rollback and the standby's discard are leaves that
-    succeed when they did their job; Airflow judges a run by its leaves)."""
-    raise AirflowFailException(
-        "the redeploy failed: see the failed task (after the cutover, the rollback ran)"
-    )
 
 
 def release_fields(release: str) -> tuple[dict[str, str], dict[str, str], str]:
@@ -150,7 +141,8 @@ def safe_redeploy_dag(
         rollback = RollbackStreamingJobOperator(task_id="rollback", trigger_rule="one_failed", **JOB)
         chain([start, ready], rollback)
         # the run fails when a step failed, even though the rollback (a leaf) succeeded
-        chain([plan, baseline, dry_run, stop, snapshot, cleanup, start, ready], redeploy_failed())
+        failed = RedeployFailedOperator(task_id="redeploy_failed")  # trigger_rule="one_failed"
+        chain([plan, baseline, dry_run, stop, snapshot, cleanup, start, ready], failed)
     # [END example_safe_redeploy]
     return dag
 

@@ -12,7 +12,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_checkpoint_provider._lazy import lazy
 from airflow_checkpoint_provider.exceptions import (
@@ -355,6 +356,22 @@ def _remove_empty(folder: Path) -> None:
         pass
 
 
+class RedeployFailedOperator(BaseOperator):
+    """Fails, naming the redeploy's failed steps: put it last with ``trigger_rule="one_failed"`` downstream of
+    every step, so that the DAG run fails whenever a step failed (Airflow judges a run by its leaf tasks, and
+    the rollback and the standby's discard are leaves that succeed when they did their job)."""
+
+    ui_color = "#f0d0d0"
+
+    def __init__(self, *, trigger_rule: str = "one_failed", retries: int = 0, **kwargs: Any) -> None:
+        super().__init__(trigger_rule=trigger_rule, retries=retries, **kwargs)
+
+    def execute(self, context: Context) -> Any:
+        raise AirflowFailException(
+            "the redeploy failed: see the failed task (after the cutover, the rollback task ran)"
+        )
+
+
 class ReadinessOperator(StreamingJobOperator):
     """Judge a generation after a cutover over a readiness window, and fail (for the rollback) if it is not
     ready.
@@ -663,5 +680,6 @@ __all__ = [
     "DryRunStreamingJobOperator",
     "PlanRedeployOperator",
     "ReadinessOperator",
+    "RedeployFailedOperator",
     "RollbackStreamingJobOperator",
 ]

@@ -18,9 +18,11 @@ from tests.support.processes import ROOT
 pytestmark = [pytest.mark.airflow]
 
 EXAMPLE_DAGS = {
+    "example_checkpoint_rotation",
     "example_periodic_snapshot",
     "example_redeploy",
     "example_safe_redeploy",
+    "example_scheduled_redeploy",
     "example_snapshot_audit",
     "example_start_job",
     "example_stop_job",
