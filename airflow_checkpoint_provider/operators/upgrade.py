@@ -90,6 +90,7 @@ class PlanRedeployOperator(StartStreamingJobOperator):
 
     template_fields: Sequence[str] = (*StartStreamingJobOperator.template_fields, "intent", "migration")
     ui_color = "#e4ecd0"
+    creates_job_root = False
 
     def __init__(
         self,
@@ -164,6 +165,7 @@ class DryRunStreamingJobOperator(StartStreamingJobOperator):
 
     template_fields: Sequence[str] = (*StartStreamingJobOperator.template_fields, "enabled")
     ui_color = "#e4ecd0"
+    creates_job_root = False
 
     def __init__(
         self,

@@ -106,3 +106,14 @@ def test_rollback_refuses_a_generation_with_nothing_to_roll_back_to(
     )
     with pytest.raises(AirflowFailException, match="did not start from a snapshot"):
         rollback.execute(context())
+
+
+def test_plan_and_dry_run_refuse_a_job_root_that_does_not_exist(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nothing-here")
+    for operator in (
+        PlanRedeployOperator(task_id="plan", job_root=missing, application="app.py"),
+        DryRunStreamingJobOperator(task_id="dry_run", job_root=missing, application="app.py"),
+    ):
+        with pytest.raises(AirflowFailException, match="JobRootNotFoundError"):
+            operator.execute(context())
+    assert not (tmp_path / "nothing-here").exists()
