@@ -112,10 +112,17 @@ def driver_started(
     return Observation.waiting("waiting for the driver to report", {})
 
 
-def standby_ready(root: JobRoot, generation: int, launch_id: str) -> Observation:
-    """The standby of launch ``launch_id`` is warm (STANDBY), or has already gone past it (took over)."""
+def standby_ready(
+    root: JobRoot, generation: int, launch_id: str, *, process_gone: bool = False
+) -> Observation:
+    """The standby of launch ``launch_id`` is warm (STANDBY), or has already gone past it (took over).
+
+    :param process_gone: the launcher knows the launched process has ended (a standby killed before its
+        first report is then given up at once, not after the whole wait)."""
     status = root.read_status(generation)
     if status is None or status.launch_id != launch_id:
+        if process_gone:
+            return Observation.never("the standby's process ended without reporting (see its log)", {})
         return Observation.waiting("waiting for the standby to report", {})
     payload = status.to_json()
     if status.state.is_terminal:

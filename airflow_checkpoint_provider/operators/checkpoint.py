@@ -738,6 +738,7 @@ class LaunchStandbyOperator(StartStreamingJobOperator):
             return self.done(context, root, info | {"ready": current == generation, "took_over": True})
         hook = self.hook(root, generation)
         view = hook.observe(root, generation)
+        pid, host = None, ""
         if view.alive and view.status is not None:
             self.log.info("standby generation %s is already up (%s): reconnecting", generation, view.reason)
             launch_id = view.status.launch_id
@@ -745,13 +746,14 @@ class LaunchStandbyOperator(StartStreamingJobOperator):
             # only a stop asked for after this launch is the go's stop (see runtime/standby.py)
             root.update_generation_record(generation, armed_at=time.time())
             handle, _ = hook.launch_generation(root, generation, by=holder)
-            launch_id = handle.launch_id
+            launch_id, pid, host = handle.launch_id, handle.pid, handle.host
         info["launch_id"] = launch_id
-        seen = self.wait(
-            lambda: watch.standby_ready(root, generation, launch_id),
-            self.ready_timeout_s,
-            f"standby generation {generation} to warm up",
-        )
+
+        def ready() -> watch.Observation:
+            gone = bool(pid) and _processes.local_liveness(pid, host, launch_id) is _backends.Liveness.GONE
+            return watch.standby_ready(root, generation, launch_id, process_gone=gone)
+
+        seen = self.wait(ready, self.ready_timeout_s, f"standby generation {generation} to warm up")
         info["ready"] = seen.done
         info["warm_s"] = (seen.payload or {}).get("warm_s")
         if not seen.done:

@@ -160,3 +160,15 @@ def test_launch_contract_carries_the_standby() -> None:
     assert parse_launch_args(LaunchSpec("/jobs/c", 3).to_args())[0].standby_for is None
     with pytest.raises(InvalidLaunchError, match="must be newer"):
         LaunchSpec("/jobs/c", 2, standby_for=2)
+
+
+def test_a_standby_that_dies_before_its_first_report_is_given_up_at_once(tmp_path: Path) -> None:
+    """Found by the mixed campaign (seed 1202): a standby killed 1.8 s after its launch wrote no status, and
+    the standby task waited its whole ready timeout (600 s) before the redeploy went on cold."""
+    from airflow_checkpoint_provider.checkpoint import watch
+
+    root = JobRoot(tmp_path / "counter")
+    waiting = watch.standby_ready(root, 2, "L")
+    assert not waiting.done and not waiting.failed
+    gone = watch.standby_ready(root, 2, "L", process_gone=True)
+    assert gone.failed and "ended without reporting" in gone.message
