@@ -177,6 +177,10 @@ class Bench(Demo):
                 "warm_s": status.warm_s,
                 "to_go_s": status.go_at - request.requested_at,
                 "go_to_commit_s": first_commit - status.go_at,
+                # where go -> first commit goes: building and starting the query, then Spark's own phases
+                # of batch 0 (its durationMs, in ms)
+                "go_to_query_start_s": (status.query_started_at or status.go_at) - status.go_at,
+                "first_batch_ms": status.first_batch_ms,
             }
         return row
 
@@ -259,6 +263,24 @@ def main() -> int:
             f"{row['export_on_stop_s'] or 0:>11.2f} {row.get('warm_s') or 0:>9.1f} "
             f"{row.get('to_go_s') or 0:>10.2f} {row.get('go_to_commit_s') or 0:>15.2f}"
         )
+    phases = [row for row in rows if row.get("first_batch_ms")]
+    if phases:
+        print("\nwarm standby, go -> first commit: the query's build and start, then batch 0's phases (s)")
+        names = (
+            "latestOffset",
+            "queryPlanning",
+            "addBatch",
+            "walCommit",
+            "commitOffsets",
+            "triggerExecution",
+        )
+        print(f"{'round':>5} {'app':>4} {'start':>6} " + " ".join(f"{n:>16}" for n in names))
+        for row in phases:
+            ms = row["first_batch_ms"]
+            print(
+                f"{row['round']:>5} {row['app']:>4} {row['go_to_query_start_s']:>6.2f} "
+                + " ".join(f"{ms.get(n, 0) / 1000:>16.2f}" for n in names)
+            )
     for flow, ratio in medians.items():
         target = (
             f"target <= {STANDBY_TARGET}, aim {STANDBY_AIM}"

@@ -82,6 +82,11 @@ class DriverStatus:
     #: A standby: how long its warm-up took, and when it was told to go (epoch seconds).
     warm_s: float | None = None
     go_at: float | None = None
+    #: When this driver's query (or streaming context) started (epoch seconds), and Spark's own phases of
+    #: its first committed batch in milliseconds (``durationMs`` of the query's first progress: latestOffset,
+    #: queryPlanning, addBatch, walCommit, commitOffsets, triggerExecution); where a start's time goes.
+    query_started_at: float | None = None
+    first_batch_ms: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", DriverState(self.state))

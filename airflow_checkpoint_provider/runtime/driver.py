@@ -88,6 +88,13 @@ class StatusWriter:
                 log.warning("could not write status: %s", exc)
             return self._status
 
+    def reset(self, status: DriverStatus) -> None:
+        """Replace the whole status, keeping this writer: a standby's go (what reports through the writer,
+        such as the query listener its session registered, keeps reporting to the one file)."""
+        with self._lock:
+            self._status = status
+            self.root.write_status(status)
+
 
 class DriverLock:
     """``generations/<g>/driver.lock``: at most one live driver per generation (promise 5 in docs/design.md).
@@ -618,22 +625,24 @@ def run_driver(
                 engine=engine,
                 first_started_at=time.time(),
             )
-        status = StatusWriter(
+        starting = _driver_status(
             root,
-            _driver_status(
-                root,
-                spec,
-                driver_id,
-                DriverState.STARTING,
-                engine=engine,
-                start_mode=decision.mode.value,
-                start_reason=decision.reason,
-                snapshot=spec.snapshot if decision.load_initial_state else None,
-                starting_offsets=offsets,
-                last_committed_batch=decision.last_committed_batch,
-                **standby,
-            ),
+            spec,
+            driver_id,
+            DriverState.STARTING,
+            engine=engine,
+            start_mode=decision.mode.value,
+            start_reason=decision.reason,
+            snapshot=spec.snapshot if decision.load_initial_state else None,
+            starting_offsets=offsets,
+            last_committed_batch=decision.last_committed_batch,
+            **standby,
         )
+        if status is None:
+            status = StatusWriter(root, starting)
+        else:  # a standby's writer: its session's query listener reports through it (one writer, one view)
+            current = status.current
+            status.reset(replace(starting, app_id=current.app_id, ui_url=current.ui_url))
         running = start(spec, root, decision, offsets, manifest, status)
         status.update(state=DriverState.RUNNING)
         try:

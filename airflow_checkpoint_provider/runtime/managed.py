@@ -253,7 +253,11 @@ class _Listener:
                     end = _parse_offset(s.endOffset)
                     ends.append(end)
                     lags.append(source_lag(end, _parse_offset(getattr(s, "latestOffset", None))))
+                first = status.current.first_batch_ms
                 status.update(
+                    first_batch_ms=first
+                    if first is not None
+                    else {k: int(v) for k, v in p.durationMs.items()},
                     state=DriverState.RUNNING
                     if status.current.state is DriverState.STARTING
                     else status.current.state,
@@ -434,7 +438,7 @@ def run(
         log.info(
             "query %s started on %s (stop method: %s)", query.id, ctx.checkpoint_location, ctx.stop_method
         )
-        status.update(query_id=str(query.id), run_id=str(query.runId))
+        status.update(query_id=str(query.id), run_id=str(query.runId), query_started_at=time.time())
         return QueryEngine(ctx, query)
 
     return run_driver(start, decide, engine="structured", argv=argv, warm=warm)

@@ -32,7 +32,7 @@ from airflow_checkpoint_provider.checkpoint.upgrade import rolled_back_generatio
 from airflow_checkpoint_provider.cli import main as cli
 from tests.support.counting import fold_log, sink_totals
 from tests.support.drivers import ROOT, Job, Producer
-from tests.support.lifecycle import example_params, kill_drivers, states, xcom
+from tests.support.lifecycle import example_params, file_mtimes, kill_drivers, states, xcom
 from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.spark, pytest.mark.airflow]
@@ -70,7 +70,7 @@ def _untouched(job: Job) -> dict[str, Any]:
 
 
 def _written_since(folder: Path, since: float) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file() and p.stat().st_mtime >= since]
+    return [p for p, t in file_mtimes(folder).items() if t >= since]
 
 
 def test_bad_releases_are_caught_before_or_after_the_cutover_and_totals_stay_exact(

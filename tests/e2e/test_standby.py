@@ -20,7 +20,7 @@ from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
 from tests.support.campaign import live_drivers
 from tests.support.counting import fold_log, sink_totals
 from tests.support.drivers import Job, Producer
-from tests.support.lifecycle import example_params, kill_drivers, states, xcom
+from tests.support.lifecycle import example_params, file_mtimes, kill_drivers, states, xcom
 from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.spark, pytest.mark.airflow]
@@ -31,10 +31,6 @@ def held(job: Job) -> bool:
     batch = job.in_flight(1)
     time.sleep(3)
     return batch is not None and job.in_flight(1) == batch
-
-
-def _files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
 
 
 def test_standby_discarded_when_the_stop_fails_then_takes_over_by_itself(
@@ -67,7 +63,7 @@ def test_standby_discarded_when_the_stop_fails_then_takes_over_by_itself(
             status1 = job.status(1)
             assert status1 is not None and status1.state == "RUNNING", status1
             assert not job.root.checkpoint(2).exists()  # the standby wrote no checkpoint
-            assert not [p for p in _files(job.output) if "g=2" in p.parts]  # nor any sink output
+            assert not [p for p in file_mtimes(job.output) if "g=2" in p.parts]  # nor any sink output
             record2 = job.root.read_generation_record(2) or {}
             assert record2.get("discarded_at") and not record2.get("first_started_at"), record2
 
@@ -88,15 +84,24 @@ def test_standby_discarded_when_the_stop_fails_then_takes_over_by_itself(
             go = float(promoted[0]["at"])
             assert go >= ack.acknowledged_at
             # nothing of generation 2 was written before its go: checkpoint, commits, sink
-            written = _files(Path(job.root.checkpoint(2).uri)) + [
-                p for p in _files(job.output) if "g=2" in p.parts
-            ]
-            assert written and min(p.stat().st_mtime for p in written) >= go - 0.01, "written before the go"
+            written = file_mtimes(Path(job.root.checkpoint(2).uri)) | {
+                p: t for p, t in file_mtimes(job.output).items() if "g=2" in p.parts
+            }
+            assert written and min(written.values()) >= go - 0.01, "written before the go"
             launches = (job.root.read_generation_record(2) or {}).get("launches", [])
             assert len(launches) == 2 and all(launch["by"] != "" for launch in launches), launches
             status2 = job.status(2)
             assert status2 is not None and status2.warm_s and status2.go_at, status2
             wait_for(lambda: job.committed(2) >= 2, 120, "generation 2 to commit batch 2")
+            # One status writer after the go: every read shows the started generation, its batches rising
+            # (the standby's writer, which the query listener reports to, was kept and reset).
+            seen = []
+            for _ in range(8):
+                now = job.status(2)
+                assert now is not None and now.start_mode and now.app_id and now.state.value == "RUNNING", now
+                seen.append(now.last_committed_batch if now.last_committed_batch is not None else -1)
+                time.sleep(0.5)
+            assert seen == sorted(seen) and seen[-1] >= 1, seen
 
             stopped = example_job_control.stop_job.test(run_conf=example_params(job, run_dir, "v2"))
             assert stopped.state == "success", states(stopped)

@@ -12,6 +12,18 @@ from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from tests.support.drivers import APPS, Job
 
 
+def file_mtimes(folder: Path) -> dict[Path, float]:
+    """Every file under ``folder`` with its mtime; a file a live driver renames away meanwhile is left out."""
+    found: dict[Path, float] = {}
+    for path in folder.rglob("*") if folder.exists() else ():
+        try:
+            if path.is_file():
+                found[path] = path.stat().st_mtime
+        except FileNotFoundError:  # Spark's .tmp and .crc files live for milliseconds
+            continue
+    return found
+
+
 def run(dag: Any, **conf: Any) -> Any:
     """One real DAG run; returns the DagRun (``dag.test()`` does not raise when a task fails). Params not
     given get the DAG file's defaults (an in-process DAG otherwise keeps what an earlier run's conf set)."""
