@@ -43,12 +43,13 @@ from airflow_checkpoint_provider.runtime.export import export_snapshot  # noqa: 
 from airflow_checkpoint_provider.runtime.managed import ROCKSDB  # noqa: E402
 
 
-def session(local_dir: Path) -> Any:
+def session(local_dir: Path, app_name: str = "snapshot-bench") -> Any:
+    """The benchmarks' local[2] session: RocksDB state, 4 shuffle partitions, 4 GiB driver, quiet."""
     from pyspark.sql import SparkSession
 
     spark = (
         SparkSession.builder.master("local[2]")
-        .appName("snapshot-bench")
+        .appName(app_name)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "4")

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from airflow_checkpoint_provider.runtime.managed import ROCKSDB  # noqa: E402
+from snapshot_bench import session  # noqa: E402
 
 VARIANTS: list[tuple[str, str, int, dict[str, str]]] = [
     ("row P=4", "row", 4, {}),
@@ -45,23 +45,6 @@ VARIANTS: list[tuple[str, str, int, dict[str, str]]] = [
     ("pandas P=2", "pandas", 2, {}),
     ("pandas P=4 arrow 50k", "pandas", 4, {"spark.sql.execution.arrow.maxRecordsPerBatch": "50000"}),
 ]
-
-
-def session(local_dir: Path) -> Any:
-    from pyspark.sql import SparkSession
-
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .appName("tws-load-bench")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.local.dir", str(local_dir))
-        .config("spark.driver.memory", "4g")
-        .config("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
 
 
 def pandas_counter() -> Any:
@@ -132,7 +115,7 @@ def run(keys: int, rounds: int, out: Path) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     work = Path(tempfile.mkdtemp(prefix="tws-load-"))
-    spark = session(work / "local")
+    spark = session(work / "local", "tws-load-bench")
     initial_path = work / "initial"
     spark.range(keys).select(
         F.format_string("k%09d", "id").alias("key"), F.col("id").alias("n"), (F.col("id") * 3).alias("total")

@@ -8,4 +8,7 @@ shift
 work="$(mktemp -d "${TMPDIR:-/tmp}/acp-bench.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 export TMPDIR="$work"
+# Spark JVMs unpack RocksDB's native library into java.io.tmpdir; a killed one leaves it (see scripts/test.sh).
+mkdir -p "$work/jvm-tmp"
+export SPARK_SUBMIT_OPTS="-Djava.io.tmpdir=$work/jvm-tmp${SPARK_SUBMIT_OPTS:+ $SPARK_SUBMIT_OPTS}"
 python "bench/${name}_bench.py" "$@"
