@@ -39,6 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
+from cpu_sampler import CpuSampler, classify  # noqa: E402
 from demo import Demo  # noqa: E402
 from deployment import AirflowDeployment  # noqa: E402
 
@@ -97,6 +98,8 @@ class Bench(Demo):
     #: ``deployment`` (default): every DAG run through the deployment's scheduler and executor;
     #: ``dag.test``: through ``dag.test()`` in a fresh process (no scheduler), on the same database.
     runner = "deployment"
+    #: ``--cpu``: sample every process's CPU during each standby redeploy (who competes with batch 0).
+    cpu = False
 
     def prepare_runner(self) -> None:
         """Start the deployment; for ``dag.test`` only until it has parsed (serialized) the DAGs."""
@@ -154,7 +157,12 @@ class Bench(Demo):
     def redeploy(self, app: str, migration: str, flow: str) -> dict[str, Any]:
         old = max(self.root.generations())
         dag_id, standby = FLOWS[flow]
-        outcome = self.dag(dag_id, self.params(app, migration=migration, standby=standby))
+        sampler = CpuSampler() if self.cpu and standby else None
+        if sampler is not None:
+            with sampler:
+                outcome = self.dag(dag_id, self.params(app, migration=migration, standby=standby))
+        else:
+            outcome = self.dag(dag_id, self.params(app, migration=migration, standby=standby))
         if outcome["state"].split(".")[-1] != "success":
             raise SystemExit(f"bench: the redeploy to {app} failed (see {self.out}/airflow-home/logs)")
         request = self.root.read_stop_request(old)
@@ -182,7 +190,35 @@ class Bench(Demo):
                 "go_to_query_start_s": (status.query_started_at or status.go_at) - status.go_at,
                 "first_batch_ms": status.first_batch_ms,
             }
+            if sampler is not None:
+                row["cpu_s"] = self.cpu_use(sampler, old, request.requested_at, status.go_at, first_commit)
         return row
+
+    def cpu_use(
+        self, sampler: CpuSampler, old: int, requested: float, go: float, committed: float
+    ) -> dict[str, dict[str, float]]:
+        """CPU seconds per kind of process, stop request -> go and go -> first commit."""
+        groups = {}
+        for generation, label in ((old, "old driver"), (old + 1, "new driver")):
+            for launch in (self.root.read_generation_record(generation) or {}).get("launches", []):
+                groups[int(launch["pid"])] = label
+
+        def name(pid: int, cmdline: str) -> str:
+            group = sampler.group_of(pid)
+            if group in groups:  # the driver's JVM, its Python driver, and the Python processes Spark starts
+                if "java" in cmdline.split(" ", 1)[0]:
+                    return f"{groups[group]} (JVM)"
+                return f"{groups[group]} (Python)"
+            if pid == os.getpid():
+                return "benchmark (event producer)"
+            if "airflow" in cmdline or "run_dag.py" in cmdline:
+                return "airflow"
+            return f"other ({Path(cmdline.split(' ', 1)[0]).name or '?'})"
+
+        return {
+            "to_go": classify(sampler, sampler.window(requested, go), name),
+            "go_to_commit": classify(sampler, sampler.window(go, committed), name),
+        }
 
 
 def main() -> int:
@@ -204,10 +240,14 @@ def main() -> int:
         default="deployment",
         help="run the DAGs through the deployment's scheduler (default) or with dag.test()",
     )
+    parser.add_argument(
+        "--cpu", action="store_true", help="sample which processes use the CPU during each standby handoff"
+    )
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="redeploy-bench-"))
     bench = Bench(out, args.rate)
     bench.runner = args.runner
+    bench.cpu = args.cpu
     rows: list[dict[str, Any]] = []
     try:
         bench.prepare_runner()
@@ -281,6 +321,13 @@ def main() -> int:
                 f"{row['round']:>5} {row['app']:>4} {row['go_to_query_start_s']:>6.2f} "
                 + " ".join(f"{ms.get(n, 0) / 1000:>16.2f}" for n in names)
             )
+    sampled = [row for row in rows if row.get("cpu_s")]
+    if sampled:
+        print("\nwarm standby: CPU seconds by kind of process (2 cores): stop request -> go; go -> commit")
+        for row in sampled:
+            for window in ("to_go", "go_to_commit"):
+                used = ", ".join(f"{k} {v:.2f}" for k, v in row["cpu_s"][window].items() if v >= 0.05)
+                print(f"{row['round']:>5} {row['app']:>4} {window:>12}: {used}")
     for flow, ratio in medians.items():
         target = (
             f"target <= {STANDBY_TARGET}, aim {STANDBY_AIM}"

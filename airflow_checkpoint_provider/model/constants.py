@@ -43,6 +43,11 @@ LAUNCHES_KEPT = 50
 DEFAULT_STANDBY_TIMEOUT_S = 1800.0
 #: How often a waiting standby looks for its go (seconds): this is most of what the handoff costs.
 STANDBY_POLL_S = 0.1
+#: After a stop whose snapshot a warm standby takes over from, the old driver stays up, idle, until its
+#: successor commits its first batch, at most this long (seconds): its teardown (and the redeploy's next
+#: Airflow tasks, which wait for its exit) would otherwise compete with the successor's first batch for the
+#: CPU.
+SUCCESSOR_WAIT_S = 20.0
 #: How often a running driver looks for a stop request, supersession and snapshot requests (seconds): a
 #: redeploy waits this long, at most, before the stop begins. One small read per look; the heartbeat's writes
 #: keep their own pace.

@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
 
 from airflow_checkpoint_provider.runtime.eventlog import SOURCE_NAME, EventLogWriter
+from airflow_checkpoint_provider.runtime.standby import WARM_UP_QUERY
 
 log = logging.getLogger("airflow_checkpoint_provider.runtime")
 
@@ -69,6 +70,7 @@ def warm_up(spark: Any) -> None:
                 _Count(), "key STRING, n LONG", "Update", "None", initialState=initial.groupBy("key")
             )
             .writeStream.format("noop")
+            .queryName(WARM_UP_QUERY)
             .option("checkpointLocation", str(scratch / "checkpoint"))
             .trigger(availableNow=True)
             .start()

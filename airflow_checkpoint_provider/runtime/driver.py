@@ -56,7 +56,7 @@ from airflow_checkpoint_provider.model.records import (
     StopOutcome,
     StopRequest,
 )
-from airflow_checkpoint_provider.runtime.standby import await_go
+from airflow_checkpoint_provider.runtime.standby import await_go, await_successor
 
 log = logging.getLogger("airflow_checkpoint_provider.runtime")
 
@@ -573,6 +573,7 @@ def run_driver(
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per callback otherwise
+    warn_without_bytecode()
     spec, _app_args = parse_launch_args(sys.argv[1:] if argv is None else argv)
     driver_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     root = JobRoot(spec.job_root, job=spec.job_name)
@@ -645,8 +646,13 @@ def run_driver(
             status.reset(replace(starting, app_id=current.app_id, ui_url=current.ui_url))
         running = start(spec, root, decision, offsets, manifest, status)
         status.update(state=DriverState.RUNNING)
+        started = time.time()
         try:
-            return supervise(running, status, lock)
+            code = supervise(running, status, lock)
+            if code == 0:  # a standby taking over from this stop: tear down after its first batch
+                reason = await_successor(root, spec.generation, lock, spec.heartbeat_s, since=started)
+                log.info("handoff: %s", reason)
+            return code
         finally:
             running.close()
     # any failure of the driver is reported in status.json, then the driver exits 1
@@ -661,6 +667,31 @@ def run_driver(
                 lock.release()
             except CheckpointProviderError:
                 pass
+
+
+def warn_without_bytecode(module: str = "pyspark") -> bool:
+    """Warn (and return True) when ``module`` has no cached bytecode: every Python process Spark starts (the
+    worker daemon, each streaming query's Python source runner and ``transformWithState`` planner) then
+    compiles pyspark from source — 0.8 s more per process on this project's machine (docs/deployment.md)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return False
+    try:
+        cached = importlib.util.cache_from_source(spec.origin)
+    except NotImplementedError:  # sys.implementation.cache_tag is None: no bytecode at all
+        cached = ""
+    if cached and os.path.exists(cached):
+        return False
+    log.warning(
+        "%s has no compiled bytecode (%s)%s: every Python process Spark starts compiles it again. Compile "
+        "the environment once (python -m compileall <site-packages>)",
+        module,
+        cached or "bytecode caching is off",
+        " and PYTHONDONTWRITEBYTECODE is set" if sys.flags.dont_write_bytecode else "",
+    )
+    return True
 
 
 def _driver_status(

@@ -48,6 +48,7 @@ from airflow_checkpoint_provider.runtime.driver import (
     set_aside,
 )
 from airflow_checkpoint_provider.runtime.fence import read_fences
+from airflow_checkpoint_provider.runtime.standby import WARM_UP_QUERY
 
 __all__ = [
     "ROCKSDB",
@@ -243,11 +244,13 @@ class _Listener:
 
         class Listener(StreamingQueryListener):
             def onQueryStarted(self, event: Any) -> None:
-                status.update(query_id=str(event.id), run_id=str(event.runId))
+                if event.name != WARM_UP_QUERY:
+                    status.update(query_id=str(event.id), run_id=str(event.runId))
 
             def onQueryProgress(self, event: Any) -> None:
-
                 p = event.progress
+                if p.name == WARM_UP_QUERY:  # a standby's warm-up on made-up rows is not the job's progress
+                    return
                 ends, lags = [], []
                 for s in p.sources:
                     end = _parse_offset(s.endOffset)

@@ -29,13 +29,17 @@ from typing import Any
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
+from airflow_checkpoint_provider.checkpoint.processes import process_gone
 from airflow_checkpoint_provider.checkpoint.snapshots import read_manifest, verify_snapshot
 from airflow_checkpoint_provider.exceptions import CheckpointProviderError
-from airflow_checkpoint_provider.model.constants import STANDBY_POLL_S
+from airflow_checkpoint_provider.model.constants import STANDBY_POLL_S, SUCCESSOR_WAIT_S
 from airflow_checkpoint_provider.model.launch import LaunchSpec
 from airflow_checkpoint_provider.model.records import DriverState, StopAck, StopMethod, StopOutcome
 
 log = logging.getLogger("airflow_checkpoint_provider.runtime")
+
+#: The name of the standby's warm-up query: the drivers' query listeners leave it out of ``status.json``.
+WARM_UP_QUERY = "acp-standby-warm-up"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,3 +162,67 @@ def _answer_stop(root: JobRoot, generation: int, request_id: str) -> None:
         stop_latency_s=0.0,
     )
     root.write_json(root.stop_ack_file(generation), ack.to_json())
+
+
+def successor(root: JobRoot, generation: int) -> int | None:
+    """The standby generation armed to take over from ``generation`` (the newest not discarded), if any."""
+    for number, record in sorted(root.generation_records().items(), reverse=True):
+        if number > generation and record.get("standby_for") == generation and not record.get("discarded_at"):
+            return number
+    return None
+
+
+def await_successor(
+    root: JobRoot,
+    generation: int,
+    lock: Any,
+    heartbeat_s: float,
+    *,
+    since: float,
+    limit_s: float = SUCCESSOR_WAIT_S,
+) -> str:
+    """After a stop whose snapshot a standby takes over from: wait, idle, until the successor has committed
+    its first batch (or is gone, discarded, or ``limit_s`` passed); return why the wait ended.
+
+    The old driver's query has stopped and its acknowledgement is written: it holds no batch, no state and no
+    sink. Its teardown (the Spark session, the JVM's exit) and the redeploy's next tasks (the stop task waits
+    for this process to exit) would otherwise run on the same CPUs as the successor's first batch.
+    """
+    ack = root.read_stop_ack(generation)
+    if ack is None or ack.acknowledged_at < since:
+        return "no handoff: this driver stopped without a stop request"
+    if not ack.snapshot_id or ack.outcome not in (StopOutcome.STOPPED, StopOutcome.FORCED):
+        return "no handoff: the stop exported no snapshot"
+    try:
+        new = successor(root, generation)
+    except CheckpointProviderError as exc:
+        return f"no handoff: {exc}"
+    if new is None:
+        return "no standby takes over"
+    started = time.monotonic()
+    next_beat = started + heartbeat_s
+    while True:
+        waited = time.monotonic() - started
+        try:
+            current = root.current_generation()
+            record = root.read_generation_record(new) or {}
+            status = root.read_status(new)
+        # a half-written file is read again; the wait is bounded anyway
+        except CheckpointProviderError:
+            current, record, status = generation, {}, None
+        if record.get("discarded_at"):
+            return f"standby generation {new} was discarded"
+        if current not in (generation, new):
+            return f"the job's current generation is {current}"
+        if current == new and status is not None and status.last_committed_batch is not None:
+            return f"generation {new} committed batch {status.last_committed_batch} after {waited:.1f}s"
+        if status is not None and status.state.is_terminal:
+            return f"generation {new} is {status.state}"
+        if status is not None and process_gone(status.pid, status.host, started_at=status.started_at):
+            return f"generation {new}'s driver (pid {status.pid}) is gone"
+        if waited > limit_s:
+            return f"generation {new} did not commit within {limit_s:.0f}s"
+        if time.monotonic() >= next_beat:
+            lock.refresh()
+            next_beat = time.monotonic() + heartbeat_s
+        time.sleep(STANDBY_POLL_S)

@@ -59,6 +59,9 @@ def test_standby_discarded_when_the_stop_fails_then_takes_over_by_itself(
             assert xcom(failed, "standby")["ready"] is True
             assert xcom(failed, "discard_standby") == {"generation": 2, "discarded": True}
             wait_for(lambda: all(g != 2 for g, _ in live_drivers(job)), 60, "the discarded standby to exit")
+            standby = job.status(2)  # its warm-up query ran on made-up rows: none of it is the job's progress
+            assert standby is not None and standby.query_id is None, standby
+            assert standby.last_committed_batch is None and standby.total_input_rows == 0, standby
             assert JobLedger(job.root).read().current_generation == 1  # the job is as it was
             status1 = job.status(1)
             assert status1 is not None and status1.state == "RUNNING", status1
@@ -92,6 +95,12 @@ def test_standby_discarded_when_the_stop_fails_then_takes_over_by_itself(
             assert len(launches) == 2 and all(launch["by"] != "" for launch in launches), launches
             status2 = job.status(2)
             assert status2 is not None and status2.warm_s and status2.go_at, status2
+            # the old driver tore down only after its successor's first commit (no CPU taken from batch 0)
+            logs = "".join(
+                log.read_text(errors="replace")
+                for log in sorted((job.path / "generations" / "1" / "logs").glob("driver-*.log"))
+            )
+            assert "handoff: generation 2 committed batch 0" in logs, logs[-3000:]
             wait_for(lambda: job.committed(2) >= 2, 120, "generation 2 to commit batch 2")
             # One status writer after the go: every read shows the started generation, its batches rising
             # (the standby's writer, which the query listener reports to, was kept and reset).

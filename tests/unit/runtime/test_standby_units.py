@@ -5,6 +5,7 @@ flags."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from airflow_checkpoint_provider.model.records import (
     StopOutcome,
     StopRequest,
 )
-from airflow_checkpoint_provider.runtime.standby import await_go, check_handoff
+from airflow_checkpoint_provider.runtime.standby import await_go, await_successor, check_handoff
 from tests.support.crafted import make_checkpoint, make_snapshot
 
 SNAP = "20261130T120000Z-g1-b4"
@@ -172,3 +173,59 @@ def test_a_standby_that_dies_before_its_first_report_is_given_up_at_once(tmp_pat
     assert not waiting.done and not waiting.failed
     gone = watch.standby_ready(root, 2, "L", process_gone=True)
     assert gone.failed and "ended without reporting" in gone.message
+
+
+class _Lock:
+    def refresh(self) -> None:
+        pass
+
+
+def test_the_old_driver_waits_for_its_successors_first_commit_before_it_tears_down(tmp_path: Path) -> None:
+    """After a stop that exported a snapshot for an armed standby, the old driver stays up (idle) until the
+    standby has committed its first batch; any other end of the handoff ends the wait at once."""
+    root = job(tmp_path)
+    since = time.time() - 5
+    acknowledge(root, snapshot=None)
+    assert "no snapshot" in await_successor(root, 1, _Lock(), 2.0, since=since)
+    assert "without a stop request" in await_successor(root, 1, _Lock(), 2.0, since=time.time() + 5)
+    make_snapshot(Path(root.location.uri), SNAP, job="counter", generation=1, batch=4)
+    acknowledge(root)
+    assert check_handoff(root, 2, 1, by="standby:x").action == "go"
+    status = DriverStatus(job="counter", generation=2, state=DriverState.RUNNING, driver_id="new")
+    root.write_status(status)
+    started = time.monotonic()
+    assert "did not commit within" in await_successor(root, 1, _Lock(), 0.1, since=since, limit_s=0.3)
+    assert time.monotonic() - started >= 0.3
+    root.write_status(replace(status, last_committed_batch=0))
+    assert "committed batch 0" in await_successor(root, 1, _Lock(), 2.0, since=since)
+    root.write_status(replace(status, state=DriverState.FAILED))
+    assert "FAILED" in await_successor(root, 1, _Lock(), 2.0, since=since)
+
+
+def test_no_wait_without_an_armed_standby(tmp_path: Path) -> None:
+    root = job(tmp_path)
+    make_snapshot(Path(root.location.uri), SNAP, job="counter", generation=1, batch=4)
+    acknowledge(root)
+    JobLedger(root).discard_standby(2, by="test", reason="the redeploy failed")
+    assert await_successor(root, 1, _Lock(), 2.0, since=time.time() - 5) == "no standby takes over"
+
+
+def test_a_driver_warns_when_pyspark_has_no_bytecode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without cached bytecode every Python process Spark starts compiles pyspark again (0.8 s each here)."""
+    import compileall
+    import sys
+
+    from airflow_checkpoint_provider.runtime.driver import warn_without_bytecode
+
+    package = tmp_path / "acp_probe_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert warn_without_bytecode("acp_probe_pkg")
+    assert "acp_probe_pkg has no compiled bytecode" in caplog.text
+    assert compileall.compile_dir(str(package), quiet=1)
+    assert not warn_without_bytecode("acp_probe_pkg")
+    assert not warn_without_bytecode("acp_no_such_module")
+    assert "acp_probe_pkg" not in sys.modules  # looked up, never imported
