@@ -186,7 +186,16 @@ def load_seeded(spark: Any, work: Path, job: Path, snapshot_id: str, part_dir: P
     return time.perf_counter() - started
 
 
-def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000) -> dict[str, Any]:
+def spread(values: list[float], digits: int = 2) -> dict[str, float]:
+    """Median, lowest and highest of repeated measurements."""
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
+def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000, repeat: int = 1) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="acp-bench-"))
     spark = session(base / "spark-local")
     rows = []
@@ -212,25 +221,53 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000) -> dict[
         for keys in keys_list:
             work = base / f"k{keys}"
             job, build_s = build_state(spark, work, keys)
-            plain_s = plain_write(spark, work, keys)
-            started = time.perf_counter()
-            manifest = export_snapshot(spark, job, 1, code_version="bench")
-            export_s = time.perf_counter() - started
-            assert manifest.rows == keys, (manifest.rows, keys)
-            seeded_s = load_seeded(spark, work, job, manifest.snapshot_id)
-            load_s = load(spark, work, job, manifest.snapshot_id) if keys <= tws_max_keys else None
+            # each measurement ``repeat`` times, interleaved (the state is built once): the median is
+            # reported, the spread beside it
+            trials: list[dict[str, Any]] = []
+            for i in range(repeat):
+                trial = work / f"trial-{i}"
+                trial.mkdir()
+                plain_s = plain_write(spark, trial, keys)
+                started = time.perf_counter()
+                manifest = export_snapshot(spark, job, 1, code_version="bench", reuse=False)
+                export_s = time.perf_counter() - started
+                assert manifest.rows == keys, (manifest.rows, keys)
+                seeded_s = load_seeded(spark, trial, job, manifest.snapshot_id)
+                load_s = (
+                    load(spark, trial, job, manifest.snapshot_id)
+                    if keys <= tws_max_keys and i == 0  # minutes at 1M keys: once (tws_load_bench repeats it)
+                    else None
+                )
+                trials.append(
+                    {
+                        "plain_s": plain_s,
+                        "export_s": export_s,
+                        "ratio": plain_s / export_s,
+                        "seeded_s": seeded_s,
+                        "load_s": load_s,
+                        "manifest": manifest,
+                    }
+                )
+            manifest = trials[0]["manifest"]
+            plain_s = statistics.median(t["plain_s"] for t in trials)
+            export_s = statistics.median(t["export_s"] for t in trials)
+            seeded_s = statistics.median(t["seeded_s"] for t in trials)
+            load_s = trials[0]["load_s"]
             size = sum(f.size for p in manifest.parts.values() for f in p.files)
             rows.append(
                 {
                     "keys": keys,
+                    "repeat": repeat,
                     "build_state_s": round(build_s, 2),
                     "plain_write_s": round(plain_s, 2),
                     "export_s": round(export_s, 2),
                     "export_write_s": manifest.export_seconds,
-                    "export_rate_vs_plain": round(plain_s / export_s, 2),
+                    "export_rate_vs_plain": round(statistics.median(t["ratio"] for t in trials), 2),
+                    "export_rate_vs_plain_spread": spread([t["ratio"] for t in trials]),
                     "snapshot_mb": round(size / 1e6, 1),
                     "seed_load_s": round(seeded_s, 2),
                     "seed_keys_per_s": int(keys / seeded_s),
+                    "seed_keys_per_s_spread": spread([keys / t["seeded_s"] for t in trials], 0),
                     "seed_fixed_s": round(fixed_s, 2),
                     "seed_marginal_keys_per_s": int(keys / max(seeded_s - fixed_s, 1e-3)),
                     "tws_load_s": round(load_s, 2) if load_s else None,
@@ -282,9 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1_000_000,
         help="load through Python transformWithState only up to this many keys (5M takes ~10 min)",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="measure export, plain write and seeded load this many times"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "snapshot_bench.json")
     args = parser.parse_args(argv)
-    result = run(args.keys, args.out, args.tws_max_keys)
+    result = run(args.keys, args.out, args.tws_max_keys, args.repeat)
     print(f"wrote {args.out} ({len(result['rows'])} rows)")
     return 0
 

@@ -310,7 +310,12 @@ class DriverContext:
             return None
         folder = self.root.snapshot_dir(self.manifest.snapshot_id)
         name, spec = self.snapshot_part(self.manifest, part)
-        df = spark.read.parquet(folder.child(spec.path).uri)
+        reader = spark.read
+        if spec.spark_schema:  # the schema the export wrote: no Spark job to infer it from the files
+            from pyspark.sql.types import StructType
+
+            reader = reader.schema(StructType.fromJson(json.loads(spec.spark_schema)))
+        df = reader.parquet(folder.child(spec.path).uri)
         key_columns = list(spec.key_columns) if keys is None else list(keys)
         if migrate is not None:
             df = migrate(df)
