@@ -79,7 +79,7 @@ class CpuSampler:
             if t >= end:
                 break
         for pid, ticks in last.items():
-            previous = base.get(pid, (0, 0))[0] if pid in base else 0
+            previous = base.get(pid, (0, 0))[0]  # a process started inside the window counts from 0
             if ticks > previous:
                 used[pid] = (ticks - previous) / TICK
         return used
