@@ -46,7 +46,10 @@ def local_liveness(
             return Liveness.GONE
         if started_at is not None and proc.create_time() > started_at + PID_REUSE_SLACK_S:
             return Liveness.GONE
-        if launch_id and launch_id not in " ".join(proc.cmdline()):
+        # An empty command line is a process in the middle of exec (spark-submit execs spark-class, which
+        # execs java): it is still the driver starting, not a sign that it is gone.
+        cmdline = proc.cmdline()
+        if launch_id and cmdline and launch_id not in " ".join(cmdline):
             return Liveness.GONE
     except psutil.NoSuchProcess:
         return Liveness.GONE

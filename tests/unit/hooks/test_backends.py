@@ -285,3 +285,29 @@ def test_a_relaunch_goes_where_the_generation_ran(tmp_path: Path, monkeypatch: p
         StreamingJobHook(None).launch_generation(root, 2)
     submits = [line for line in calls.read_text().splitlines() if line.startswith("spark-submit")]
     assert len(submits) == 2 and all("--master yarn" in line for line in submits)
+
+
+def test_a_driver_in_the_middle_of_exec_is_not_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """spark-submit execs spark-class, which execs java: for a moment the process has no command line. That is
+    the driver starting, not gone (a dry run once took it for an exit after 0 batches)."""
+    import socket
+    import subprocess
+    import sys
+
+    import psutil
+
+    from airflow_checkpoint_provider.checkpoint.processes import local_liveness
+    from airflow_checkpoint_provider.model.backends import Liveness
+
+    launch = "launch-3f1c"
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", launch])
+    try:
+        host = socket.gethostname()
+        assert local_liveness(proc.pid, host, launch) is Liveness.ALIVE
+        assert local_liveness(proc.pid, host, "another-launch") is Liveness.GONE  # a reused pid
+        monkeypatch.setattr(psutil.Process, "cmdline", lambda self: [])  # read while it execs
+        assert local_liveness(proc.pid, host, launch) is Liveness.ALIVE
+    finally:
+        proc.kill()
+        proc.wait()
+    assert local_liveness(proc.pid, socket.gethostname(), launch) is Liveness.GONE
