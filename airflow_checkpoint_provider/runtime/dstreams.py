@@ -256,7 +256,7 @@ class DStreamContext(DriverContext):
         values = [c for c in df.columns if c != key]
         rows = df.select(key, *values).collect()
         # A plain parallelized RDD: it is pickled into the DStream graph, which a DataFrame's lineage is not
-        return self.ssc.sparkContext.parallelize([(r[0], tuple(r[1:])) for r in rows])
+        return _jvm_only(self.ssc.sparkContext, [(r[0], tuple(r[1:])) for r in rows])
 
     def update_state_by_key(
         self,
@@ -291,6 +291,21 @@ class DStreamContext(DriverContext):
         )
         state.foreachRDD(_remember(self.root.location.uri, self.generation, part, str(ddl), key_type))
         return state
+
+
+def _jvm_only(sc: Any, pairs: list[tuple[Any, Any]]) -> Any:
+    """``sc.parallelize(pairs)`` read with the context's default serializer, the one a DStream's ``map`` uses.
+
+    ``updateStateByKey`` keeps its ``initialRDD`` in the checkpointed graph, and re-serializes it with a
+    Python ``map`` when its serializer differs from the stream's. That map holds the context's Python
+    accumulator, which Spark cannot checkpoint twice: the second resume of a generation failed in
+    ``ssc.start()`` ("serverHost" is null in ``PythonAccumulatorV2.copyAndReset``). A parallelized RDD is
+    a JVM collection of pickled batches, which the default serializer reads as is, so no map is added.
+    """
+    from pyspark import RDD
+
+    rdd = sc.parallelize(pairs)
+    return RDD(rdd._jrdd, sc, sc.serializer)
 
 
 def _only_or(manifest: Manifest | None, part: str) -> str | None:

@@ -193,3 +193,56 @@ def test_first_batch_crash_replay_and_migration_off_dstreams(run_dir: Path) -> N
     end = int(ack.end_offsets[0]["offset"])  # type: ignore[index]
     assert partial_batches(job.output) == []
     assert sink_totals(job.output) == fold_log(job.events, end)
+
+
+def test_a_seeded_generation_resumes_twice(run_dir: Path) -> None:
+    """A generation seeded with an initialRDD survives two kill -9s in a row. Before the fix, the second
+    resume failed in ``ssc.start()`` (a Python accumulator restored twice from the graph has no host)."""
+    job = Job(run_dir / "dstream-twice", run_dir)
+    job.set_current(1)
+    with Producer(job.events, per_tick=5, tick_s=0.2):
+        proc, log = job.launch("dv1", job.spec(1, code_version="dstream-counter-v1"), *DSTREAM_ARGS)
+        try:
+            wait_for(lambda: len(completed(job, 1)) >= 2, 300, "two completed batches", proc, log)
+        except BaseException:
+            kill_group(proc)
+            raise
+        _, snapshot = stop(job, 1, proc, log, snapshot=True)
+        assert snapshot is not None
+
+        job.set_current(2)
+        g2 = job.spec(2, code_version="dstream-counter-v1", snapshot=snapshot)
+        proc, log = job.launch("dv1", g2, *DSTREAM_ARGS)
+        try:
+            # past Spark's first state checkpoint (every 10 s of batch time): a resume restores the graph
+            wait_for(
+                lambda: len(c := completed(job, 2)) > 1 and c[-1] - c[0] >= 12_000,
+                300,
+                "12 s of g2's completed batches",
+                proc,
+                log,
+            )
+        finally:
+            kill_group(proc)
+        for attempt in (1, 2):
+            before = completed(job, 2)[-1]
+            time.sleep(LEASE_EXPIRY_S)
+            proc, log = job.launch("dv1", g2, *DSTREAM_ARGS)
+            try:
+                wait_for(
+                    lambda before=before: completed(job, 2)[-1] > before + 2000,  # type: ignore[misc]
+                    300,
+                    f"batches after resume {attempt}",
+                    proc,
+                    log,
+                )
+                status = job.status(2)
+                assert status is not None and status.start_mode == "resume", status
+            except BaseException:
+                kill_group(proc)
+                raise
+            if attempt == 1:
+                kill_group(proc)
+    end, _ = stop(job, 2, proc, log)
+    assert partial_batches(job.output) == []
+    assert sink_totals(job.output) == fold_log(job.events, end)
