@@ -47,6 +47,7 @@ from airflow_checkpoint_provider.checkpoint.snapshots import (
     record_deep_verification,
     verify_snapshot,
 )
+from airflow_checkpoint_provider.checkpoint.storage import Location
 from airflow_checkpoint_provider.exceptions import (
     BatchNotRetainedError,
     CheckpointProviderError,
@@ -118,37 +119,46 @@ def flatten(df: Any) -> tuple[Any, list[str], list[str], list[dict[str, str]]]:
     return df.select(*columns), keys, values, records
 
 
-def state_parts(spark: Any, checkpoint: str) -> list[dict[str, Any]]:
+def state_parts(spark: Any, checkpoint: str, batch: int | None = None) -> list[dict[str, Any]]:
     """One entry per thing to read: (operator, store) for plain operators, (operator, state variable) for
     transformWithState. Part names are the state variable names (prefixed ``op<id>.`` when two operators share
-    one), and ``op<id>`` / ``op<id>.<store>`` otherwise."""
-    rows = spark.read.format("state-metadata").load(checkpoint).collect()
+    one), and ``op<id>`` / ``op<id>.<store>`` otherwise.
+
+    Read from the operators' metadata files (``state/<op>/_metadata``: the newest version at or before
+    ``batch`` for v2) when every operator has one, the same files Spark's ``state-metadata`` source reads,
+    without its Spark job (0.07-0.11 s of an export on stop); otherwise from that source."""
+    rows = operator_rows(checkpoint, batch)
+    if rows is None:
+        rows = [
+            (int(r.operatorId), r.operatorName, r.stateStoreName, r.operatorProperties)
+            for r in spark.read.format("state-metadata").load(checkpoint).collect()
+        ]
     parts: list[dict[str, Any]] = []
-    for r in rows:
-        props = json.loads(r.operatorProperties) if r.operatorProperties else {}
+    for operator_id, operator_name, store_name, properties in rows:
+        props = json.loads(properties) if properties else {}
         variables = props.get("stateVariables") if isinstance(props, dict) else None
         if variables:
             for v in variables:
                 parts.append(
                     {
-                        "operator_id": int(r.operatorId),
-                        "operator_name": r.operatorName,
-                        "store_name": r.stateStoreName,
+                        "operator_id": operator_id,
+                        "operator_name": operator_name,
+                        "store_name": store_name,
                         "state_var": v["stateName"],
                         "state_var_type": v.get("stateVariableType"),
                         "name": v["stateName"],
                     }
                 )
         else:
-            suffix = "" if r.stateStoreName == "default" else f".{r.stateStoreName}"
+            suffix = "" if store_name == "default" else f".{store_name}"
             parts.append(
                 {
-                    "operator_id": int(r.operatorId),
-                    "operator_name": r.operatorName,
-                    "store_name": r.stateStoreName,
+                    "operator_id": operator_id,
+                    "operator_name": operator_name,
+                    "store_name": store_name,
                     "state_var": None,
                     "state_var_type": None,
-                    "name": f"op{int(r.operatorId)}{suffix}",
+                    "name": f"op{operator_id}{suffix}",
                 }
             )
     names = [p["name"] for p in parts]
@@ -156,6 +166,47 @@ def state_parts(spark: Any, checkpoint: str) -> list[dict[str, Any]]:
         if p["state_var"] and names.count(p["name"]) > 1:
             p["name"] = f"op{p['operator_id']}.{p['name']}"
     return parts
+
+
+def operator_rows(checkpoint: str, batch: int | None = None) -> list[tuple[int, str, str, str]] | None:
+    """``(operator id, operator name, store name, operator properties JSON)`` per store, as Spark's
+    ``state-metadata`` source returns them, read from the metadata files; None when an operator folder has
+    no metadata file this reads (an older Spark's checkpoint), one does not parse, or there is no operator:
+    Spark decides then."""
+    state = Location.of(checkpoint).child("state")
+    rows: list[tuple[int, str, str, str]] = []
+    for entry in sorted(state.list_or_empty(), key=lambda e: int(e.name) if e.name.isdigit() else -1):
+        if not (entry.is_dir and entry.name.isdigit()):
+            continue
+        meta = state.child(entry.name, "_metadata")
+        names = {e.name for e in meta.list_or_empty()}
+        try:
+            if "v2" in names:
+                versions = sorted(
+                    int(e.name) for e in meta.child("v2").list_or_empty() if e.name.isdigit() and not e.is_dir
+                )
+                usable = [v for v in versions if batch is None or v <= batch]
+                if not usable:
+                    return None
+                text = meta.child("v2", usable[-1]).read_text()
+            elif "metadata" in names:
+                text = meta.child("metadata").read_text()
+            else:
+                return None
+            lines = text.split("\n")
+            if lines[0].strip() not in ("v1", "v2") or len(lines) < 2:
+                return None
+            data = json.loads(lines[1])
+            info = data["operatorInfo"]
+            properties = data.get("operatorPropertiesJson") or ""
+            for store in data["stateStoreInfo"]:
+                rows.append(
+                    (int(info["operatorId"]), str(info["operatorName"]), str(store["storeName"]), properties)
+                )
+        # a file this does not read as expected is Spark's to read (the fallback), never a guess
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    return rows or None
 
 
 def read_part(spark: Any, checkpoint: str, batch: int, part: dict[str, Any]) -> Any:
@@ -328,7 +379,7 @@ def _write(
     folder = root.snapshot_dir(sid)
     parts: dict[str, Part] = {}
     with _PinnedConf(spark, confs):
-        for p in state_parts(spark, checkpoint.uri):
+        for p in state_parts(spark, checkpoint.uri, n):
             flat, keys, values, records = flatten(read_part(spark, checkpoint.uri, n, p))
             parts[p["name"]] = write_part(
                 folder,

@@ -21,7 +21,7 @@ from airflow_checkpoint_provider.exceptions import (
 from airflow_checkpoint_provider.model.decisions import decide_start
 from airflow_checkpoint_provider.model.launch import LaunchSpec
 from airflow_checkpoint_provider.runtime import eventlog
-from airflow_checkpoint_provider.runtime.export import deep_verify, export_snapshot
+from airflow_checkpoint_provider.runtime.export import deep_verify, export_snapshot, operator_rows
 from airflow_checkpoint_provider.runtime.managed import ROCKSDB, ManagedContext
 from tests.support.counting import fold_log
 from tests.support.spark_checkpoints import write_events
@@ -346,3 +346,46 @@ def test_pandas_flavour_loads_the_same_snapshot(spark: Any, running_v1: dict[str
         got.update(rows_by_key(outputs[b], "n", "total"))
     truth = fold_log(log, eventlog.EventLogIndex(str(log)).end())
     assert got and got == {k: truth[k] for k in got}
+
+
+def test_operator_rows_read_from_files_equal_sparks_state_metadata(
+    spark: Any, run_dir: Path, running_v1: dict[str, Any]
+) -> None:
+    """The export reads the operators' metadata files itself (no Spark job): for an aggregation (v1), a
+    stream-stream join (four stores), transformWithState (v2) and the shipped fixtures, it finds what Spark's
+    ``state-metadata`` source finds."""
+    from pyspark.sql import functions as F
+
+    work = run_dir / "op-rows"
+    log = work / "events"
+    write_events(str(log), 20, keys=3)
+
+    def side(n: int) -> Any:
+        events = spark.readStream.format("eventlog").option("path", str(log)).load()
+        return events.select(F.col("key").alias(f"k{n}"), F.col("value").alias(f"v{n}"))
+
+    join = work / "join"
+    query = (
+        side(1)
+        .join(side(2), F.expr("k1 = k2"))
+        .writeStream.format("noop")
+        .option("checkpointLocation", str(join))
+        .start()
+    )
+    query.processAllAvailable()
+    query.stop()
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "checkpoints"
+    checkpoints = [
+        str(join),
+        str(fixtures / "aggregation"),
+        str(fixtures / "transform_with_state"),
+        JobRoot(running_v1["job"]).checkpoint(1).uri,
+    ]
+    for checkpoint in checkpoints:
+        truth = sorted(
+            (int(r.operatorId), r.operatorName, r.stateStoreName, r.operatorProperties or "")
+            for r in spark.read.format("state-metadata").load(checkpoint).collect()
+        )
+        assert sorted(operator_rows(checkpoint) or []) == truth, checkpoint
+    assert len(operator_rows(str(join)) or []) == 4
+    assert operator_rows(str(work / "no-such-checkpoint")) is None
