@@ -124,6 +124,22 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                 )
             )
         for r in snapshot["rows"]:
+            if r.get("seed_prestarted_keys_per_s") is None:
+                continue
+            k = f"{r['keys'] // 1000}k" if r["keys"] < 1_000_000 else f"{r['keys'] // 1_000_000}M"
+            low, high = (int(r["seed_prestarted_keys_per_s_spread"][e]) for e in ("min", "max"))
+            out.append(
+                (
+                    f"initial-state load, {k} keys, query started before the go (bench prototype)",
+                    f"{r['seed_prestarted_keys_per_s']:,} keys/s from the go "
+                    f"({r['seed_prestarted_s']:.2f} s; median of {r['repeat']}, spread {low:,}-{high:,}; "
+                    "the start before the go: "
+                    f"{r['prestart_s']:.2f} s)",
+                    "(prototype)",
+                    None,
+                )
+            )
+        for r in snapshot["rows"]:
             k = f"{r['keys'] // 1000}k" if r["keys"] < 1_000_000 else f"{r['keys'] // 1_000_000}M"
             out.append(
                 (
