@@ -139,6 +139,24 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                     None,
                 )
             )
+            if r.get("seed_eventlog_prestarted_keys_per_s") is None:
+                continue
+            cold, pre = r["seed_eventlog_s_spread"], r["seed_eventlog_prestarted_s_spread"]
+            out.append(
+                (
+                    f"initial-state load, {k} keys, events from the Python source (bench prototype)",
+                    f"started at the go {r['seed_eventlog_keys_per_s']:,} keys/s ({cold['median']:.2f} s, "
+                    f"{cold['min']:.2f}-{cold['max']:.2f}); started before it "
+                    f"{r['seed_eventlog_prestarted_keys_per_s']:,} keys/s from the go "
+                    f"({pre['median']:.2f} s, "
+                    f"{pre['min']:.2f}-{pre['max']:.2f}; the start before the go: "
+                    f"{r['prestart_eventlog_s']:.2f} s, and "
+                    f"{r.get('prestart_eventlog_batches_before_go', '?')} "
+                    "empty batch committed before the go: ruled out)",
+                    "(prototype)",
+                    None,
+                )
+            )
         for r in snapshot["rows"]:
             k = f"{r['keys'] // 1000}k" if r["keys"] < 1_000_000 else f"{r['keys'] // 1_000_000}M"
             out.append(

@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot  # noqa: E402
+from airflow_checkpoint_provider.runtime import eventlog  # noqa: E402
+from airflow_checkpoint_provider.runtime.eventlog import EventLogWriter  # noqa: E402
 from airflow_checkpoint_provider.runtime.export import export_snapshot  # noqa: E402
 from airflow_checkpoint_provider.runtime.managed import ROCKSDB  # noqa: E402
 
@@ -59,6 +61,7 @@ def session(local_dir: Path, app_name: str = "snapshot-bench") -> Any:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    eventlog.register(spark)
     return spark
 
 
@@ -142,6 +145,7 @@ def load_seeded(
     part_dir: Path | None = None,
     *,
     prestart: bool = False,
+    events_source: str = "parquet",
 ) -> float:
     """Start the v3 counter's query shape: Spark's streaming aggregation over the events unioned with the
     snapshot read as a file stream (``ManagedContext.seed_stream``); time to its first committed batch.
@@ -149,7 +153,11 @@ def load_seeded(
     ``prestart``: a prototype of a standby that starts its query before the go. The query starts over two
     empty folders (the seed's and the events'), so it can read nothing, load nothing and commit nothing; the
     go hard-links the snapshot's files and the event file into them. Timed from the go; the time the query
-    took to start and reach its first idle poll is in ``LAST_PRESTART``."""
+    took to start and reach its first idle poll is in ``LAST_PRESTART``.
+
+    ``events_source="eventlog"``: the events come through the shipped Python streaming source (what
+    ``ctx.read_eventlog`` reads), whose runner is a Python process of its own per query; pre-started, its log
+    folder is empty until the go appends the event."""
     from pyspark.sql import functions as F
 
     from dags.apps.event_counter_v3 import SEED, seed_rows
@@ -161,25 +169,30 @@ def load_seeded(
         str(one)
     )
     seed_dir, events_dir = part, one
+    log_dir = work / "eventlog"
     if prestart:
         seed_dir, events_dir = work / "seed-at-go", work / "events-at-go"
         seed_dir.mkdir()
         events_dir.mkdir()
+        log_dir.mkdir()
+    elif events_source == "eventlog":
+        with EventLogWriter(str(log_dir)) as writer:
+            writer.append([{"key": "k000000000", "value": 1, "ts": 0.0}])
     seed = seed_rows(
         spark.readStream.schema(schema)
         .parquet(str(seed_dir))
         .select("key", F.col("count").alias("n"), F.col("sum").alias("total"))
     )
-    events = (
-        spark.readStream.schema("key string, value bigint")
-        .parquet(str(events_dir))
-        .select(
-            "key",
-            F.lit(1).cast("bigint").alias("n"),
-            F.col("value").alias("total"),
-            F.col("value").alias("max"),
-            F.lit(1).alias("touched"),
-        )
+    if events_source == "eventlog":
+        reader = spark.readStream.format(eventlog.SOURCE_NAME).option("path", str(log_dir)).load()
+    else:
+        reader = spark.readStream.schema("key string, value bigint").parquet(str(events_dir))
+    events = reader.select(
+        "key",
+        F.lit(1).cast("bigint").alias("n"),
+        F.col("value").alias("total"),
+        F.col("value").alias("max"),
+        F.lit(1).alias("touched"),
     )
     assert seed.schema.simpleString() == spark.createDataFrame([], SEED).schema.simpleString()
     counts = (
@@ -201,16 +214,30 @@ def load_seeded(
         .start()
     )
     if prestart:
-        # started and polling, with nothing to read: no batch planned, none committed
+        # Started and polling. Over file sources with nothing to read, Spark plans no batch. A Python data
+        # source (the shipped event log) always has an offset, and a query with no committed offsets takes
+        # that as new data: it plans and commits an empty batch 0 before the go (MicroBatchExecution's
+        # isNewDataAvailable), so the pre-start is ruled out for it; measured anyway, and counted.
         while q.status["isTriggerActive"] or q.status["message"] != "Waiting for data to arrive":
             time.sleep(0.005)
-        assert q.lastProgress is None and not (checkpoint / "offsets").exists()
+        committed = [f for f in (checkpoint / "commits").glob("*") if f.name[0].isdigit()]
+        LAST_PRESTART_BATCHES.append(len(committed))
+        if events_source == "parquet":  # the log folders exist from the start (Spark creates them)
+            for name in ("offsets", "commits"):
+                assert not [f for f in (checkpoint / name).glob("*") if f.name[0].isdigit()], name
+            assert q.lastProgress is None or q.lastProgress["numInputRows"] == 0
         LAST_PRESTART.append(time.perf_counter() - started)
         started = time.perf_counter()  # the go
-        for source_dir, target in ((part, seed_dir), (one, events_dir)):
-            for f in source_dir.iterdir():
+        for f in part.iterdir():
+            if f.name.endswith(".parquet"):
+                os.link(f, seed_dir / f.name)
+        if events_source == "eventlog":
+            with EventLogWriter(str(log_dir)) as writer:
+                writer.append([{"key": "k000000000", "value": 1, "ts": 0.0}])
+        else:
+            for f in one.iterdir():
                 if f.name.endswith(".parquet"):
-                    os.link(f, target / f.name)
+                    os.link(f, events_dir / f.name)
     q.processAllAvailable()
     q.stop()
     return time.perf_counter() - started
@@ -218,6 +245,9 @@ def load_seeded(
 
 #: Each pre-started query's time from ``start()`` to its first idle poll (off a standby's critical path).
 LAST_PRESTART: list[float] = []
+#: How many batches each pre-started query committed before its go (0 over file sources; 1 with the
+#: event log).
+LAST_PRESTART_BATCHES: list[int] = []
 
 
 def spread(values: list[float], digits: int = 2) -> dict[str, float]:
@@ -246,6 +276,8 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000, repeat: 
             str(empty)
         )
         load_seeded(spark, base / "warmup-load", warm, warm_id)
+        (base / "warmup-load-el").mkdir()
+        load_seeded(spark, base / "warmup-load-el", warm, warm_id, events_source="eventlog")
         fixed_s = statistics.median(
             load_seeded(spark, base / f"empty-{i}", warm, warm_id, empty) for i in range(3)
         )
@@ -269,6 +301,21 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000, repeat: 
                 seeded_s = load_seeded(spark, trial, job, manifest.snapshot_id)
                 (trial / "pre").mkdir()
                 prestarted_s = load_seeded(spark, trial / "pre", job, manifest.snapshot_id, prestart=True)
+                prestart_s = LAST_PRESTART[-1]
+                # the same two with the events through the shipped Python source (ctx.read_eventlog)
+                for sub in ("el", "el-pre"):
+                    (trial / sub).mkdir()
+                seeded_el_s = load_seeded(
+                    spark, trial / "el", job, manifest.snapshot_id, events_source="eventlog"
+                )
+                prestarted_el_s = load_seeded(
+                    spark,
+                    trial / "el-pre",
+                    job,
+                    manifest.snapshot_id,
+                    prestart=True,
+                    events_source="eventlog",
+                )
                 load_s = (
                     load(spark, trial, job, manifest.snapshot_id)
                     if keys <= tws_max_keys and i == 0  # minutes at 1M keys: once (tws_load_bench repeats it)
@@ -281,7 +328,11 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000, repeat: 
                         "ratio": plain_s / export_s,
                         "seeded_s": seeded_s,
                         "prestarted_s": prestarted_s,
-                        "prestart_s": LAST_PRESTART[-1],
+                        "prestart_s": prestart_s,
+                        "seeded_el_s": seeded_el_s,
+                        "prestarted_el_s": prestarted_el_s,
+                        "prestart_el_s": LAST_PRESTART[-1],
+                        "prestart_el_batches": LAST_PRESTART_BATCHES[-1],
                         "load_s": load_s,
                         "manifest": manifest,
                     }
@@ -317,6 +368,20 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000, repeat: 
                         [keys / t["prestarted_s"] for t in trials], 0
                     ),
                     "prestart_s": round(statistics.median(t["prestart_s"] for t in trials), 2),
+                    # events through the Python source: started at the go (as today) and before it
+                    "seed_eventlog_s_spread": spread([t["seeded_el_s"] for t in trials]),
+                    "seed_eventlog_keys_per_s": int(
+                        keys / statistics.median(t["seeded_el_s"] for t in trials)
+                    ),
+                    "seed_eventlog_prestarted_s_spread": spread([t["prestarted_el_s"] for t in trials]),
+                    "seed_eventlog_prestarted_keys_per_s": int(
+                        keys / statistics.median(t["prestarted_el_s"] for t in trials)
+                    ),
+                    "seed_eventlog_prestarted_keys_per_s_spread": spread(
+                        [keys / t["prestarted_el_s"] for t in trials], 0
+                    ),
+                    "prestart_eventlog_s": round(statistics.median(t["prestart_el_s"] for t in trials), 2),
+                    "prestart_eventlog_batches_before_go": max(t["prestart_el_batches"] for t in trials),
                     "tws_load_s": round(load_s, 2) if load_s else None,
                     "tws_keys_per_s": int(keys / load_s) if load_s else None,
                 }

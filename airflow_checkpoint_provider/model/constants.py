@@ -52,6 +52,9 @@ SUCCESSOR_WAIT_S = 20.0
 #: redeploy waits this long, at most, before the stop begins. One small read per look; the heartbeat's writes
 #: keep their own pace.
 CONTROL_POLL_S = 0.25
+#: How often a stopping driver looks for its batch boundary (seconds): a few reads of the checkpoint's logs
+#: per look, only while a stop is under way.
+STOPPING_POLL_S = 0.05
 
 
 def optional_int(value: int | str | None) -> int | None:

@@ -87,6 +87,33 @@ class SourceFence:
         return max(begin, self._fenced[1])
 
 
+def fence_for_source(control_dir: Location, source_path: str, request_id: str, offset: int) -> bool:
+    """Record the fence of ``source_path`` for ``request_id`` at ``offset`` on the source's behalf; return
+    whether this call wrote it (False: the source, or an earlier call, already had).
+
+    The driver calls this only while its query is between triggers with nothing in flight, and ``offset`` is
+    then exactly where the source would freeze itself (the end of the last committed batch, or where the
+    source started): the source reads the same fence at its next trigger and admits nothing past it. So the
+    stop need not wait for the next trigger of a query whose trigger interval is long. The driver looks at
+    the query again after writing (a trigger that began before the write is still active then)."""
+    target = control_dir.child(fence_file_name(source_path))
+    recorded = _read(target)
+    if recorded and recorded.get("request_id") == request_id:
+        return False
+    target.write_text(
+        json.dumps(
+            {
+                "source": source_path,
+                "offset": int(offset),
+                "request_id": request_id,
+                "fenced_at": time.time(),
+                "by": "driver",
+            }
+        )
+    )
+    return True
+
+
 def read_fences(control_dir: Location, request_id: str) -> dict[str, int]:
     """Fenced offsets the sources recorded for this stop request: source path -> offset."""
     result = {}

@@ -47,7 +47,7 @@ from airflow_checkpoint_provider.runtime.driver import (
     run_driver,
     set_aside,
 )
-from airflow_checkpoint_provider.runtime.fence import read_fences
+from airflow_checkpoint_provider.runtime.fence import fence_for_source, read_fences
 from airflow_checkpoint_provider.runtime.standby import WARM_UP_QUERY
 
 __all__ = [
@@ -318,17 +318,34 @@ class QueryEngine:
         if info.in_flight_batch is not None or self.query.status.get("isTriggerActive"):
             return False
         if ctx.stop_method is StopMethod.FENCE:
-            fences = read_fences(ctx.root.control_dir(ctx.generation), request.request_id)
+            control = ctx.root.control_dir(ctx.generation)
+            fences = read_fences(control, request.request_id)
             if len(fences) < len(set(ctx.fenced_sources)):
-                return False  # not every source has seen the request yet
+                # Between triggers, nothing in flight: fence the sources that have not seen the request
+                # where they stand (a query with a long trigger interval would otherwise hold the stop
+                # until its next trigger), then look at the query again.
+                if len(set(ctx.fenced_sources)) < len(ctx.fenced_sources):
+                    return False  # one path read twice: its sources fence themselves
+                committed = info.committed.end_offsets_json() if info.committed else []
+                for i, path in enumerate(ctx.fenced_sources):
+                    if path not in fences:
+                        fence_for_source(control, path, request.request_id, self._done(committed, i))
+                info = inspect_checkpoint(ctx.checkpoint_location, allow_empty=True)
+                if info.in_flight_batch is not None or self.query.status.get("isTriggerActive"):
+                    return False
+                fences = read_fences(control, request.request_id)
+                if len(fences) < len(set(ctx.fenced_sources)):
+                    return False
             committed = info.committed.end_offsets_json() if info.committed else []
             for i, path in enumerate(ctx.fenced_sources):
-                # What is committed for this source; before any commit, where it started.
-                position = committed[i] if i < len(committed) and committed[i] else ctx.starting_offset(i)
-                done = int(position["offset"]) if position else 0
-                if path not in fences or done < fences[path]:
+                if path not in fences or self._done(committed, i) < fences[path]:
                     return False
         return True
+
+    def _done(self, committed: list[Any], i: int) -> int:
+        """Source ``i``'s committed end offset; before any commit, where it started."""
+        position = committed[i] if i < len(committed) and committed[i] else self.ctx.starting_offset(i)
+        return int(position["offset"]) if position else 0
 
     def halt(self, *, graceful: bool) -> None:
         self.query.stop()

@@ -242,3 +242,35 @@ def test_gate_stop_for_any_source_then_resume(run_dir: Path) -> None:
             kill_group(proc)
     assert partial_batches(job.output) == []
     assert sink_totals(job.output) == fold_log(job.events, end)
+
+
+def test_a_stop_between_triggers_does_not_wait_for_the_next_trigger(run_dir: Path) -> None:
+    """A query with a long trigger interval (600 s) is idle after batch 0 when the stop comes: the driver
+    fences its source on the source's behalf at the committed end, so the stop is acknowledged at that
+    boundary instead of at the next trigger (which alone would have let the source see the request). The
+    events written meanwhile stay unread; the sink equals the log up to the final batch's end."""
+    job = Job(run_dir / "managed-long-trigger", run_dir)
+    job.set_current(1)
+    spec = job.spec(1)
+    with Producer(job.events):
+        proc, log = job.launch("v1", spec, "--trigger-seconds", "600")
+        try:
+            job.wait_committed(1, 0, proc, log)
+            wait_for(
+                lambda: (s := job.status(1)) is not None and s.state == "RUNNING",
+                120,
+                "the driver to report batch 0",
+                proc,
+                log,
+            )
+            time.sleep(1)  # more events arrive; the next trigger is 10 minutes away
+            end = stop_and_check(job, 1, proc, log)
+        finally:
+            kill_group(proc)
+    ack = job.root.read_stop_ack(1)
+    assert ack is not None and ack.final_committed_batch == 0 and ack.in_flight_batch is None
+    fences = [json.loads(f.read_text()) for f in Path(job.root.control_dir(1).path).glob("fence-*.json")]
+    assert [(f["by"], f["offset"], f["request_id"]) for f in fences] == [("driver", end, ack.request_id)]
+    assert fold_log(job.events) != fold_log(job.events, end)  # events arrived after the fence
+    assert partial_batches(job.output) == []
+    assert sink_totals(job.output) == fold_log(job.events, end)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from airflow_checkpoint_provider.checkpoint.storage import Location
-from airflow_checkpoint_provider.runtime.fence import SourceFence, read_fences
+from airflow_checkpoint_provider.runtime.fence import SourceFence, fence_for_source, read_fences
 
 
 def request(control: Path, rid: str) -> None:
@@ -52,3 +52,22 @@ def test_unreadable_request_does_not_fence(tmp_path: Path) -> None:
     control.mkdir()
     (control / "stop.json").write_text("{torn")
     assert SourceFence(str(control), "/events").admit(0, 7) == 7
+
+
+def test_a_fence_the_driver_wrote_for_the_source_holds_it_there(tmp_path: Path) -> None:
+    control = tmp_path / "control"
+    request(control, "r1")
+    fence = SourceFence(str(control), "/events")
+    assert fence.admit(10, 30) == 10  # r1: the source fenced itself at 10
+    request(control, "r2")
+    loc = Location.of(str(control))
+    # the driver, between triggers: the fence of r1 does not count for r2; r2's is written once
+    assert fence_for_source(loc, "/events", "r2", 30)
+    assert not fence_for_source(loc, "/events", "r2", 30)
+    assert read_fences(loc, "r2") == {"/events": 30}
+    assert json.loads((control / next(p.name for p in control.glob("fence-*.json"))).read_text())["by"] == (
+        "driver"
+    )
+    # the source's next trigger reads it and admits nothing past it, in this process or a restarted one
+    assert fence.admit(30, 80) == 30
+    assert SourceFence(str(control), "/events").admit(30, 90) == 30
