@@ -44,7 +44,7 @@ from airflow_checkpoint_provider.exceptions import (
     OffsetsMismatchError,
     SnapshotSchemaMismatchError,
 )
-from airflow_checkpoint_provider.model.constants import CONTROL_POLL_S, STOPPING_POLL_S
+from airflow_checkpoint_provider.model.constants import CONTROL_POLL_S
 from airflow_checkpoint_provider.model.decisions import StartDecision, StartMode
 from airflow_checkpoint_provider.model.launch import LaunchSpec, parse_launch_args
 from airflow_checkpoint_provider.model.records import (
@@ -523,6 +523,11 @@ class Engine(Protocol):
     @property
     def stop_method(self) -> StopMethod: ...
 
+    @property
+    def stop_poll_s(self) -> float:
+        """How often the supervisor looks for the batch boundary while a stop is under way."""
+        ...
+
     def running(self) -> bool: ...
 
     def wait(self, seconds: float) -> bool:
@@ -802,7 +807,7 @@ def supervise(engine: Engine, status: StatusWriter, lock: DriverLock) -> int:
                 engine.cancel_stop()
                 status.update(state=DriverState.RUNNING)
                 stopping = None
-        if not engine.wait(min(spec.heartbeat_s, CONTROL_POLL_S if stopping is None else STOPPING_POLL_S)):
+        if not engine.wait(min(spec.heartbeat_s, CONTROL_POLL_S if stopping is None else engine.stop_poll_s)):
             break
     # The job ended by itself: a gate refusal is a clean stop; anything else is a failure.
     error = engine.failure()

@@ -69,6 +69,7 @@ from airflow_checkpoint_provider.exceptions import (
     ExportFailedError,
     InvalidLaunchError,
 )
+from airflow_checkpoint_provider.model.constants import CONTROL_POLL_S
 from airflow_checkpoint_provider.model.decisions import StartDecision, StartMode, decide_dstream_start
 from airflow_checkpoint_provider.model.launch import LaunchSpec
 from airflow_checkpoint_provider.model.records import StopMethod, StopRequest
@@ -456,6 +457,11 @@ class DStreamEngine:
     @property
     def stop_method(self) -> StopMethod:
         return StopMethod.FENCE
+
+    @property
+    def stop_poll_s(self) -> float:
+        # the boundary comes with a completed batch (seconds apart): the supervisor's usual pace
+        return CONTROL_POLL_S
 
     def running(self) -> bool:
         if self.publisher.error is not None:

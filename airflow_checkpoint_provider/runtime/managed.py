@@ -32,6 +32,7 @@ from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from airflow_checkpoint_provider.checkpoint.snapshots import Manifest, read_manifest
 from airflow_checkpoint_provider.exceptions import InvalidLaunchError
+from airflow_checkpoint_provider.model.constants import STOPPING_POLL_S
 from airflow_checkpoint_provider.model.decisions import StartDecision, StartMode, decide_start
 from airflow_checkpoint_provider.model.launch import LaunchSpec
 from airflow_checkpoint_provider.model.offsets import starting_offset_options
@@ -291,6 +292,10 @@ class QueryEngine:
     @property
     def stop_method(self) -> StopMethod:
         return self.ctx.stop_method
+
+    @property
+    def stop_poll_s(self) -> float:
+        return STOPPING_POLL_S  # a batch boundary is a file in the checkpoint: look often while stopping
 
     def running(self) -> bool:
         return bool(self.query.isActive)

@@ -33,10 +33,12 @@ def graph_files(job: Job, generation: int) -> tuple[int, ...]:
 
 
 def stop(job: Job, generation: int, proc, log, snapshot: bool = False) -> tuple[int, str | None]:  # type: ignore[no-untyped-def]
-    """Graceful stop; returns the acknowledged end offset and the snapshot exported on stop."""
-    job.request_stop(generation, snapshot=snapshot)
+    """Graceful stop; returns the acknowledged end offset and the snapshot exported on stop. A resumed
+    context first runs the batches of its downtime, one per interval: on a slow 2-core machine the stop took
+    over 60 s after a resume, so the request allows 150 s."""
+    job.request_stop(generation, snapshot=snapshot, timeout_s=150)
     try:
-        assert proc.wait(timeout=180) == 0, log.read_text()[-3000:]
+        assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]
     finally:
         kill_group(proc)
     ack = job.root.read_stop_ack(generation)
@@ -47,6 +49,33 @@ def stop(job: Job, generation: int, proc, log, snapshot: bool = False) -> tuple[
     return int(ack.end_offsets[0]["offset"]), ack.snapshot_id  # type: ignore[index]
 
 
+def wait_past_first_state_checkpoint(job: Job, generation: int, proc, log) -> None:  # type: ignore[no-untyped-def]
+    """Wait for 12 s of completed batch time: past Spark's first state checkpoint (every 10 s of batch time),
+    so a resume restores the graph and its state and needs no initialRDD."""
+    wait_for(
+        lambda: len(c := completed(job, generation)) > 1 and c[-1] - c[0] >= 12_000,
+        300,
+        f"12 s of g{generation}'s completed batches",
+        proc,
+        log,
+    )
+
+
+def first_generation_snapshot(job: Job, batches: int) -> str:
+    """Run generation 1 of the DStream counter for ``batches`` completed batches, stop it with a snapshot,
+    and return the snapshot's id (the caller's producer keeps writing)."""
+    job.set_current(1)
+    proc, log = job.launch("dv1", job.spec(1, code_version="dstream-counter-v1"), *DSTREAM_ARGS)
+    try:
+        wait_for(lambda: len(completed(job, 1)) >= batches, 300, f"{batches} completed batches", proc, log)
+    except BaseException:
+        kill_group(proc)
+        raise
+    _, snapshot = stop(job, 1, proc, log, snapshot=True)
+    assert snapshot is not None
+    return snapshot
+
+
 def test_kill_9_mid_batch_resumes_exactly_and_changed_code_is_refused(run_dir: Path) -> None:
     job = Job(run_dir / "dstream-resume", run_dir)
     job.set_current(1)
@@ -55,14 +84,7 @@ def test_kill_9_mid_batch_resumes_exactly_and_changed_code_is_refused(run_dir: P
         # (no slow batches: the restored graph would keep them — its closures are restored with it)
         proc, log = job.launch("dv1", spec, *DSTREAM_ARGS)
         try:
-            # past Spark's first state checkpoint (every 10 s of batch time): a resume needs no initialRDD
-            wait_for(
-                lambda: len(c := completed(job, 1)) > 1 and c[-1] - c[0] >= 12_000,
-                300,
-                "12 s of completed DStream batches",
-                proc,
-                log,
-            )
+            wait_past_first_state_checkpoint(job, 1, proc, log)
             wait_for(
                 lambda: inspect_checkpoint(job.root.checkpoint(1)).in_flight_batch is not None,
                 60,
@@ -120,16 +142,8 @@ def test_kill_9_mid_batch_resumes_exactly_and_changed_code_is_refused(run_dir: P
 
 def test_first_batch_crash_replay_and_migration_off_dstreams(run_dir: Path) -> None:
     job = Job(run_dir / "dstream-fresh", run_dir)
-    job.set_current(1)
     with Producer(job.events, per_tick=5, tick_s=0.2):
-        proc, log = job.launch("dv1", job.spec(1, code_version="dstream-counter-v1"), *DSTREAM_ARGS)
-        try:
-            wait_for(lambda: len(completed(job, 1)) >= 3, 300, "three completed batches", proc, log)
-        except BaseException:
-            kill_group(proc)
-            raise
-        _, first_snapshot = stop(job, 1, proc, log, snapshot=True)
-        assert first_snapshot is not None
+        first_snapshot = first_generation_snapshot(job, 3)
         verify_snapshot(job.root, first_snapshot)
 
         # generation 2 from the snapshot (its initialRDD); its first batch crashes (kill -9 inside it)
@@ -199,29 +213,13 @@ def test_a_seeded_generation_resumes_twice(run_dir: Path) -> None:
     """A generation seeded with an initialRDD survives two kill -9s in a row. Before the fix, the second
     resume failed in ``ssc.start()`` (a Python accumulator restored twice from the graph has no host)."""
     job = Job(run_dir / "dstream-twice", run_dir)
-    job.set_current(1)
     with Producer(job.events, per_tick=5, tick_s=0.2):
-        proc, log = job.launch("dv1", job.spec(1, code_version="dstream-counter-v1"), *DSTREAM_ARGS)
-        try:
-            wait_for(lambda: len(completed(job, 1)) >= 2, 300, "two completed batches", proc, log)
-        except BaseException:
-            kill_group(proc)
-            raise
-        _, snapshot = stop(job, 1, proc, log, snapshot=True)
-        assert snapshot is not None
-
+        snapshot = first_generation_snapshot(job, 2)
         job.set_current(2)
         g2 = job.spec(2, code_version="dstream-counter-v1", snapshot=snapshot)
         proc, log = job.launch("dv1", g2, *DSTREAM_ARGS)
         try:
-            # past Spark's first state checkpoint (every 10 s of batch time): a resume restores the graph
-            wait_for(
-                lambda: len(c := completed(job, 2)) > 1 and c[-1] - c[0] >= 12_000,
-                300,
-                "12 s of g2's completed batches",
-                proc,
-                log,
-            )
+            wait_past_first_state_checkpoint(job, 2, proc, log)
         finally:
             kill_group(proc)
         for attempt in (1, 2):
