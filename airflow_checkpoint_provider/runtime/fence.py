@@ -74,17 +74,23 @@ class SourceFence:
                 self._fenced = (request_id, int(recorded["offset"]))
             else:
                 self._fenced = (request_id, begin)
-                self.file.write_text(
-                    json.dumps(
-                        {
-                            "source": self.source_path,
-                            "offset": begin,
-                            "request_id": request_id,
-                            "fenced_at": time.time(),
-                        }
-                    )
-                )
+                _write_fence(self.file, self.source_path, request_id, begin, by="source")
         return max(begin, self._fenced[1])
+
+
+def _write_fence(target: Location, source_path: str, request_id: str, offset: int, *, by: str) -> None:
+    """The fence file: where ``source_path`` stays frozen for stop request ``request_id``, and who said so."""
+    target.write_text(
+        json.dumps(
+            {
+                "source": source_path,
+                "offset": int(offset),
+                "request_id": request_id,
+                "fenced_at": time.time(),
+                "by": by,
+            }
+        )
+    )
 
 
 def fence_for_source(control_dir: Location, source_path: str, request_id: str, offset: int) -> bool:
@@ -100,17 +106,7 @@ def fence_for_source(control_dir: Location, source_path: str, request_id: str, o
     recorded = _read(target)
     if recorded and recorded.get("request_id") == request_id:
         return False
-    target.write_text(
-        json.dumps(
-            {
-                "source": source_path,
-                "offset": int(offset),
-                "request_id": request_id,
-                "fenced_at": time.time(),
-                "by": "driver",
-            }
-        )
-    )
+    _write_fence(target, source_path, request_id, offset, by="driver")
     return True
 
 
