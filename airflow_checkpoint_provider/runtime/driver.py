@@ -694,6 +694,14 @@ def warn_without_bytecode(module: str = "pyspark") -> bool:
         cached = ""
     if cached and os.path.exists(cached):
         return False
+    if ".zip" + os.sep in spec.origin:  # spark-submit's pyspark.zip: Python caches no bytecode for a zip
+        log.warning(
+            "%s is imported from a zip without bytecode (%s): every Python process Spark starts compiles it "
+            "again. Put bytecode in the zip once (scripts/zip_bytecode.py, docs/deployment.md)",
+            module,
+            spec.origin,
+        )
+        return True
     log.warning(
         "%s has no compiled bytecode (%s)%s: every Python process Spark starts compiles it again. Compile "
         "the environment once (python -m compileall <site-packages>)",

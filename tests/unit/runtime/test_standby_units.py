@@ -229,3 +229,43 @@ def test_a_driver_warns_when_pyspark_has_no_bytecode(
     assert not warn_without_bytecode("acp_probe_pkg")
     assert not warn_without_bytecode("acp_no_such_module")
     assert "acp_probe_pkg" not in sys.modules  # looked up, never imported
+
+
+def test_a_zip_spark_submit_imports_from_gets_bytecode_that_python_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """spark-submit imports pyspark from pyspark.zip, where Python caches no bytecode: the driver says so,
+    and scripts/zip_bytecode.py puts bytecode in the zip that zipimport then loads (and that source lines
+    still come from the zip's .py)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from airflow_checkpoint_provider.runtime.driver import warn_without_bytecode
+    from scripts.zip_bytecode import has_bytecode, main
+
+    archive = tmp_path / "probe.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("acp_zip_probe/__init__.py", "def where():\n    raise ValueError('from the zip')\n")
+        z.writestr("acp_zip_probe/tests/__init__.py", "")
+    monkeypatch.syspath_prepend(str(archive))
+    assert warn_without_bytecode("acp_zip_probe")
+    assert "imported from a zip without bytecode" in caplog.text
+    assert main([str(archive)]) == 0 and has_bytecode(str(archive))
+    before = archive.read_bytes()
+    assert main([str(archive)]) == 0 and archive.read_bytes() == before  # once only
+    probe = (
+        "import acp_zip_probe, traceback\n"
+        "print(acp_zip_probe.__spec__.origin)\n"
+        "try:\n    acp_zip_probe.where()\n"
+        "except ValueError:\n    print(traceback.format_exc())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={"PYTHONPATH": str(archive)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.splitlines()[0].endswith("acp_zip_probe/__init__.pyc"), out  # loaded from bytecode
+    assert "raise ValueError('from the zip')" in out  # the traceback still shows the source line
