@@ -15,6 +15,7 @@ from airflow_checkpoint_provider.operators.checkpoint import (
     StopStreamingJobOperator,
 )
 from airflow_checkpoint_provider.sensors.checkpoint import CheckpointCommittedSensor, StreamingJobHealthSensor
+from tests.support.pace import TRIGGER_S
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 PARAMS = {
@@ -50,7 +51,7 @@ APP = {
         "--output",
         "{{ params.output }}",
         "--trigger-seconds",
-        "0.5",
+        TRIGGER_S,
         "--slow-batch-seconds",
         "{{ params.slow_batch_seconds }}",
     ],

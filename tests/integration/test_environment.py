@@ -66,3 +66,25 @@ def test_provider_info_matches_distribution() -> None:
         "_", "-"
     )
     assert info["versions"][0] == md.version("airflow-checkpoint-provider")
+
+
+@pytest.mark.spark
+def test_the_tests_spark_drivers_map_their_classes_from_the_archive(run_dir: Path) -> None:
+    """scripts/test.sh gives every test driver a class-data archive (scripts/spark_cds.py): a JVM started as
+    spark-submit starts the drivers loads Spark's classes from it, not from the jars."""
+    opts = os.environ.get("SPARK_SUBMIT_OPTS", "")
+    if "-XX:SharedArchiveFile=" not in opts:
+        pytest.skip("no class-data archive in SPARK_SUBMIT_OPTS (run through scripts/test.sh)")
+    env = {**os.environ, "SPARK_SUBMIT_OPTS": f"{opts} -Xlog:class+load=info"}
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "spark-submit"), "--version"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    spark = [line for line in out.stdout.splitlines() if " org.apache.spark." in line]
+    shared = [line for line in spark if "source: shared objects file" in line]
+    from_jars = [line for line in spark if "source: file:" in line or "source: jar:" in line]
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(shared) > 100 and len(from_jars) < 0.1 * len(shared), (len(shared), from_jars[:5])

@@ -14,6 +14,7 @@ from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from airflow_checkpoint_provider.model.launch import LaunchSpec
 from airflow_checkpoint_provider.model.records import DriverStatus, StopRequest
 from airflow_checkpoint_provider.runtime.eventlog import EventLogWriter
+from tests.support.pace import trigger_for
 from tests.support.processes import ROOT, spark_submit, wait_for
 
 APPS = {v: ROOT / "dags" / "apps" / f"event_counter_{v}.py" for v in ("v1", "v2", "v3")}
@@ -79,7 +80,7 @@ class Job:
             "--output",
             str(self.output),
             "--trigger-seconds",
-            "0.5",
+            trigger_for(app),
             *app_args,
         ]
         return spark_submit(APPS[app], *args, run_dir=self.run_dir, log=log), log

@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from tests.support.drivers import APPS, Job
+from tests.support.pace import trigger_for
 
 
 def file_mtimes(folder: Path) -> dict[Path, float]:
@@ -124,7 +125,7 @@ def example_params(job: Job, run_dir: Path, app: str, **extra: Any) -> dict[str,
             "--output",
             str(job.output),
             "--trigger-seconds",
-            "1" if app.startswith("d") else "0.5",  # a DStream batch costs more Spark jobs
+            trigger_for(app),
         ],
         "spark_conf": {
             "spark.ui.enabled": "false",

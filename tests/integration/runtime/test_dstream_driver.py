@@ -15,11 +15,12 @@ from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue, verify_snapshot
 from tests.support.counting import fold_log, partial_batches, sink_totals
 from tests.support.drivers import APPS, Job, Producer
+from tests.support.pace import DSTREAM_BATCH_S
 from tests.support.processes import kill_group, spark_submit, wait_for
 
 pytestmark = pytest.mark.spark
 LEASE_EXPIRY_S = 6
-DSTREAM_ARGS = ("--trigger-seconds", "1")
+DSTREAM_ARGS = ("--trigger-seconds", DSTREAM_BATCH_S)
 
 
 def completed(job: Job, generation: int) -> tuple[int, ...]:
