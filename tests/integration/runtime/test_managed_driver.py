@@ -117,10 +117,14 @@ def test_redeploy_from_snapshot_survives_crashes_in_batch_0_and_mid_batch(run_di
         assert killed is not None and killed.start_mode == "fresh_from_snapshot"
         proc, log = job.launch("v2", spec, *slow)
         try:
-            wait_for(
-                lambda: (s := job.status(2)) is not None and s.driver_id != killed.driver_id,
+            wait_for(  # its decision, not its first "starting" report (which has no start mode yet)
+                lambda: (
+                    (s := job.status(2)) is not None
+                    and s.driver_id != killed.driver_id
+                    and s.start_mode is not None
+                ),
                 240,
-                "the restarted driver's status",
+                "the restarted driver's start decision",
                 proc,
                 log,
             )
