@@ -26,7 +26,7 @@ echo "==> mypy --strict (airflow_checkpoint_provider)"
 mypy
 # A class-data archive of a Spark driver JVM (scripts/spark_cds.py): its classes ready to map instead of
 # loaded and verified from the jars, about a quarter off each start's CPU. Made once per Java, Spark jars and
-# flags (about 40 s). Driver JVMs only: a launcher JVM's warnings would go to the stdout spark-class parses.
+# flags (about 60 s). Driver JVMs only: a launcher JVM's warnings would go to the stdout spark-class parses.
 cds_key=$( { java -version 2>&1; ls "$VENV"/lib/python3.11/site-packages/pyspark/jars; echo "$JVM_TEST_OPTS"; } \
   | sha1sum | cut -c1-12)
 cds_archive="$VENV/spark-cds-$cds_key.jsa"
