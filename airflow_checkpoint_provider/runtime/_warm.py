@@ -53,7 +53,7 @@ class _ScratchParquet:
     """The warm-up query's sink: each batch as Parquet in the scratch folder, through ``foreachBatch``. A new
     query's first batch otherwise pays for the first call back into the driver's Python and the first
     Parquet write of the JVM: batch 0 of a counter after the warm-up took 3.1-4.1 s with a ``noop`` sink
-    here, 1.8-2.0 s with this one (its ``addBatch``; 2026-12-01)."""
+    here, 1.7-2.4 s with this one (its ``addBatch``; 2026-12-01)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
