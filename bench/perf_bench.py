@@ -174,6 +174,19 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                     r["export_rate_vs_plain"] >= 0.8,
                 )
             )
+            if "export_on_stop_rate_vs_plain" in r:
+                how = "Arrow through the driver" if r.get("export_on_stop_arrow") else "a Spark write"
+                sp = r["export_on_stop_rate_vs_plain_spread"]
+                out.append(
+                    (
+                        f"snapshot export on stop vs plain write, {k} keys",
+                        f"{r['export_on_stop_s']:.2f} s = {r['export_on_stop_rate_vs_plain']:.2f}x the "
+                        f"throughput ({how}; the driver knows its state rows"
+                        + (f"; spread {sp['min']:.2f}-{sp['max']:.2f}x)" if r.get("repeat", 1) > 1 else ")"),
+                        ">= 0.8x",
+                        r["export_on_stop_rate_vs_plain"] >= 0.8,
+                    )
+                )
     imports = results.get("imports")
     if imports:
         reference = (imports["modules"].get("bench_reference_dag") or {}).get("added_ms")

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot  # noqa: E402
 from airflow_checkpoint_provider.runtime import eventlog  # noqa: E402
 from airflow_checkpoint_provider.runtime.eventlog import EventLogWriter  # noqa: E402
-from airflow_checkpoint_provider.runtime.export import export_snapshot  # noqa: E402
+from airflow_checkpoint_provider.runtime.export import ARROW_MAX_ROWS, export_snapshot, state_rows_of  # noqa: E402
 from airflow_checkpoint_provider.runtime.managed import ROCKSDB  # noqa: E402
 
 
@@ -66,7 +66,8 @@ def session(local_dir: Path, app_name: str = "snapshot-bench") -> Any:
 
 
 def build_state(spark: Any, work: Path, keys: int) -> tuple[Path, float]:
-    """A streaming aggregation over K distinct keys: its checkpoint holds K state rows after one batch."""
+    """A streaming aggregation over K distinct keys: its checkpoint holds K state rows after one batch.
+    ``STATE_ROWS[-1]``: the rows its last progress counted (what a stopping driver passes the export)."""
     from pyspark.sql import functions as F
 
     src = work / "src"
@@ -89,7 +90,11 @@ def build_state(spark: Any, work: Path, keys: int) -> tuple[Path, float]:
     )
     q.processAllAvailable()
     q.stop()
+    STATE_ROWS.append(state_rows_of(q.lastProgress, 0))
     return job, time.perf_counter() - started
+
+
+STATE_ROWS: list[int | None] = []
 
 
 def plain_write(spark: Any, work: Path, keys: int) -> float:
@@ -298,6 +303,15 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000, repeat: 
                 manifest = export_snapshot(spark, job, 1, code_version="bench", reuse=False)
                 export_s = time.perf_counter() - started
                 assert manifest.rows == keys, (manifest.rows, keys)
+                # as a stopping driver exports (it knows its state rows from its last progress: the Arrow
+                # path up to ARROW_MAX_ROWS); the plain write measured again beside it
+                plain_driver_s = plain_write(spark, trial / "again", keys)
+                started = time.perf_counter()
+                on_stop = export_snapshot(
+                    spark, job, 1, code_version="bench", reuse=False, state_rows=STATE_ROWS[-1]
+                )
+                export_driver_s = time.perf_counter() - started
+                assert on_stop.rows == keys, (on_stop.rows, keys)
                 seeded_s = load_seeded(spark, trial, job, manifest.snapshot_id)
                 (trial / "pre").mkdir()
                 prestarted_s = load_seeded(spark, trial / "pre", job, manifest.snapshot_id, prestart=True)
@@ -326,6 +340,8 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000, repeat: 
                         "plain_s": plain_s,
                         "export_s": export_s,
                         "ratio": plain_s / export_s,
+                        "export_driver_s": export_driver_s,
+                        "ratio_driver": plain_driver_s / export_driver_s,
                         "seeded_s": seeded_s,
                         "prestarted_s": prestarted_s,
                         "prestart_s": prestart_s,
@@ -353,6 +369,13 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000, repeat: 
                     "export_write_s": manifest.export_seconds,
                     "export_rate_vs_plain": round(statistics.median(t["ratio"] for t in trials), 2),
                     "export_rate_vs_plain_spread": spread([t["ratio"] for t in trials]),
+                    # the export as the stopping driver runs it (knowing its state rows)
+                    "export_on_stop_s": round(statistics.median(t["export_driver_s"] for t in trials), 2),
+                    "export_on_stop_arrow": STATE_ROWS[-1] is not None and STATE_ROWS[-1] <= ARROW_MAX_ROWS,
+                    "export_on_stop_rate_vs_plain": round(
+                        statistics.median(t["ratio_driver"] for t in trials), 2
+                    ),
+                    "export_on_stop_rate_vs_plain_spread": spread([t["ratio_driver"] for t in trials]),
                     "snapshot_mb": round(size / 1e6, 1),
                     "seed_load_s": round(seeded_s, 2),
                     "seed_keys_per_s": int(keys / seeded_s),
@@ -406,6 +429,7 @@ HEADER = (
     "plain_write_s",
     "export_s",
     "export_rate_vs_plain",
+    "export_on_stop_rate_vs_plain",
     "snapshot_mb",
     "seed_load_s",
     "seed_keys_per_s",

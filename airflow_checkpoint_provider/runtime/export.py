@@ -68,6 +68,39 @@ PINNED_CONFS = (
 )
 CHECKPOINT_FORMAT_CONF = "spark.sql.streaming.stateStore.checkpointFormatVersion"
 KEY_STRUCTS = ("key",)
+#: Up to this many state rows (when the caller knows the count: a driver, from its last progress) a part is
+#: collected to the driver as Arrow and written by pyarrow: no write job, no output committer, and the digest
+#: comes from the bytes in memory instead of a second read. Above it, or without a count, Spark writes it.
+ARROW_MAX_ROWS = 1_000_000
+#: ... and up to this many bytes of state (RocksDB's SST files, or the memory a state store reports), so that
+#: wide rows do not go through the driver either.
+ARROW_MAX_BYTES = 256 << 20
+TRACK_ROWS_CONF = "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows"
+
+
+def state_rows_of(progress: Any, batch: int, track_rows: str | None = "true") -> int | None:
+    """The state rows in a query progress (a dict, as ``StreamingQuery.lastProgress``), as a size hint for
+    the export of ``batch``: ``None`` unless the progress is of that batch (or of an idle trigger after it),
+    Spark counted the rows (RocksDB with ``trackTotalNumberOfRows=false`` reports 0) and the state is at most
+    :data:`ARROW_MAX_BYTES`."""
+    if not isinstance(progress, dict) or str(track_rows).lower() == "false":
+        return None
+    if progress.get("batchId") not in (batch, batch + 1):
+        return None
+    operators = progress.get("stateOperators")
+    if not isinstance(operators, list) or not operators:
+        return None
+    try:
+        total = sum(int(op["numRowsTotal"]) for op in operators)
+        size = 0
+        for op in operators:
+            custom = op.get("customMetrics") or {}
+            size += int(
+                custom["rocksdbSstFileSize"] if "rocksdbSstFileSize" in custom else op["memoryUsedBytes"]
+            )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return total if 0 <= total and size <= ARROW_MAX_BYTES else None
 
 
 def flatten(df: Any) -> tuple[Any, list[str], list[str], list[dict[str, str]]]:
@@ -258,8 +291,12 @@ def export_snapshot(
     job_name: str | None = None,
     reuse: bool = True,
     deep: bool = False,
+    state_rows: int | None = None,
 ) -> Manifest:
     """Export batch ``batch`` (default: last committed) of generation ``generation``; return the manifest.
+
+    ``state_rows`` is the number of state rows when the caller knows it (a driver, from its last progress);
+    up to :data:`ARROW_MAX_ROWS` the parts go through the driver as Arrow instead of a Spark write job.
 
     A new snapshot is not verified again here (the digests were just computed from the written files): whoever
     uses it verifies it — the snapshot operator, the driver that loads it, ``airflow-checkpoint snapshots
@@ -328,7 +365,7 @@ def export_snapshot(
         folder.remove(recursive=True)
     started = time.monotonic()
     try:
-        manifest = _write(spark, root, generation, n, sid, info, offsets, code_version)
+        manifest = _write(spark, root, generation, n, sid, info, offsets, code_version, state_rows)
         manifest = Manifest.from_json(
             {**manifest.to_json(), "export_seconds": round(time.monotonic() - started, 3)}
         )
@@ -369,7 +406,15 @@ def free_id(root: JobRoot, sid: str) -> str:
 
 
 def _write(
-    spark: Any, root: JobRoot, generation: int, n: int, sid: str, info: Any, offsets: Any, code_version: str
+    spark: Any,
+    root: JobRoot,
+    generation: int,
+    n: int,
+    sid: str,
+    info: Any,
+    offsets: Any,
+    code_version: str,
+    state_rows: int | None = None,
 ) -> Manifest:
     import pendulum
     import pyspark
@@ -393,6 +438,7 @@ def _write(
                 key_columns=keys,
                 value_columns=values,
                 columns=records,
+                arrow=state_rows is not None and 0 <= state_rows <= ARROW_MAX_ROWS,
             )
     return Manifest(
         snapshot_id=sid,
@@ -424,19 +470,26 @@ def write_part(
     key_columns: list[str],
     value_columns: list[str],
     columns: list[dict[str, str]],
+    arrow: bool = False,
 ) -> Part:
     """Write one state part's rows as Parquet under ``<snapshot>/parts/<name>`` and describe its files
-    (size, sha256, rows): what both engines' snapshots are made of."""
+    (size, sha256, rows): what both engines' snapshots are made of.
+
+    ``arrow``: the caller knows the part is small (at most :data:`ARROW_MAX_ROWS` rows); it is collected to
+    the driver as Arrow and written as one file by pyarrow. A type Spark cannot hand over as Arrow falls back
+    to the Spark write."""
     rel = f"{PARTS}/{name}"
     target = folder.child(rel)
-    df.write.mode("errorifexists").parquet(target.uri)
-    files = []
-    for file_name, _size in target.walk_files():
-        if not data_file(file_name):
-            continue
-        digest, size = file_sha256(target.child(file_name))
-        rows, _ = file_facts(target.child(file_name))
-        files.append(PartFile(name=file_name, size=size, sha256=digest, rows=rows))
+    files = _write_arrow(df, target) if arrow else None
+    if files is None:
+        df.write.mode("errorifexists").parquet(target.uri)
+        files = []
+        for file_name, _size in target.walk_files():
+            if not data_file(file_name):
+                continue
+            digest, size = file_sha256(target.child(file_name))
+            rows, _ = file_facts(target.child(file_name))
+            files.append(PartFile(name=file_name, size=size, sha256=digest, rows=rows))
     return Part(
         name=name,
         path=rel,
@@ -452,6 +505,40 @@ def write_part(
         rows=sum(f.rows for f in files),
         files=files,
     )
+
+
+def _write_arrow(df: Any, target: Location) -> list[PartFile] | None:
+    """``df`` as one Parquet file written by pyarrow from the driver; ``None`` when its schema has a type
+    Spark does not hand over as Arrow (the caller then lets Spark write it). Spark's own writer runs a job
+    with an output committer, and the files are read again for their digests; for a small state that fixed
+    part is most of an export (2,000 rows: a write job 0.45-0.58 s, the Arrow collect and the pyarrow write
+    0.24-0.37 s, 2026-12-01)."""
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        to_arrow_schema(df.schema, error_on_duplicated_field_names_in_struct=True, timezone="UTC")
+    # an internal pyspark helper: its errors (and its signature) vary by version
+    except Exception as exc:  # noqa: BLE001
+        log.info("part %s: Spark writes it (no Arrow conversion: %s)", target.name, str(exc)[:300])
+        return None
+    try:
+        table = df.toArrow()
+    # e.g. spark.driver.maxResultSize; a failure to read the state fails the Spark write again, typed
+    except Exception as exc:  # noqa: BLE001
+        log.info("part %s: Spark writes it (the Arrow collect failed: %s)", target.name, str(exc)[:300])
+        return None
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="snappy")
+    data = sink.getvalue().to_pybytes()
+    name = "part-00000.snappy.parquet"
+    target.makedirs()
+    target.child(name).write_bytes(data)
+    return [PartFile(name=name, size=len(data), sha256=hashlib.sha256(data).hexdigest(), rows=table.num_rows)]
 
 
 def _verify(spark: Any, root: JobRoot, manifest: Manifest, deep: bool) -> Verification:

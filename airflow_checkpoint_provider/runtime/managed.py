@@ -374,7 +374,20 @@ class QueryEngine:
             batch=batch,
             code_version=ctx.spec.code_version,
             job_name=ctx.root.job,
+            state_rows=self.state_rows(batch),
         )
+
+    def state_rows(self, batch: int) -> int | None:
+        """How many state rows the query held after ``batch``, from its last progress (the export's size
+        hint for its Arrow path; :func:`~airflow_checkpoint_provider.runtime.export.state_rows_of`)."""
+        from airflow_checkpoint_provider.runtime.export import TRACK_ROWS_CONF, state_rows_of
+
+        try:
+            progress, track = self.query.lastProgress, self.ctx.spark.conf.get(TRACK_ROWS_CONF, "true")
+        # only a hint: without it, Spark writes the snapshot
+        except Exception:  # noqa: BLE001
+            return None
+        return state_rows_of(progress, batch, track)
 
     def failure(self) -> str | None:
         error = self.query.exception()

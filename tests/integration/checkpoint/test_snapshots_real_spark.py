@@ -389,3 +389,73 @@ def test_operator_rows_read_from_files_equal_sparks_state_metadata(
         assert sorted(operator_rows(checkpoint) or []) == truth, checkpoint
     assert len(operator_rows(str(join)) or []) == 4
     assert operator_rows(str(work / "no-such-checkpoint")) is None
+
+
+def test_the_arrow_path_writes_the_snapshot_a_spark_write_does(spark: Any, run_dir: Path) -> None:
+    """A driver that knows its state rows exports through Arrow (one file, written by pyarrow): the same
+    rows, columns and Spark schema as the Spark write, verified by the same checks, and loaded by the same
+    reader. A schema Arrow cannot carry falls back to the Spark write."""
+    import json
+
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StructType
+
+    from airflow_checkpoint_provider.runtime.export import state_rows_of
+
+    work = run_dir / "snap-arrow"
+    job = work / "agg"
+    log = work / "events"
+    write_events(str(log), 40, keys=5)
+    df = spark.readStream.format("eventlog").option("path", str(log)).option("maxRecordsPerBatch", 20).load()
+    agg = df.groupBy("key").agg(
+        F.avg("value").alias("mean"),
+        F.count("*").alias("c"),
+        F.collect_list("value").alias("values"),
+        F.max(F.timestamp_seconds(F.col("value"))).alias("latest"),
+    )
+    q = (
+        agg.writeStream.outputMode("update")
+        .format("noop")
+        .option("checkpointLocation", JobRoot(job).checkpoint(1).uri)
+        .start()
+    )
+    q.processAllAvailable()
+    q.stop()
+    rows = state_rows_of(q.lastProgress, 1)
+    assert rows == 5, q.lastProgress  # the progress of batch 1 counts the state's rows
+    assert state_rows_of(q.lastProgress, 3) is None and state_rows_of(q.lastProgress, 1, "false") is None
+    by_spark = export_snapshot(spark, job, 1, snapshot_id="by-spark")
+    by_arrow = export_snapshot(spark, job, 1, snapshot_id="by-arrow", state_rows=rows)
+    a, s = by_arrow.parts["op0"], by_spark.parts["op0"]
+    assert [f.name for f in a.files] == ["part-00000.snappy.parquet"] and len(s.files) >= 1
+    assert (a.rows, a.spark_schema, a.columns, a.key_columns) == (
+        s.rows,
+        s.spark_schema,
+        s.columns,
+        s.key_columns,
+    )
+    root = JobRoot(job)
+    verify_snapshot(root, "by-arrow")
+    deep_verify(spark, root, "by-arrow")  # row for row against the checkpoint
+
+    def read(m: Any) -> list[tuple[Any, ...]]:
+        schema = StructType.fromJson(json.loads(m.parts["op0"].spark_schema))
+        path = str(job / "snapshots" / m.snapshot_id / m.parts["op0"].path)
+        return sorted(tuple(r) for r in spark.read.schema(schema).parquet(path).collect())
+
+    assert read(by_arrow) == read(by_spark)
+    # a schema pyspark cannot turn into Arrow: the Spark write, and the same snapshot
+    import pyspark.sql.pandas.types as arrow_types
+
+    original = arrow_types.to_arrow_schema
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("unsupported type")
+
+    arrow_types.to_arrow_schema = refuse
+    try:
+        fell_back = export_snapshot(spark, job, 1, snapshot_id="fell-back", state_rows=rows)
+    finally:
+        arrow_types.to_arrow_schema = original
+    assert "part-00000.snappy.parquet" not in [f.name for f in fell_back.parts["op0"].files]
+    assert read(fell_back) == read(by_spark)
