@@ -967,16 +967,43 @@ class StopStreamingJobOperator(StreamingJobOperator):
         return request
 
     def already_stopped(self, root: JobRoot, generation: int, reason: str) -> dict[str, Any]:
+        """The result for a driver found stopped. When it stopped by a request whose acknowledgement describes
+        its final batch (a retry of this task after the driver answered, e.g. with a standby's handoff), the
+        acknowledgement's stop and snapshot are reported, as the first try would have."""
         info = _inspector.inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
         self.log.info(
             "generation %s is already stopped (%s) at batch %s", generation, reason, info.last_committed_batch
         )
-        return {
+        result: dict[str, Any] = {
             "generation": generation,
             "outcome": _records.StopOutcome.ALREADY_STOPPED.value,
             "final_committed_batch": info.last_committed_batch,
             "end_offsets": info.committed.end_offsets_json() if info.committed else None,
         }
+        request, ack = root.read_stop_request(generation), root.read_stop_ack(generation)
+        if (
+            request is not None
+            and ack is not None
+            and ack.request_id == request.request_id
+            and ack.final_committed_batch == info.last_committed_batch
+            and ack.outcome in (_records.StopOutcome.STOPPED, _records.StopOutcome.FORCED)
+        ):
+            self.log.info(
+                "its stop request %s was acknowledged (%s%s)",
+                ack.request_id,
+                ack.outcome.value,
+                f", snapshot {ack.snapshot_id}" if ack.snapshot_id else "",
+            )
+            result |= {
+                "acknowledged": ack.outcome.value,
+                "stop_latency_s": ack.stop_latency_s,
+                "method": ack.method.value,
+                "request_id": ack.request_id,
+                "snapshot_id": ack.snapshot_id,
+                "snapshot_s": ack.snapshot_s,
+                "snapshot_error": ack.snapshot_error,
+            }
+        return result
 
     def finish_stop(self, context: Context, root: JobRoot, generation: int, event: Mapping[str, Any]) -> Any:
         payload = event.get("payload") or {}

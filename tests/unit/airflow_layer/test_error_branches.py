@@ -268,3 +268,37 @@ def test_start_from_latest_without_a_snapshot_is_terminal(
     )
     with pytest.raises(AirflowFailException, match="SnapshotNotFoundError: snapshot='latest'"):
         start.execute(context())
+
+
+def test_a_retried_stop_reports_the_acknowledgement_of_its_request(
+    job: JobRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver answered the first try (stopped, with its snapshot) and is gone when a retry runs: the retry
+    reports that stop and snapshot, not a bare "already stopped"; an answer to another request is not
+    reported."""
+    from airflow_checkpoint_provider.model.records import StopAck, StopMethod, StopOutcome, StopRequest
+    from tests.support.crafted import make_checkpoint
+
+    with_hook(monkeypatch, FakeHook(Liveness.GONE))
+    make_checkpoint(Path(job.checkpoint(1).uri), committed=4)
+    job.write_stop_request(1, StopRequest(request_id="r1", requested_at=time.time(), snapshot=True))
+    ack = StopAck(
+        request_id="r1",
+        outcome=StopOutcome.STOPPED,
+        method=StopMethod.FENCE,
+        final_committed_batch=4,
+        end_offsets=[{"offset": 50}],
+        in_flight_batch=None,
+        acknowledged_at=time.time(),
+        stop_latency_s=0.4,
+        snapshot_id="snap-b4",
+        snapshot_s=1.2,
+    )
+    job.write_json(job.stop_ack_file(1), ack.to_json())
+    stop = StopStreamingJobOperator(task_id="stop", job_root=str(job.location.path), snapshot=True)
+    got = stop.execute(context())
+    assert got["outcome"] == "already_stopped" and got["final_committed_batch"] == 4
+    assert got["acknowledged"] == "stopped" and got["snapshot_id"] == "snap-b4" and got["request_id"] == "r1"
+    job.write_json(job.stop_ack_file(1), {**ack.to_json(), "request_id": "r0"})  # another request's
+    got = stop.execute(context())
+    assert got["outcome"] == "already_stopped" and "snapshot_id" not in got
