@@ -236,6 +236,31 @@ def source_lag(end: Any, latest: Any) -> int | None:
     return sum(max(0, value - ends.get(key, 0)) for key, value in latests.items())
 
 
+def _prefork_python(spark_conf: dict[str, str]) -> None:
+    """A standby's session gets pre-forked Python for the driver's own runners (:mod:`._prefork`): on a local
+    master, or where ``spark.acp.preforkPython=true`` says the launcher exists on the executors too."""
+    import os
+
+    from pyspark import SparkConf, SparkContext
+
+    from airflow_checkpoint_provider.runtime import _prefork
+
+    SparkContext._ensure_initialized()  # the gateway, so that SparkConf() reads spark-submit's confs
+    conf = SparkConf()
+    master = spark_conf.get("spark.master") or conf.get("spark.master", None)
+    asked = spark_conf.get(_prefork.CONF) or conf.get(_prefork.CONF, None)
+    if not _prefork.wanted(master, asked):
+        return
+    try:
+        launcher = _prefork.start(os.environ.get("PYSPARK_PYTHON"))
+    # an optimisation: without it the runners start as they always do
+    except Exception as exc:  # noqa: BLE001
+        log.warning("no pre-forked Python for the driver's runners: %s", exc)
+        return
+    if launcher:
+        os.environ["PYSPARK_PYTHON"] = launcher
+
+
 class _Listener:
     """StreamingQueryListener that reports each committed batch to status.json."""
 
@@ -417,6 +442,8 @@ def run(
             return sessions[0]
         from pyspark.sql import SparkSession
 
+        if spec.standby_for is not None:
+            _prefork_python(spark_conf or {})
         builder = SparkSession.builder.appName(app_name or f"{root.job}-g{spec.generation}")
         for key, value in {**SESSION_CONF, **(spark_conf or {})}.items():
             builder = builder.config(key, value)
