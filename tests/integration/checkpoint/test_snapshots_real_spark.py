@@ -48,6 +48,20 @@ def rocksdb(spark: Any) -> Conf:
     return Conf(spark, spark__sql__streaming__stateStore__providerClass=ROCKSDB)
 
 
+def run_to_the_end(agg: Any, job: Path) -> Any:
+    """Run a streaming aggregation as generation 1 of ``job`` (a ``noop`` sink) until its input is used up,
+    stop it, and return the stopped query."""
+    q = (
+        agg.writeStream.outputMode("update")
+        .format("noop")
+        .option("checkpointLocation", JobRoot(job).checkpoint(1).uri)
+        .start()
+    )
+    q.processAllAvailable()
+    q.stop()
+    return q
+
+
 def rows_by_key(rows: list[Any], *cols: str) -> dict[str, tuple[Any, ...]]:
     return {r["key"]: tuple(r[c] for c in cols) for r in rows}
 
@@ -189,14 +203,7 @@ def test_stopped_aggregation_with_repeated_internal_names(spark: Any, run_dir: P
     agg = df.groupBy("key").agg(
         F.avg("value").alias("mean"), F.sum("value").alias("s"), F.count("*").alias("c")
     )
-    q = (
-        agg.writeStream.outputMode("update")
-        .format("noop")
-        .option("checkpointLocation", JobRoot(job).checkpoint(1).uri)
-        .start()
-    )
-    q.processAllAvailable()
-    q.stop()
+    run_to_the_end(agg, job)
     m = export_snapshot(spark, job, 1)
     part = m.parts["op0"]
     # Spark's internal buffer names repeat (avg keeps sum, count; then sum; then count): renamed positionally
@@ -413,14 +420,7 @@ def test_the_arrow_path_writes_the_snapshot_a_spark_write_does(spark: Any, run_d
         F.collect_list("value").alias("values"),
         F.max(F.timestamp_seconds(F.col("value"))).alias("latest"),
     )
-    q = (
-        agg.writeStream.outputMode("update")
-        .format("noop")
-        .option("checkpointLocation", JobRoot(job).checkpoint(1).uri)
-        .start()
-    )
-    q.processAllAvailable()
-    q.stop()
+    q = run_to_the_end(agg, job)
     rows = state_rows_of(q.lastProgress, 1)
     assert rows == 5, q.lastProgress  # the progress of batch 1 counts the state's rows
     assert state_rows_of(q.lastProgress, 3) is None and state_rows_of(q.lastProgress, 1, "false") is None
