@@ -25,6 +25,7 @@ a cluster it must exist on the executors' hosts too (where it finds no server an
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -186,11 +187,8 @@ def serve(sock_path: str, runners: Sequence[str], preload: Sequence[str] = PRELO
                     print(f"acp prefork: forked {pid}", file=sys.stderr)
     finally:
         listener.close()
-        for path in (sock_path,):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        with contextlib.suppress(OSError):
+            os.unlink(sock_path)
 
 
 def _reap(children: dict[int, socket.socket]) -> None:

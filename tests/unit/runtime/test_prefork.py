@@ -107,3 +107,12 @@ def test_where_it_runs_by_default() -> None:
     assert _prefork.wanted("local[2]", None) and _prefork.wanted("local", "")
     assert not _prefork.wanted("spark://127.0.0.1:7077", None) and not _prefork.wanted(None, None)
     assert _prefork.wanted("yarn", "true") and not _prefork.wanted("local[2]", "False")
+
+
+def test_the_server_ends_with_its_driver_and_removes_its_socket(launcher: str) -> None:
+    server = _prefork._SERVERS[-1]
+    assert server.stdin is not None
+    server.stdin.close()  # the driver is gone
+    assert server.wait(30) == 0
+    assert not (Path(launcher).parent / _prefork.SOCKET).exists()
+    _prefork._SERVERS.append(server)  # the fixture's teardown pops it
