@@ -17,6 +17,10 @@ SIGTERM/SIGINT/SIGHUP to the child and exits with its status; a child whose laun
 exits too. Anything else (the executors' daemon, any other module), and a launcher that finds no server,
 execs the real Python, unchanged.
 
+The folder goes when the driver exits, or when the server sees its driver gone (its stdin closes). A driver
+killed together with its server (``kill -9`` of the process group) leaves it behind: the next :func:`start`
+on the host removes the folders of this user whose driver (pid and start time) has ended.
+
 The launcher's path is the Python executable of every Python function of the session, executors included: on
 a cluster it must exist on the executors' hosts too (where it finds no server and execs the real Python). So
 :func:`start` runs it on ``local`` masters only unless asked (``spark.acp.preforkPython=true``).
@@ -57,6 +61,8 @@ CONF = "spark.acp.preforkPython"
 _SERVERS: list[subprocess.Popen[bytes]] = []  # kept: a server ends when its stdin pipe closes
 SOCKET = "server.sock"
 LAUNCHER = "python"
+OWNER = "driver"  # "<pid> <start time>" of the driver whose folder this is
+PREFIX = "acp-prefork-"
 
 _LAUNCHER = """#!{python} -IS
 # airflow-checkpoint-provider: hands `-m <runner>` to a pre-forked Python; anything else runs {python}.
@@ -124,12 +130,14 @@ def start(
     real = shutil.which(python or os.environ.get("PYSPARK_PYTHON") or "python3") or sys.executable
     if not hasattr(socket, "send_fds") or not real:
         return None
-    home = Path(tempfile.mkdtemp(prefix="acp-prefork-", dir=folder))
+    home = Path(tempfile.mkdtemp(prefix=PREFIX, dir=folder))
     if len(str(home / SOCKET)) > 100:  # a Unix socket's path has room for 107 bytes
         shutil.rmtree(home, ignore_errors=True)
-        home = Path(tempfile.mkdtemp(prefix="acp-prefork-", dir="/tmp"))
+        home = Path(tempfile.mkdtemp(prefix=PREFIX, dir="/tmp"))
     os.chmod(home, stat.S_IRWXU)
     atexit.register(shutil.rmtree, home, True)
+    (home / OWNER).write_text(_identity(os.getpid()))
+    sweep(home.parent, keep=home)
     sock = str(home / SOCKET)
     launcher = home / LAUNCHER
     launcher.write_text(_LAUNCHER.format(python=real, socket=sock, runners=tuple(runners)))
@@ -145,6 +153,52 @@ def start(
     _SERVERS.append(server)
     log.info("pre-forked Python for the driver's runners: %s (server %s)", launcher, sock)
     return str(launcher)
+
+
+def _identity(pid: int) -> str:
+    """A process's pid and, where ``/proc`` says it, its start time: a reused pid is another process."""
+    try:
+        started = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        started = "?"
+    return f"{pid} {started}"
+
+
+def _gone(owner: str) -> bool:
+    """Whether the driver that wrote ``owner`` has ended (unreadable or unknown: not gone)."""
+    try:
+        pid = int(owner.split()[0])
+    except (ValueError, IndexError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    started = owner.split()[1] if len(owner.split()) > 1 else "?"
+    return started != "?" and _identity(pid).split()[1] not in ("?", started)
+
+
+def sweep(parent: Path, keep: Path | None = None) -> list[Path]:
+    """Remove this user's pre-fork folders in ``parent`` whose driver has ended: a driver and its server
+    killed together (``kill -9`` of the process group) leave theirs behind, as no exit handler runs. A folder
+    without a readable owner, someone else's, or a live driver's is left alone. Returns what it removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(parent.glob(PREFIX + "*"))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if entry == keep or entry.is_symlink() or entry.stat().st_uid != os.getuid():
+                continue
+            if _gone((entry / OWNER).read_text()):
+                shutil.rmtree(entry)
+                removed.append(entry)
+        except OSError:
+            continue
+    return removed
 
 
 def serve(sock_path: str, runners: Sequence[str], preload: Sequence[str] = PRELOAD) -> None:
@@ -168,6 +222,7 @@ def serve(sock_path: str, runners: Sequence[str], preload: Sequence[str] = PRELO
     listener.listen(64)
     print(f"acp prefork: serving after {time.monotonic() - started:.2f}s of imports", file=sys.stderr)
     children: dict[int, socket.socket] = {}
+    driver_gone = False
     try:
         while True:
             try:
@@ -175,7 +230,8 @@ def serve(sock_path: str, runners: Sequence[str], preload: Sequence[str] = PRELO
             except InterruptedError:
                 ready = []
             if sys.stdin in ready and not os.read(sys.stdin.fileno(), 4096):
-                return  # the driver is gone
+                driver_gone = True
+                return
             if wake_r in ready:
                 os.read(wake_r, 4096)
             _reap(children)
@@ -189,6 +245,8 @@ def serve(sock_path: str, runners: Sequence[str], preload: Sequence[str] = PRELO
         listener.close()
         with contextlib.suppress(OSError):
             os.unlink(sock_path)
+        if driver_gone:  # no launcher runs any more; the driver's own exit handler may not have run
+            shutil.rmtree(os.path.dirname(sock_path), ignore_errors=True)
 
 
 def _reap(children: dict[int, socket.socket]) -> None:

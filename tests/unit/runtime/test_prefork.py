@@ -41,8 +41,9 @@ def launcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     assert socket.exists()
     yield path
     server = _prefork._SERVERS.pop()
-    server.kill()
-    server.wait()
+    if server.poll() is None:
+        server.kill()
+        server.wait()
 
 
 def run(launcher: str, *args: str, **env: str) -> tuple[int, dict[str, object]]:
@@ -109,10 +110,38 @@ def test_where_it_runs_by_default() -> None:
     assert _prefork.wanted("yarn", "true") and not _prefork.wanted("local[2]", "False")
 
 
-def test_the_server_ends_with_its_driver_and_removes_its_socket(launcher: str) -> None:
+def test_the_server_ends_with_its_driver_and_removes_its_folder(launcher: str) -> None:
     server = _prefork._SERVERS[-1]
     assert server.stdin is not None
     server.stdin.close()  # the driver is gone
     assert server.wait(30) == 0
-    assert not (Path(launcher).parent / _prefork.SOCKET).exists()
-    _prefork._SERVERS.append(server)  # the fixture's teardown pops it
+    assert not Path(launcher).parent.exists()
+
+
+def test_a_new_server_sweeps_the_folders_of_drivers_killed_with_their_server(tmp_path: Path) -> None:
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    folders = {}
+    for name, owner in [
+        ("dead", f"{int(ended.stdout)} 1"),  # the driver is gone (kill -9 of its process group)
+        ("reused", f"{os.getpid()} 1"),  # its pid now names another process
+        ("alive", _prefork._identity(os.getpid())),
+        ("unknown", None),
+    ]:
+        folders[name] = tmp_path / f"{_prefork.PREFIX}{name}"
+        folders[name].mkdir()
+        (folders[name] / _prefork.LAUNCHER).write_text("")
+        if owner is not None:
+            (folders[name] / _prefork.OWNER).write_text(owner)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / f"{_prefork.PREFIX}link").symlink_to(tmp_path / "elsewhere")
+
+    removed = _prefork.sweep(tmp_path)
+
+    assert sorted(p.name for p in removed) == [f"{_prefork.PREFIX}dead", f"{_prefork.PREFIX}reused"]
+    assert folders["alive"].exists() and folders["unknown"].exists() and (tmp_path / "elsewhere").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"{_prefork.PREFIX}alive",
+        f"{_prefork.PREFIX}link",
+        f"{_prefork.PREFIX}unknown",
+        "elsewhere",
+    ]
