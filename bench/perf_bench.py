@@ -1,7 +1,7 @@
 """The performance table: every target of the performance issue, measured on this machine in one run.
 
-    bash ./scripts/bench.sh perf              # runs the three benchmarks below (~20 min on 2 cores), then the
-    table bash ./scripts/bench.sh perf --table-only # the table from the latest bench/results/*.json
+    bash ./scripts/bench.sh perf               # the three benchmarks below, then the table (20-55 min)
+    bash ./scripts/bench.sh perf --table-only  # the table from the latest bench/results/*.json
 
 - redeploy downtime vs the floor (a cold start of the same application): ``redeploy_bench.py``;
 - initial-state load rate at 100k / 1M / 5M keys and snapshot export vs a plain Parquet write:
