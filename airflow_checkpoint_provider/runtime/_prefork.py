@@ -19,7 +19,7 @@ execs the real Python, unchanged.
 
 The folder goes when the driver exits, or when the server sees its driver gone (its stdin closes). A driver
 killed together with its server (``kill -9`` of the process group) leaves it behind: the next :func:`start`
-on the host removes the folders of this user whose driver (pid and start time) has ended.
+on the host removes the folders of this user whose driver has provably ended.
 
 The launcher's path is the Python executable of every Python function of the session, executors included: on
 a cluster it must exist on the executors' hosts too (where it finds no server and execs the real Python). So
@@ -61,7 +61,7 @@ CONF = "spark.acp.preforkPython"
 _SERVERS: list[subprocess.Popen[bytes]] = []  # kept: a server ends when its stdin pipe closes
 SOCKET = "server.sock"
 LAUNCHER = "python"
-OWNER = "driver"  # "<pid> <start time>" of the driver whose folder this is
+OWNER = "driver"  # "<pid> <time after its start>" of the driver whose folder this is
 PREFIX = "acp-prefork-"
 
 _LAUNCHER = """#!{python} -IS
@@ -136,7 +136,7 @@ def start(
         home = Path(tempfile.mkdtemp(prefix=PREFIX, dir="/tmp"))
     os.chmod(home, stat.S_IRWXU)
     atexit.register(shutil.rmtree, home, True)
-    (home / OWNER).write_text(_identity(os.getpid()))
+    (home / OWNER).write_text(_owner())
     sweep(home.parent, keep=home)
     sock = str(home / SOCKET)
     launcher = home / LAUNCHER
@@ -155,29 +155,22 @@ def start(
     return str(launcher)
 
 
-def _identity(pid: int) -> str:
-    """A process's pid and, where ``/proc`` says it, its start time: a reused pid is another process."""
-    try:
-        started = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        started = "?"
-    return f"{pid} {started}"
+def _owner() -> str:
+    """What a folder records of its driver: this process's pid, and a time after it started (pid reuse)."""
+    return f"{os.getpid()} {time.time()}"
 
 
 def _gone(owner: str) -> bool:
-    """Whether the driver that wrote ``owner`` has ended (unreadable or unknown: not gone)."""
+    """Whether the driver that wrote ``owner`` has provably ended, by the project's one liveness rule
+    (:func:`~airflow_checkpoint_provider.checkpoint.processes.process_gone`: a zombie, or a pid now held by a
+    younger process, is gone; without ``psutil``, or an unreadable owner, nothing is)."""
+    from airflow_checkpoint_provider.checkpoint.processes import process_gone
+
     try:
-        pid = int(owner.split()[0])
-    except (ValueError, IndexError):
+        pid, started_at = owner.split()
+        return process_gone(int(pid), socket.gethostname(), started_at=float(started_at))
+    except ValueError:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, someone else's
-    started = owner.split()[1] if len(owner.split()) > 1 else "?"
-    return started != "?" and _identity(pid).split()[1] not in ("?", started)
 
 
 def sweep(parent: Path, keep: Path | None = None) -> list[Path]:

@@ -123,8 +123,8 @@ def test_a_new_server_sweeps_the_folders_of_drivers_killed_with_their_server(tmp
     folders = {}
     for name, owner in [
         ("dead", f"{int(ended.stdout)} 1"),  # the driver is gone (kill -9 of its process group)
-        ("reused", f"{os.getpid()} 1"),  # its pid now names another process
-        ("alive", _prefork._identity(os.getpid())),
+        ("reused", f"{os.getpid()} 1"),  # its pid now names a process younger than the driver
+        ("alive", _prefork._owner()),
         ("unknown", None),
     ]:
         folders[name] = tmp_path / f"{_prefork.PREFIX}{name}"
