@@ -57,6 +57,9 @@ def redeploy_dag(
         params=PARAMS,
         render_template_as_native_obj=True,
         default_args=default_args or {},
+        # registered by the variable a DAG file assigns it to, not by this block: a DAG file that imports
+        # this one for the factory would otherwise register example_redeploy as its own DAG too
+        auto_register=False,
     ) as dag:
         standby = LaunchStandbyOperator(
             task_id="standby", enabled="{{ params.standby }}", **APPLICATION, **JOB

@@ -96,6 +96,9 @@ def safe_redeploy_dag(
         params=params or SAFE_PARAMS,
         render_template_as_native_obj=True,
         default_args=default_args or {},
+        # registered by the variable a DAG file assigns it to, not by this block: importing this file for
+        # the factory (example_scheduled_redeploy) would otherwise register example_safe_redeploy there too
+        auto_register=False,
     ) as dag:
         plan = PlanRedeployOperator(
             task_id="plan",
