@@ -115,6 +115,9 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             if seed_spread and r.get("repeat", 1) > 1:
                 low, high = int(seed_spread["min"]), int(seed_spread["max"])
                 fixed += f"; median of {r['repeat']}, spread {low:,}-{high:,}"
+            if r.get("seed_in_memory_keys_per_s"):
+                # RocksDB is the runtime's default; a launch may choose Spark's in-memory store instead
+                tws = f"; on Spark's in-memory state store: {r['seed_in_memory_keys_per_s']:,} keys/s" + tws
             out.append(
                 (
                     f"initial-state load, {k} keys (seeded through input)",

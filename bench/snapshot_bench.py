@@ -12,7 +12,9 @@ every
 - ``plain_write``: ``spark.range(K)`` shaped like the state, written as Parquet — the floor for the export;
 - ``seed_load``: the v3 counter's query shape (Spark's streaming aggregation over the events unioned with the
   snapshot read as a file stream, ``ManagedContext.seed_stream``): time from start to its first committed
-  batch, and the marginal rate (keys over the time beyond the same query's start with an empty seed);
+  batch, and the marginal rate (keys over the time beyond the same query's start with an empty seed); the
+  same on Spark's in-memory state store (``HDFSBackedStateStoreProvider``, which a launch may choose instead
+  of the runtime's RocksDB), up to ``--in-memory-max-keys``;
 - ``tws_load``: a Python transformWithState query (the v1 counter) started with the snapshot as
 ``initialState``
   (up to ``--tws-max-keys``: it loads a few thousand keys per second).
@@ -43,6 +45,10 @@ from airflow_checkpoint_provider.runtime import eventlog  # noqa: E402
 from airflow_checkpoint_provider.runtime.eventlog import EventLogWriter  # noqa: E402
 from airflow_checkpoint_provider.runtime.export import ARROW_MAX_ROWS, export_snapshot, state_rows_of  # noqa: E402
 from airflow_checkpoint_provider.runtime.managed import ROCKSDB  # noqa: E402
+
+PROVIDER = "spark.sql.streaming.stateStore.providerClass"
+#: Spark's own state store, which keeps the state in the executors' memory (its default without this runtime).
+IN_MEMORY = "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider"
 
 
 def session(local_dir: Path, app_name: str = "snapshot-bench") -> Any:
@@ -151,6 +157,7 @@ def load_seeded(
     *,
     prestart: bool = False,
     events_source: str = "parquet",
+    provider: str | None = None,
 ) -> float:
     """Start the v3 counter's query shape: Spark's streaming aggregation over the events unioned with the
     snapshot read as a file stream (``ManagedContext.seed_stream``); time to its first committed batch.
@@ -162,7 +169,9 @@ def load_seeded(
 
     ``events_source="eventlog"``: the events come through the shipped Python streaming source (what
     ``ctx.read_eventlog`` reads), whose runner is a Python process of its own per query; pre-started, its log
-    folder is empty until the go appends the event."""
+    folder is empty until the go appends the event.
+
+    ``provider``: the state store for this query's new checkpoint (default: the session's, RocksDB)."""
     from pyspark.sql import functions as F
 
     from dags.apps.event_counter_v3 import SEED, seed_rows
@@ -212,12 +221,16 @@ def load_seeded(
     )
     started = time.perf_counter()
     checkpoint = work / "v3-checkpoint"
-    q = (
-        counts.writeStream.outputMode("update")
-        .foreachBatch(lambda df, _: df.where("touched = 1").write.mode("overwrite").format("noop").save())
-        .option("checkpointLocation", str(checkpoint))
-        .start()
-    )
+    spark.conf.set(PROVIDER, provider or ROCKSDB)
+    try:
+        q = (
+            counts.writeStream.outputMode("update")
+            .foreachBatch(lambda df, _: df.where("touched = 1").write.mode("overwrite").format("noop").save())
+            .option("checkpointLocation", str(checkpoint))
+            .start()
+        )
+    finally:
+        spark.conf.set(PROVIDER, ROCKSDB)
     if prestart:
         # Started and polling. Over file sources with nothing to read, Spark plans no batch. A Python data
         # source (the shipped event log) always has an offset, and a query with no committed offsets takes
@@ -264,7 +277,13 @@ def spread(values: list[float], digits: int = 2) -> dict[str, float]:
     }
 
 
-def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000, repeat: int = 1) -> dict[str, Any]:
+def run(
+    keys_list: list[int],
+    out: Path,
+    tws_max_keys: int = 1_000_000,
+    repeat: int = 1,
+    in_memory_max_keys: int = 1_000_000,
+) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="acp-bench-"))
     spark = session(base / "spark-local")
     rows = []
@@ -281,6 +300,7 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000, repeat: 
             str(empty)
         )
         load_seeded(spark, base / "warmup-load", warm, warm_id)
+        load_seeded(spark, base / "warmup-load-mem", warm, warm_id, provider=IN_MEMORY)
         (base / "warmup-load-el").mkdir()
         load_seeded(spark, base / "warmup-load-el", warm, warm_id, events_source="eventlog")
         fixed_s = statistics.median(
@@ -313,6 +333,12 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000, repeat: 
                 export_driver_s = time.perf_counter() - started
                 assert on_stop.rows == keys, (on_stop.rows, keys)
                 seeded_s = load_seeded(spark, trial, job, manifest.snapshot_id)
+                (trial / "mem").mkdir()
+                in_memory_s = (
+                    load_seeded(spark, trial / "mem", job, manifest.snapshot_id, provider=IN_MEMORY)
+                    if keys <= in_memory_max_keys
+                    else None
+                )
                 (trial / "pre").mkdir()
                 prestarted_s = load_seeded(spark, trial / "pre", job, manifest.snapshot_id, prestart=True)
                 prestart_s = LAST_PRESTART[-1]
@@ -343,6 +369,7 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000, repeat: 
                         "export_driver_s": export_driver_s,
                         "ratio_driver": plain_driver_s / export_driver_s,
                         "seeded_s": seeded_s,
+                        "in_memory_s": in_memory_s,
                         "prestarted_s": prestarted_s,
                         "prestart_s": prestart_s,
                         "seeded_el_s": seeded_el_s,
@@ -382,6 +409,20 @@ def run(keys_list: list[int], out: Path, tws_max_keys: int = 1_000_000, repeat: 
                     "seed_keys_per_s_spread": spread([keys / t["seeded_s"] for t in trials], 0),
                     "seed_fixed_s": round(fixed_s, 2),
                     "seed_marginal_keys_per_s": int(keys / max(seeded_s - fixed_s, 1e-3)),
+                    # the same on Spark's in-memory state store (a launch's choice; RocksDB is the default)
+                    **(
+                        {
+                            "seed_in_memory_s": round(statistics.median(t["in_memory_s"] for t in trials), 2),
+                            "seed_in_memory_keys_per_s": int(
+                                keys / statistics.median(t["in_memory_s"] for t in trials)
+                            ),
+                            "seed_in_memory_keys_per_s_spread": spread(
+                                [keys / t["in_memory_s"] for t in trials], 0
+                            ),
+                        }
+                        if trials[0]["in_memory_s"] is not None
+                        else {"seed_in_memory_s": None, "seed_in_memory_keys_per_s": None}
+                    ),
                     # the prototype: the query started before the go (bench only; the runtime does not yet)
                     "seed_prestarted_s": round(statistics.median(t["prestarted_s"] for t in trials), 2),
                     "seed_prestarted_keys_per_s": int(
@@ -434,6 +475,7 @@ HEADER = (
     "seed_load_s",
     "seed_keys_per_s",
     "seed_marginal_keys_per_s",
+    "seed_in_memory_keys_per_s",
     "tws_load_s",
     "tws_keys_per_s",
 )
@@ -458,9 +500,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="measure export, plain write and seeded load this many times"
     )
+    parser.add_argument(
+        "--in-memory-max-keys",
+        type=int,
+        default=1_000_000,
+        help="seed Spark's in-memory state store only up to this many keys (it holds them in the heap)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "snapshot_bench.json")
     args = parser.parse_args(argv)
-    result = run(args.keys, args.out, args.tws_max_keys, args.repeat)
+    result = run(args.keys, args.out, args.tws_max_keys, args.repeat, args.in_memory_max_keys)
     print(f"wrote {args.out} ({len(result['rows'])} rows)")
     return 0
 

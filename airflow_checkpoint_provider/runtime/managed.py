@@ -67,7 +67,10 @@ __all__ = [
 log = logging.getLogger("airflow_checkpoint_provider.runtime")
 
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
-#: What transformWithState needs; set by the runtime so the user's code stays a plain StatefulProcessor.
+#: The runtime's defaults: what transformWithState needs, so the user's code stays a plain StatefulProcessor.
+#: A default only: a launch's ``--conf`` (the DAG's ``spark_conf``) or the application's own ``spark_conf``
+#: wins, e.g. Spark's in-memory ``HDFSBackedStateStoreProvider`` for an aggregation's small state
+#: (docs/applications.md). A checkpoint pins its provider: a resume keeps the one that wrote it.
 SESSION_CONF = {"spark.sql.streaming.stateStore.providerClass": ROCKSDB}
 #: A dry run reads the event log in batches of at most this many records (unless the application caps lower).
 DRY_RUN_BATCH_RECORDS = 500
@@ -234,6 +237,16 @@ def source_lag(end: Any, latest: Any) -> int | None:
     if ends is None or latests is None or not latests:
         return None
     return sum(max(0, value - ends.get(key, 0)) for key, value in latests.items())
+
+
+def _session_defaults() -> dict[str, str]:
+    """:data:`SESSION_CONF` less what the launch set itself (spark-submit's ``--conf``): a default never
+    overrides a setting the user gave."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # the gateway, so that SparkConf() reads spark-submit's confs
+    given = SparkConf()
+    return {key: value for key, value in SESSION_CONF.items() if not given.contains(key)}
 
 
 def _prefork_python(spark_conf: dict[str, str]) -> None:
@@ -445,7 +458,7 @@ def run(
         if spec.standby_for is not None:
             _prefork_python(spark_conf or {})
         builder = SparkSession.builder.appName(app_name or f"{root.job}-g{spec.generation}")
-        for key, value in {**SESSION_CONF, **(spark_conf or {})}.items():
+        for key, value in {**_session_defaults(), **(spark_conf or {})}.items():
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
         eventlog.register(spark)

@@ -69,7 +69,10 @@ class Job:
     def spec(self, generation: int, **kw: object) -> LaunchSpec:
         return LaunchSpec(job_root=str(self.path), generation=generation, heartbeat_s=0.5, lease_s=5, **kw)  # type: ignore[arg-type]
 
-    def launch(self, app: str, spec: LaunchSpec, *app_args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    def launch(
+        self, app: str, spec: LaunchSpec, *app_args: str, conf: dict[str, str] | None = None
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        """``spark-submit`` ``app`` for ``spec`` on local[2]; ``conf``: more ``--conf`` settings."""
         self.launches += 1
         log = self.work / f"driver-{self.launches}-{app}-g{spec.generation}.log"
         args = [
@@ -83,7 +86,7 @@ class Job:
             trigger_for(app),
             *app_args,
         ]
-        return spark_submit(APPS[app], *args, run_dir=self.run_dir, log=log), log
+        return spark_submit(APPS[app], *args, run_dir=self.run_dir, log=log, conf=conf), log
 
     def status(self, generation: int) -> DriverStatus | None:
         return self.root.read_status(generation)

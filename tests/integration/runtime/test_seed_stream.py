@@ -1,7 +1,11 @@
 """State seeded through the input (``ManagedContext.seed_stream``, the v3 counter) in real spark-submit
 drivers under continuous input: v2 stops and exports its final batch itself; v3 starts from that snapshot, is
 killed -9 and restarted with its original arguments (the seed is not read again); v3 stops and exports its own
-state (Spark's aggregation buffers); v2 starts from that. Per-key totals equal the event log throughout."""
+state (Spark's aggregation buffers); v2 starts from that. Per-key totals equal the event log throughout.
+
+v3 runs on Spark's in-memory state store, chosen by its launch (``--conf``): the runtime's RocksDB is a
+default that a launch's setting wins over; its checkpoint records it, its restart keeps it, and its snapshot
+loads into v2's RocksDB state."""
 
 from __future__ import annotations
 
@@ -10,13 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.snapshots import read_manifest
+from airflow_checkpoint_provider.runtime.managed import ROCKSDB
 from tests.support.counting import fold_log, sink_totals
 from tests.support.drivers import Job, Producer
 from tests.support.processes import kill_group, wait_for
 
 pytestmark = pytest.mark.spark
 LEASE_EXPIRY_S = 6
+PROVIDER = "spark.sql.streaming.stateStore.providerClass"
+IN_MEMORY = {PROVIDER: "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider"}
 
 
 def stop_with_snapshot(job: Job, generation: int, proc, log) -> str:  # type: ignore[no-untyped-def]
@@ -44,15 +52,17 @@ def test_seeded_through_input_exactly_once_across_kill_and_redeploys(run_dir: Pa
 
         job.set_current(2)
         spec = job.spec(2, code_version="v3", snapshot=from_v2)
-        proc, log = job.launch("v3", spec)
+        proc, log = job.launch("v3", spec, conf=IN_MEMORY)
         try:
             job.wait_committed(2, 1, proc, log)
             status = job.status(2)
             assert status is not None and status.start_mode == "fresh_from_snapshot"
+            assert inspect_checkpoint(job.root.checkpoint(2)).state_store_provider == IN_MEMORY[PROVIDER]
         finally:
             kill_group(proc)  # kill -9 after the seeded batch 0 committed
         time.sleep(LEASE_EXPIRY_S)
-        proc, log = job.launch("v3", spec)  # the original arguments, snapshot included (a cluster restart)
+        # the original arguments, snapshot and confs included (a cluster restart)
+        proc, log = job.launch("v3", spec, conf=IN_MEMORY)
         try:
             wait_for(
                 lambda: (
@@ -79,6 +89,7 @@ def test_seeded_through_input_exactly_once_across_kill_and_redeploys(run_dir: Pa
         proc, log = job.launch("v2", job.spec(3, code_version="v2", snapshot=from_v3))
         try:
             job.wait_committed(3, 1, proc, log)
+            assert inspect_checkpoint(job.root.checkpoint(3)).state_store_provider == ROCKSDB  # the default
             job.request_stop(3)
             assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
         finally:
