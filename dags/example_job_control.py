@@ -2,7 +2,10 @@
 stop it gracefully — the two DAGs a team triggers by hand.
 
 ``example_start_job``: start → wait for a committed batch. Without a snapshot it never creates a generation:
-on an existing job it resumes the current one, and a live driver is reconnected to, never submitted twice.
+on an existing job it resumes the current one, and a live driver is reconnected to, never submitted twice. It
+restarts a generation as it was recorded; with the param ``settings`` set to ``apply`` it restarts a stopped
+generation with the run's application arguments and Spark confs instead, where the checkpoint can take them
+(what the plan calls a ``resume``: e.g. ``spark.executor.memory``; docs/upgrades.md).
 ``example_stop_job``: a graceful stop at a batch boundary; an already stopped job is success.
 """
 
@@ -26,12 +29,17 @@ with DAG(
     start_date=START_DATE,
     catchup=False,
     tags=["example"],
-    params=PARAMS,
+    params={**PARAMS, "settings": "recorded"},  # "apply": restart with this run's settings
     render_template_as_native_obj=True,
 ) as start_job:
     chain(
         StartStreamingJobOperator(
-            task_id="start", retries=2, retry_delay=dt.timedelta(seconds=20), **APPLICATION, **JOB
+            task_id="start",
+            settings="{{ params.settings }}",
+            retries=2,
+            retry_delay=dt.timedelta(seconds=20),
+            **APPLICATION,
+            **JOB,
         ),
         CheckpointCommittedSensor(
             task_id="committed", job_root="{{ params.job_root }}", batch=0, poke_interval=2, timeout=300

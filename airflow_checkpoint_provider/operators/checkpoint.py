@@ -35,6 +35,7 @@ from airflow_checkpoint_provider.exceptions import (
     ExportFailedError,
     FencedError,
     InvalidLaunchError,
+    PlanRefusedError,
     SnapshotNotFoundError,
     StateNotExportableError,
     StopTimeoutError,
@@ -72,10 +73,12 @@ if TYPE_CHECKING:  # type checkers see the modules; at run time they load at fir
     from airflow_checkpoint_provider.checkpoint import ledger as _ledger
     from airflow_checkpoint_provider.checkpoint import processes as _processes
     from airflow_checkpoint_provider.checkpoint import snapshots as _snapshots
+    from airflow_checkpoint_provider.checkpoint import upgrade as _upgrade
     from airflow_checkpoint_provider.checkpoint import watch as watch
     from airflow_checkpoint_provider.hooks import checkpoint as _hooks
     from airflow_checkpoint_provider.model import backends as _backends
     from airflow_checkpoint_provider.model import decisions as _decisions
+    from airflow_checkpoint_provider.model import plan as _plan
     from airflow_checkpoint_provider.model import records as _records
     from airflow_checkpoint_provider.triggers import checkpoint as _triggers
 else:
@@ -85,9 +88,11 @@ else:
     _ledger = lazy("airflow_checkpoint_provider.checkpoint.ledger")
     _processes = lazy("airflow_checkpoint_provider.checkpoint.processes")
     _snapshots = lazy("airflow_checkpoint_provider.checkpoint.snapshots")
+    _upgrade = lazy("airflow_checkpoint_provider.checkpoint.upgrade")
     _hooks = lazy("airflow_checkpoint_provider.hooks.checkpoint")
     _backends = lazy("airflow_checkpoint_provider.model.backends")
     _decisions = lazy("airflow_checkpoint_provider.model.decisions")
+    _plan = lazy("airflow_checkpoint_provider.model.plan")
     _records = lazy("airflow_checkpoint_provider.model.records")
     _triggers = lazy("airflow_checkpoint_provider.triggers.checkpoint")
 
@@ -95,6 +100,8 @@ else:
 OnTimeout = Literal["fail", "force_stop", "kill"]
 #: What a start waits for.
 WaitFor = Literal["committed", "running"]
+#: How a restart of an existing generation is launched: as recorded, or with this task's settings.
+Settings = Literal["recorded", "apply"]
 #: What cleanup does with a retired generation's checkpoint.
 CleanupMode = Literal["retire", "delete"]
 
@@ -411,6 +418,14 @@ class StartStreamingJobOperator(StreamingJobOperator):
     :param lease_s: after how long without a heartbeat the driver counts as dead, in seconds (> heartbeat).
     :param release_lease: give the job's lease up when the start succeeds (default True: a start ends a
         lifecycle run).
+    :param settings: how a restart of the current generation is launched (templated). ``"recorded"``
+        (default): as the generation's record says, whatever this task is given (a crash's restart runs what
+        ran). ``"apply"``: with this task's application arguments and Spark confs, which are recorded for the
+        generation's later restarts, only where nothing the checkpoint depends on changes (the plan's
+        ``resume``): the same application file (by SHA-256), the same code version, the same pinned confs
+        (:func:`~airflow_checkpoint_provider.model.plan.pinned`). Anything else is refused before a driver
+        is launched (``PlanRefusedError``: it needs a redeploy through a snapshot), and so is a change for a
+        generation whose driver is running (``DriverStillRunningError``: stop it first).
     """
 
     template_fields: Sequence[str] = (
@@ -420,6 +435,7 @@ class StartStreamingJobOperator(StreamingJobOperator):
         "snapshot",
         "code_version",
         "spark_conf",
+        "settings",
     )
     lease_operation = "start"
     creates_job_root = True
@@ -438,11 +454,13 @@ class StartStreamingJobOperator(StreamingJobOperator):
         heartbeat_s: float = DEFAULT_HEARTBEAT_S,
         lease_s: float = DEFAULT_LEASE_S,
         release_lease: bool = True,
+        settings: Settings | str = "recorded",
         **kwargs: Any,
     ) -> None:
         super().__init__(release_lease=release_lease, **kwargs)
         if wait_for not in ("committed", "running"):
             raise ValueError(f"wait_for must be 'committed' or 'running', got {wait_for!r}")
+        self.settings = settings
         self.application = application
         # Kept as given: a template string renders to a list (DAGs with render_template_as_native_obj).
         self.application_args = (
@@ -463,6 +481,7 @@ class StartStreamingJobOperator(StreamingJobOperator):
         generation = self.prepare_generation(root, holder)
         hook = self.hook(root, generation)
         view = hook.observe(root, generation)
+        self.apply_settings(root, generation, alive=view.alive)
         store = context.get("task_state_store")
         if view.alive:
             launch_id = (view.status.launch_id if view.status and view.status.is_live() else None) or (
@@ -639,6 +658,60 @@ class StartStreamingJobOperator(StreamingJobOperator):
                 self.application,
             )
         return plan.generation
+
+    def apply_settings(self, root: JobRoot, generation: int, *, alive: bool) -> None:
+        """With ``settings="apply"``: record this task's application arguments and Spark confs for
+        ``generation`` when the plan calls the difference a ``resume`` (see the class docstring); refuse
+        anything else. Nothing to do when the record already says what this task says (a new generation, or a
+        rerun)."""
+        settings = str(self.settings or "recorded")
+        if settings not in ("recorded", "apply"):
+            raise InvalidLaunchError(
+                f"settings must be 'recorded' or 'apply', got {settings!r}",
+                path=root.generation_record_file(generation).uri,
+                job=root.job,
+                generation=generation,
+            )
+        if settings == "recorded":
+            return
+        launch = self.launch_fields()
+        record = root.read_generation_record(generation) or {}
+        plan = _plan.plan_redeploy(
+            job=root.job,
+            generation=generation,
+            current=_upgrade.deployment_of(record),
+            proposed=_upgrade.deployment_of(launch),
+        )
+        where = root.generation_record_file(generation).uri
+        if plan.action.value == "none":
+            return
+        if plan.action.value != "resume":
+            raise PlanRefusedError(
+                f"settings='apply' restarts generation {generation} on its own checkpoint, but "
+                f"{plan.reason.split(': ', 1)[-1]}: its checkpoint cannot take that",
+                path=where,
+                job=root.job,
+                generation=generation,
+                hint="Redeploy through a snapshot (example_redeploy or example_safe_redeploy); nothing was "
+                "touched",
+            )
+        if alive:
+            raise DriverStillRunningError(
+                f"generation {generation} is running with its recorded settings; settings='apply' would "
+                f"change {'; '.join(plan.changes)}",
+                path=where,
+                job=root.job,
+                generation=generation,
+                hint="Stop it first (StopStreamingJobOperator), then start it again with settings='apply'",
+            )
+        root.update_generation_record(
+            generation, application_args=launch["application_args"], conf=launch["conf"]
+        )
+        self.log.info(
+            "generation %s restarts on its own checkpoint with new settings: %s",
+            generation,
+            "; ".join(plan.changes),
+        )
 
     def launch_fields(self) -> dict[str, Any]:
         """What a generation record keeps to (re)launch the generation's driver."""

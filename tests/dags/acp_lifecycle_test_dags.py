@@ -89,6 +89,19 @@ with dag("acp_test_redeploy") as redeploy_dag:
         StartStreamingJobOperator(task_id="start", snapshot=SNAPSHOT, **JOB, **APP),
     )
 
+with dag("acp_test_start_apply") as start_apply_dag:
+    # a restart of the current generation with this run's settings (what the plan calls a resume)
+    StartStreamingJobOperator(task_id="start", settings="apply", **JOB, **APP)
+
+with dag("acp_test_start_apply_pinned") as start_apply_pinned_dag:
+    # the same with a conf the checkpoint pins changed: refused
+    StartStreamingJobOperator(
+        task_id="start",
+        settings="apply",
+        **JOB,
+        **{**APP, "spark_conf": {**SPARK_CONF, "spark.sql.shuffle.partitions": "4"}},
+    )
+
 with dag("acp_test_stop") as stop_dag:
     StopStreamingJobOperator(task_id="stop", timeout_s=120, release_lease=True, **JOB)
 

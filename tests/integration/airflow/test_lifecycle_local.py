@@ -1,7 +1,7 @@
 """The lifecycle operators and sensors in real DAG runs (``dag.test()``) against real local Spark drivers:
 first start, a redeploy v1 -> v2 through stop / snapshot / cleanup / start-from-snapshot, then the failure
-path on the new generation (kill -9 brought back by the health callback, then by a start-task retry), exact
-totals."""
+path on the new generation (kill -9 brought back by the health callback, then by a start-task retry), a
+restart in place with new settings (``settings="apply"``), exact totals."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from tests.support.processes import wait_for
 pytestmark = [pytest.mark.spark, pytest.mark.airflow]
 
 
-def test_first_start_then_redeploy_v1_to_v2_exact_totals(run_dir: Path, airflow_db: Path) -> None:
+def test_first_start_then_redeploy_v1_to_v2_exact_totals(
+    run_dir: Path, airflow_db: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     from tests.dags import acp_lifecycle_test_dags as dags
 
     job = Job(run_dir / "airflow-redeploy", run_dir)
@@ -48,8 +50,10 @@ def test_first_start_then_redeploy_v1_to_v2_exact_totals(run_dir: Path, airflow_
             assert job.root.checkpoint(1).exists()  # retired in place, never moved
             assert JobLedger(job.root).read().current_generation == 2
             recover_twice(job, run_dir, dags)
+            slower = params(job, run_dir, "v2", slow_batch_seconds="0.2")
+            restart_with_new_settings(job, run_dir, dags, slower, capfd)
 
-            last = run(dags.stop_dag, **params(job, run_dir, "v2"))
+            last = run(dags.stop_dag, **slower)
             assert last.state == "success", states(last)
             final = xcom(last, "stop")
             assert final["outcome"] == "stopped" and final["generation"] == 2
@@ -125,3 +129,42 @@ def recover_twice(job: Job, run_dir: Path, dags) -> None:  # type: ignore[no-unt
     final = job.status(2)
     assert final is not None and final.snapshot is None and final.query_id == before.query_id
     assert all(launch["mode"] == "resume" for launch in launches(job, 2)[1:])
+
+
+def restart_with_new_settings(job: Job, run_dir: Path, dags, slower, capfd) -> None:  # type: ignore[no-untyped-def]
+    """``settings="apply"`` with a changed application argument: refused while generation 2's driver runs;
+    once it is stopped, generation 2 restarts on its own checkpoint with the new argument (no new generation,
+    no initial state), recorded for its later restarts. A change of a conf the checkpoint pins is refused
+    before anything is launched."""
+    seen = len(launches(job, 2))
+    capfd.readouterr()
+    busy = run(dags.start_apply_dag, **slower)
+    assert busy.state == "failed", states(busy)
+    assert (
+        "DriverStillRunningError: generation 2 is running with its recorded settings"
+        in capfd.readouterr().out
+    )
+    assert len(launches(job, 2)) == seen and "0.2" not in (job.root.read_generation_record(2) or {}).get(
+        "application_args", []
+    )
+
+    stopped = run(dags.stop_dag, **slower)
+    assert stopped.state == "success", states(stopped)
+    applied = run(dags.start_apply_dag, **slower)
+    assert applied.state == "success", states(applied)
+    result = xcom(applied, "start")
+    assert result["generation"] == 2 and result["mode"] == "resume" and not result["reconnected"]
+    record = job.root.read_generation_record(2) or {}
+    args = record["application_args"]
+    assert args[args.index("--slow-batch-seconds") + 1] == "0.2"  # recorded: a later restart runs it too
+    assert launches(job, 2)[-1]["mode"] == "resume" and JobLedger(job.root).read().current_generation == 2
+
+    capfd.readouterr()
+    pinned = run(dags.start_apply_pinned_dag, **slower)
+    assert pinned.state == "failed", states(pinned)
+    out = capfd.readouterr().out
+    assert "PlanRefusedError: settings='apply' restarts generation 2 on its own checkpoint" in out, out[
+        -3000:
+    ]
+    assert "spark.sql.shuffle.partitions 3 -> 4" in out
+    assert (job.root.read_generation_record(2) or {})["conf"]["spark.sql.shuffle.partitions"] == "3"

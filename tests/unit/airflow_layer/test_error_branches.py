@@ -302,3 +302,22 @@ def test_a_retried_stop_reports_the_acknowledgement_of_its_request(
     job.write_json(job.stop_ack_file(1), {**ack.to_json(), "request_id": "r0"})  # another request's
     got = stop.execute(context())
     assert got["outcome"] == "already_stopped" and "snapshot_id" not in got
+
+
+def test_settings_apply_refuses_new_code_and_unknown_values(
+    job: JobRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook = with_hook(monkeypatch, FakeHook())
+    root = str(job.location.path)
+    odd = StartStreamingJobOperator(task_id="start", job_root=root, application="app.py", settings="later")
+    with pytest.raises(
+        AirflowFailException, match="InvalidLaunchError: settings must be 'recorded' or 'apply'"
+    ):
+        odd.execute(context())
+    other = StartStreamingJobOperator(
+        task_id="start", job_root=root, application="other.py", settings="apply"
+    )
+    with pytest.raises(AirflowFailException, match=r"PlanRefusedError: .*application app\.py -> other\.py"):
+        other.execute(context())
+    assert (job.read_generation_record(1) or {})["application"] == "app.py"  # nothing recorded
+    assert "launch" not in " ".join(hook.calls)
