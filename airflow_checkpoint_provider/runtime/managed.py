@@ -239,13 +239,18 @@ def source_lag(end: Any, latest: Any) -> int | None:
     return sum(max(0, value - ends.get(key, 0)) for key, value in latests.items())
 
 
-def _session_defaults() -> dict[str, str]:
-    """:data:`SESSION_CONF` less what the launch set itself (spark-submit's ``--conf``): a default never
-    overrides a setting the user gave."""
+def _submitted_conf() -> Any:
+    """What spark-submit's ``--conf`` set, before the session exists (a ``SparkConf``)."""
     from pyspark import SparkConf, SparkContext
 
     SparkContext._ensure_initialized()  # the gateway, so that SparkConf() reads spark-submit's confs
-    given = SparkConf()
+    return SparkConf()
+
+
+def _session_defaults() -> dict[str, str]:
+    """:data:`SESSION_CONF` less what the launch set itself: a default never overrides a setting the user
+    gave."""
+    given = _submitted_conf()
     return {key: value for key, value in SESSION_CONF.items() if not given.contains(key)}
 
 
@@ -254,12 +259,9 @@ def _prefork_python(spark_conf: dict[str, str]) -> None:
     master, or where ``spark.acp.preforkPython=true`` says the launcher exists on the executors too."""
     import os
 
-    from pyspark import SparkConf, SparkContext
-
     from airflow_checkpoint_provider.runtime import _prefork
 
-    SparkContext._ensure_initialized()  # the gateway, so that SparkConf() reads spark-submit's confs
-    conf = SparkConf()
+    conf = _submitted_conf()
     master = spark_conf.get("spark.master") or conf.get("spark.master", None)
     asked = spark_conf.get(_prefork.CONF) or conf.get(_prefork.CONF, None)
     if not _prefork.wanted(master, asked):
