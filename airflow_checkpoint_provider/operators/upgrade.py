@@ -137,7 +137,13 @@ class PlanRedeployOperator(StartStreamingJobOperator):
             )
         if self.skip_unless_redeploy and plan.action.value in ("none", "resume"):
             context["ti"].xcom_push(key="plan", value=plan.to_json())
-            raise AirflowSkipException(f"no redeploy: {plan.reason}")
+            how = (
+                "; to apply the new settings, stop the job and start it with settings='apply' "
+                "(example_stop_job, then example_start_job)"
+                if plan.action.value == "resume"
+                else ""
+            )
+            raise AirflowSkipException(f"no redeploy: {plan.reason}{how}")
         return plan.to_json()
 
 

@@ -57,6 +57,18 @@ def test_the_plan_skips_when_nothing_changes_and_fails_terminally_on_a_refusal(
     with pytest.raises(AirflowSkipException, match="nothing changes"):
         same.execute(ctx)
     assert ctx["ti"].pushed["plan"]["action"] == "none"
+    settings = PlanRedeployOperator(
+        task_id="plan",
+        job_root=str(job.location.path),
+        application=str(APPS["v1"]),
+        code_version="event-counter-v1",
+        spark_conf={"spark.executor.memory": "2g"},
+        skip_unless_redeploy=True,
+    )
+    ctx = context()
+    with pytest.raises(AirflowSkipException, match=r"spark\.executor\.memory None -> 2g.*settings='apply'"):
+        settings.execute(ctx)
+    assert ctx["ti"].pushed["plan"]["action"] == "resume"
     bad = PlanRedeployOperator(
         task_id="plan",
         job_root=str(job.location.path),
