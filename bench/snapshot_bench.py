@@ -40,13 +40,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from airflow_checkpoint_provider.checkpoint.inspector import PROVIDER_CONF as PROVIDER  # noqa: E402
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot  # noqa: E402
 from airflow_checkpoint_provider.runtime import eventlog  # noqa: E402
 from airflow_checkpoint_provider.runtime.eventlog import EventLogWriter  # noqa: E402
 from airflow_checkpoint_provider.runtime.export import ARROW_MAX_ROWS, export_snapshot, state_rows_of  # noqa: E402
 from airflow_checkpoint_provider.runtime.managed import ROCKSDB  # noqa: E402
 
-PROVIDER = "spark.sql.streaming.stateStore.providerClass"
 #: Spark's own state store, which keeps the state in the executors' memory (its default without this runtime).
 IN_MEMORY = "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider"
 

@@ -138,8 +138,8 @@ class PlanRedeployOperator(StartStreamingJobOperator):
         if self.skip_unless_redeploy and plan.action.value in ("none", "resume"):
             context["ti"].xcom_push(key="plan", value=plan.to_json())
             how = (
-                "; to apply the new settings, stop the job and start it with settings='apply' "
-                "(example_stop_job, then example_start_job)"
+                "; to apply the new settings, stop the job (StopStreamingJobOperator) and start it "
+                "with StartStreamingJobOperator(settings='apply')"
                 if plan.action.value == "resume"
                 else ""
             )

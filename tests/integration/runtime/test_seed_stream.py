@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
+from airflow_checkpoint_provider.checkpoint.inspector import PROVIDER_CONF, inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.snapshots import read_manifest
 from airflow_checkpoint_provider.runtime.managed import ROCKSDB
 from tests.support.counting import fold_log, sink_totals
+from tests.support.crafted import HDFS_PROVIDER
 from tests.support.drivers import Job, Producer
 from tests.support.processes import kill_group, wait_for
 
 pytestmark = pytest.mark.spark
 LEASE_EXPIRY_S = 6
-PROVIDER = "spark.sql.streaming.stateStore.providerClass"
-IN_MEMORY = {PROVIDER: "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider"}
+IN_MEMORY = {PROVIDER_CONF: HDFS_PROVIDER}  # Spark's in-memory state store, chosen by the launch
 
 
 def stop_with_snapshot(job: Job, generation: int, proc, log) -> str:  # type: ignore[no-untyped-def]
@@ -57,7 +57,7 @@ def test_seeded_through_input_exactly_once_across_kill_and_redeploys(run_dir: Pa
             job.wait_committed(2, 1, proc, log)
             status = job.status(2)
             assert status is not None and status.start_mode == "fresh_from_snapshot"
-            assert inspect_checkpoint(job.root.checkpoint(2)).state_store_provider == IN_MEMORY[PROVIDER]
+            assert inspect_checkpoint(job.root.checkpoint(2)).state_store_provider == HDFS_PROVIDER
         finally:
             kill_group(proc)  # kill -9 after the seeded batch 0 committed
         time.sleep(LEASE_EXPIRY_S)
