@@ -9,8 +9,13 @@ readiness failed: the previous code starts again as a new generation from the sn
 and re-reads every event since, so nothing is lost or doubled and nothing the bad code computed is kept.
 
 A plan that finds nothing to change skips everything after it (a scheduled run with an unchanged release does
-nothing). Params: those of ``example_redeploy``, plus ``dry_run`` (false skips it), ``intent`` (``upgrade``
-or ``rotate``) and ``readiness_window_s``.
+nothing). A plan that finds only settings changed (application arguments, Spark confs the checkpoint does not
+pin: its ``resume``) takes the resume branch instead of the redeploy: the same generation stops at a batch
+boundary and resumes on its own checkpoint with the new settings, then the readiness window; a failure there
+puts the old settings back the same way.
+
+Params: those of ``example_redeploy``, plus ``dry_run`` (false skips it), ``intent`` (``upgrade`` or
+``rotate``) and ``readiness_window_s``.
 """
 
 from __future__ import annotations
@@ -105,6 +110,7 @@ def safe_redeploy_dag(
             intent=intent,
             migration=migration,
             skip_unless_redeploy=True,  # nothing changes: everything after is skipped
+            resume_task_id="resume_stop",  # only settings change: the resume branch, not the redeploy
             **APPLICATION,
             **JOB,
         )
@@ -134,18 +140,35 @@ def safe_redeploy_dag(
             task_id="cleanup", snapshot_id=SNAPSHOT, stop_task_id="stop", mode="retire", keep_last=10, **JOB
         )
         start = StartStreamingJobOperator(task_id="start", snapshot=SNAPSHOT, **APPLICATION, **JOB)
-        ready = ReadinessOperator(task_id="ready", window_s="{{ params.readiness_window_s }}", **JOB)
+        ready = ReadinessOperator(
+            task_id="ready",
+            window_s="{{ params.readiness_window_s }}",
+            trigger_rule="none_failed_min_one_success",  # after the redeploy's start or the resume's
+            **JOB,
+        )
         chain(plan, baseline, dry_run, standby, stop, snapshot, cleanup, start, ready)
+        # only settings change (the plan's resume): the same generation stops at a batch boundary and
+        # resumes from its own checkpoint with them; no snapshot, no new generation
+        resume_stop = StopStreamingJobOperator(
+            task_id="resume_stop", timeout_s=120, on_timeout="fail", retries=2, **JOB
+        )
+        resume_start = StartStreamingJobOperator(
+            task_id="resume_start", settings="apply", **APPLICATION, **JOB
+        )
+        chain(plan, resume_stop, resume_start, ready)
         # a failure before the cutover: the standby goes, the job stays as it was
         discard = DiscardStandbyOperator(task_id="discard_standby", trigger_rule="one_failed", **JOB)
         chain([stop, snapshot, cleanup, start], discard)
         # a failure after it: the previous code again, from the cutover's snapshot (only a generation this
-        # run created is ever rolled back)
+        # run created is ever rolled back); after a resume, the settings the generation ran with before
         rollback = RollbackStreamingJobOperator(task_id="rollback", trigger_rule="one_failed", **JOB)
-        chain([start, ready], rollback)
+        chain([start, resume_start, ready], rollback)
         # the run fails when a step failed, even though the rollback (a leaf) succeeded
         failed = RedeployFailedOperator(task_id="redeploy_failed")  # trigger_rule="one_failed"
-        chain([plan, baseline, dry_run, stop, snapshot, cleanup, start, ready], failed)
+        chain(
+            [plan, baseline, dry_run, stop, snapshot, cleanup, start, resume_stop, resume_start, ready],
+            failed,
+        )
     # [END example_safe_redeploy]
     return dag
 

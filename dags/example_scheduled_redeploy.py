@@ -11,7 +11,9 @@ release by setting the Variable::
         "spark_conf": {"spark.sql.shuffle.partitions": "3"}}'
 
 When the release is what already runs, the plan says so and the run does nothing else (its other tasks are
-skipped): the job is not touched. A pipeline that would rather trigger than wait can also trigger the DAG.
+skipped): the job is not touched. A release that changes only settings the checkpoint does not pin (the
+application's arguments, ``spark.executor.memory``) restarts the same generation with them (the resume
+branch). A pipeline that would rather trigger than wait can also trigger the DAG.
 
 ``example_checkpoint_rotation`` runs weekly with ``intent="rotate"``: the same release, a fresh generation
 from a snapshot — for jobs whose checkpoint keeps growing (the seed's "clean up the checkpoint on redeploy" as

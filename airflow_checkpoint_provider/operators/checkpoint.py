@@ -481,7 +481,7 @@ class StartStreamingJobOperator(StreamingJobOperator):
         generation = self.prepare_generation(root, holder)
         hook = self.hook(root, generation)
         view = hook.observe(root, generation)
-        self.apply_settings(root, generation, alive=view.alive)
+        self.apply_settings(root, generation, alive=view.alive, holder=holder)
         store = context.get("task_state_store")
         if view.alive:
             launch_id = (view.status.launch_id if view.status and view.status.is_live() else None) or (
@@ -659,11 +659,12 @@ class StartStreamingJobOperator(StreamingJobOperator):
             )
         return plan.generation
 
-    def apply_settings(self, root: JobRoot, generation: int, *, alive: bool) -> None:
+    def apply_settings(self, root: JobRoot, generation: int, *, alive: bool, holder: str) -> None:
         """With ``settings="apply"``: record this task's application arguments and Spark confs for
         ``generation`` when the plan calls the difference a ``resume`` (see the class docstring); refuse
         anything else. Nothing to do when the record already says what this task says (a new generation, or a
-        rerun)."""
+        rerun). The settings replaced are kept in the record (``settings_before``, with the run that applied
+        the new ones), so the run's rollback (``RollbackStreamingJobOperator``) can put them back."""
         settings = str(self.settings or "recorded")
         if settings not in ("recorded", "apply"):
             raise InvalidLaunchError(
@@ -705,7 +706,18 @@ class StartStreamingJobOperator(StreamingJobOperator):
                 hint="Stop it first (StopStreamingJobOperator), then start it again with settings='apply'",
             )
         root.update_generation_record(
-            generation, application_args=launch["application_args"], conf=launch["conf"]
+            generation,
+            application_args=launch["application_args"],
+            conf=launch["conf"],
+            settings_before={
+                "application_args": record.get("application_args", []),
+                "conf": record.get("conf", {}),
+            },
+            settings_applied_by=holder,
+            settings_applied_at=time.time(),
+        )
+        _ledger.JobLedger(root).record(
+            "settings_applied", by=holder, generation=generation, changes=list(plan.changes)
         )
         self.log.info(
             "generation %s restarts on its own checkpoint with new settings: %s",

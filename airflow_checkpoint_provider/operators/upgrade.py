@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.bases.skipmixin import SkipMixin
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_checkpoint_provider._lazy import lazy
@@ -71,7 +72,7 @@ def _run_check(check: Check | None, report: Mapping[str, Any]) -> str | None:
     return None
 
 
-class PlanRedeployOperator(StartStreamingJobOperator):
+class PlanRedeployOperator(StartStreamingJobOperator, SkipMixin):
     """Say what redeploying the job to this application will do, and refuse early what cannot work.
 
     Reads only (no lease, no Spark): the current generation's record, its newest verified snapshot, and the
@@ -86,11 +87,15 @@ class PlanRedeployOperator(StartStreamingJobOperator):
     :param skip_unless_redeploy: skip this task, and so everything after it, when the plan is ``none`` or
         ``resume`` (a scheduled redeploy with an unchanged release does nothing); the plan is then in XCom
         under key ``plan``.
+    :param resume_task_id: a downstream task that applies a ``resume`` (only settings change: stop, then
+        ``StartStreamingJobOperator(settings="apply")``). With it, this task branches: on ``resume`` it
+        follows only that task, on ``redeploy`` every other downstream task (``none`` still skips).
     """
 
     template_fields: Sequence[str] = (*StartStreamingJobOperator.template_fields, "intent", "migration")
     ui_color = "#e4ecd0"
     creates_job_root = False
+    inherits_from_skipmixin = True  # a branch: a cleared run's skipped tasks stay skipped
 
     def __init__(
         self,
@@ -99,6 +104,7 @@ class PlanRedeployOperator(StartStreamingJobOperator):
         migration: str = "auto",
         fail_on_refuse: bool = True,
         skip_unless_redeploy: bool = False,
+        resume_task_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -106,6 +112,7 @@ class PlanRedeployOperator(StartStreamingJobOperator):
         self.migration = migration
         self.fail_on_refuse = fail_on_refuse
         self.skip_unless_redeploy = skip_unless_redeploy
+        self.resume_task_id = resume_task_id
 
     @classified
     def execute(self, context: Context) -> Any:
@@ -135,6 +142,18 @@ class PlanRedeployOperator(StartStreamingJobOperator):
                 generation=plan.generation,
                 hint="Nothing was touched: fix the new code or its migration, then run the redeploy again",
             )
+        skip_all = self.skip_unless_redeploy and plan.action.value == "none"
+        if self.resume_task_id and not skip_all:
+            # a branch: the skip below ends this task, so the plan is pushed here as its return value
+            context["ti"].xcom_push(key="return_value", value=plan.to_json())
+            resume = plan.action.value == "resume"
+            if resume:
+                self.log.info(
+                    "only settings change: %s applies them on the same generation", self.resume_task_id
+                )
+            follow = [t.task_id for t in self.downstream_list if (t.task_id == self.resume_task_id) is resume]
+            self.skip_all_except(context["ti"], follow)
+            return plan.to_json()
         if self.skip_unless_redeploy and plan.action.value in ("none", "resume"):
             context["ti"].xcom_push(key="plan", value=plan.to_json())
             how = (
@@ -502,6 +521,11 @@ class RollbackStreamingJobOperator(StreamingJobOperator):
     by ``airflow-checkpoint status``. Idempotent: a rerun finds the rollback generation and only waits for
     it. Returns (XCom) ``rolled_back``, ``generation``, ``snapshot``.
 
+    A generation this run did not create but restarted with new settings (``StartStreamingJobOperator(
+    settings="apply")``, the safe redeploy's ``resume`` branch) is rolled back in place: stopped, its record
+    given back the application arguments and Spark confs it ran with before, and started again on its own
+    checkpoint (``settings_reverted`` in the ledger; returns ``settings_reverted``, ``generation``).
+
     :param generation: the bad generation (templated; default the current one).
     :param only_own: roll back only a generation this DAG run created (default): with
         ``trigger_rule="one_failed"`` a failure *before* the cutover (the job still on its old generation)
@@ -545,14 +569,19 @@ class RollbackStreamingJobOperator(StreamingJobOperator):
             (g for g, r in sorted(root.generation_records().items()) if r.get("rolled_back_from") == bad),
             None,
         )
-        if target is None and self.only_own and bad_record.get("created_by") != holder:
+        own_settings = bad_record.get("settings_applied_by") == holder and bad == current
+        if target is None and bad_record.get("created_by") != holder and own_settings:
+            # this run did not create the generation but restarted it with new settings: put the old back
+            self.revert_settings(root, ledger, bad, holder)
+            target = bad
+        elif target is None and self.only_own and bad_record.get("created_by") != holder:
             self.log.info(
                 "generation %s was not created by this run (%s): nothing this run deployed to roll back",
                 bad,
                 bad_record.get("created_by"),
             )
             return self.done(context, root, {"rolled_back": None, "generation": current})
-        if target is None:
+        if target is None:  # roll the generation back
             previous, snapshot = bad_record.get("previous_generation"), bad_record.get("snapshot")
             if previous is None or not snapshot:
                 raise InvalidLaunchError(
@@ -637,6 +666,10 @@ class RollbackStreamingJobOperator(StreamingJobOperator):
                 job=root.job,
                 generation=target,
             )
+        if target == bad:
+            return self.done(
+                context, root, {"rolled_back": None, "settings_reverted": bad, "generation": bad}
+            )
         return self.done(
             context,
             root,
@@ -647,8 +680,36 @@ class RollbackStreamingJobOperator(StreamingJobOperator):
             },
         )
 
+    def revert_settings(self, root: JobRoot, ledger: _ledger.JobLedger, generation: int, holder: str) -> None:
+        """Stop ``generation`` and record the settings it ran with before this run applied new ones
+        (``StartStreamingJobOperator(settings="apply")``); the caller starts it again on its own checkpoint.
+        Its state is kept: the checkpoint resumes (a kill after the grace is the crash path, exact too). Done
+        once: a rerun finds the revert recorded."""
+        record = root.read_generation_record(generation) or {}
+        before = record.get("settings_before") or {}
+        if record.get("settings_reverted_by") == holder and float(
+            record.get("settings_reverted_at") or 0
+        ) >= float(record.get("settings_applied_at") or 0):
+            return
+        self.stop_bad(root, generation)
+        root.update_generation_record(
+            generation,
+            application_args=before.get("application_args", []),
+            conf=before.get("conf", {}),
+            settings_reverted_by=holder,
+            settings_reverted_at=time.time(),
+        )
+        ledger.record("settings_reverted", by=holder, generation=generation)
+        self.log.info(
+            "generation %s restarts on its own checkpoint with the settings it ran before this run: %s",
+            generation,
+            before,
+        )
+
     def stop_bad(self, root: JobRoot, bad: int) -> None:
-        """Stop the bad generation's driver (its state is not kept: a kill is fine after the grace)."""
+        """Stop the bad generation's driver, gracefully, then by a kill after the grace (a rolled-back
+        generation's state is not kept; a generation whose settings are reverted resumes from its checkpoint,
+        which a kill leaves intact)."""
         hook = self.hook(root, bad)
         view = hook.observe(root, bad)
         if not view.alive:

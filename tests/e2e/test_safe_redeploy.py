@@ -12,6 +12,10 @@ One job, one event producer, in order:
    the rollback starts v1 again as a new generation from the cutover's snapshot.
 6. A good release (v2): every step passes.
 7. A checkpoint rotation (same release, ``intent="rotate"``): a fresh generation from a snapshot.
+8. A release that changes only a setting (the trigger): the plan's resume branch stops generation 5 and
+   restarts it on its own checkpoint with the new setting; the readiness window passes.
+9. A setting its driver cannot start with: the restart fails and the rollback puts the previous settings
+   back, on the same generation.
 
 Totals are exact at the end (the rolled-back generation's output skipped, as a consumer skips it).
 """
@@ -49,6 +53,13 @@ def _bad(job: Job, run_dir: Path, app: Path, *extra: str, **conf: Any) -> dict[s
         "code_version": app.stem,
         "application_args": [*params["application_args"], *extra],
     }
+
+
+def _with_args(params: dict[str, Any], flag: str, value: str) -> dict[str, Any]:
+    """The same release with one application argument changed (a setting, not code)."""
+    args = list(params["application_args"])
+    args[args.index(flag) + 1] = value
+    return {**params, "application_args": args}
 
 
 def _safe(job: Job, run_dir: Path, params: dict[str, Any], **conf: Any) -> dict[str, Any]:
@@ -179,6 +190,36 @@ def test_bad_releases_are_caught_before_or_after_the_cutover_and_totals_stay_exa
             assert JobLedger(job.root).read().current_generation == 5
             assert (job.root.read_generation_record(5) or {})["code_version"] == "event-counter-v2"
             assert (job.root.read_generation_record(4) or {}).get("retired_at")
+
+            # 8. only a setting changes (the trigger): the resume branch restarts generation 5 with it
+            wait_for(lambda: job.committed(5) >= 1, 120, "generation 5 to commit batch 1")
+            slower = _with_args(v2, "--trigger-seconds", "3")
+            resumed = safe.test(run_conf=_safe(job, run_dir, slower))
+            got = states(resumed)
+            assert resumed.state == "success", got
+            assert xcom(resumed, "plan")["action"] == "resume"
+            assert (
+                got["baseline"] == "skipped" and got["stop"] == "skipped" and got["rollback"] == "skipped"
+            ), got
+            assert (
+                xcom(resumed, "resume_start")["mode"] == "resume" and xcom(resumed, "ready")["ready"] is True
+            )
+            record5 = job.root.read_generation_record(5) or {}
+            assert record5["application_args"] == slower["application_args"] + ["--migration", "auto"]
+            assert job.root.generations() == [1, 2, 3, 4, 5]
+
+            # 9. a setting its driver cannot start with: the rollback restarts it with the ones before
+            broken = safe.test(run_conf=_safe(job, run_dir, _with_args(v2, "--trigger-seconds", "soon")))
+            got = states(broken)
+            assert broken.state == "failed" and got["resume_start"] == "failed", got
+            assert got["rollback"] == "success" and got["redeploy_failed"] == "failed", got
+            assert xcom(broken, "rollback") == {"rolled_back": None, "settings_reverted": 5, "generation": 5}
+            record5 = job.root.read_generation_record(5) or {}
+            assert record5["application_args"] == slower["application_args"] + ["--migration", "auto"]
+            events = [h["event"] for h in JobLedger(job.root).read().history if "settings" in h["event"]]
+            assert events == ["settings_applied", "settings_applied", "settings_reverted"], events
+            assert job.root.generations() == [1, 2, 3, 4, 5]
+            wait_for(lambda: (s := job.status(5)) is not None and s.state == "RUNNING", 120, "generation 5")
 
             stopped = example_job_control.stop_job.test(run_conf=example_params(job, run_dir, "v2"))
             assert stopped.state == "success", states(stopped)

@@ -5,6 +5,7 @@ branch tests."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -80,6 +81,41 @@ def test_the_plan_skips_when_nothing_changes_and_fails_terminally_on_a_refusal(
         bad.execute(context())
 
 
+def test_the_plan_branches_to_the_resume_task_when_only_settings_change(
+    job: JobRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+
+    followed: list[list[str]] = []
+    monkeypatch.setattr(PlanRedeployOperator, "skip_all_except", lambda self, ti, ids: followed.append(ids))
+
+    def plan_of(**launch: Any) -> PlanRedeployOperator:
+        with DAG(f"d{len(followed)}", schedule=None, auto_register=False):
+            plan = PlanRedeployOperator(
+                task_id="plan",
+                job_root=str(job.location.path),
+                skip_unless_redeploy=True,
+                resume_task_id="resume_stop",
+                **{"application": str(APPS["v1"]), "code_version": "event-counter-v1", **launch},
+            )
+            plan >> [EmptyOperator(task_id="baseline"), EmptyOperator(task_id="resume_stop")]
+            plan >> EmptyOperator(task_id="redeploy_failed", trigger_rule="one_failed")
+        return plan
+
+    ctx = context()
+    assert plan_of(spark_conf={"spark.executor.memory": "2g"}).execute(ctx)["action"] == "resume"
+    assert followed == [["resume_stop"]] and ctx["ti"].pushed["return_value"]["action"] == "resume"
+    ctx = context()
+    assert plan_of(application=str(APPS["v2"]), code_version="event-counter-v2").execute(ctx)["action"] == (
+        "redeploy"
+    )
+    assert sorted(followed[-1]) == ["baseline", "redeploy_failed"]
+    with pytest.raises(AirflowSkipException, match="nothing changes"):  # nothing to follow
+        plan_of().execute(context())
+    assert len(followed) == 2
+
+
 def test_a_dry_run_needs_a_verified_snapshot_of_the_current_generation(job: JobRoot) -> None:
     dry = DryRunStreamingJobOperator(task_id="dry_run", job_root=str(job.location.path), application="app.py")
     with pytest.raises(AirflowFailException, match="SnapshotNotFoundError.*generation 1"):
@@ -107,6 +143,27 @@ def test_rollback_leaves_a_generation_this_run_did_not_create_alone(
     rollback = RollbackStreamingJobOperator(task_id="rollback", job_root=str(job.location.path))
     assert rollback.execute(context()) == {"rolled_back": None, "generation": 1}
     assert hook.calls == []  # nothing observed, stopped or launched
+
+
+def test_a_settings_revert_puts_the_old_settings_back_once(
+    job: JobRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook = with_hook(monkeypatch, FakeHook(Liveness.GONE))
+    job.update_generation_record(
+        1,
+        application_args=["--trigger-seconds", "soon"],
+        settings_before={"application_args": ["--trigger-seconds", "2"], "conf": {"a": "b"}},
+        settings_applied_by="dag/run-1",
+        settings_applied_at=1.0,
+    )
+    rollback = RollbackStreamingJobOperator(task_id="rollback", job_root=str(job.location.path))
+    ledger = JobLedger(job)
+    for _ in range(2):  # a rerun finds the revert recorded
+        rollback.revert_settings(job, ledger, 1, "dag/run-1")
+    record = job.read_generation_record(1) or {}
+    assert record["application_args"] == ["--trigger-seconds", "2"] and record["conf"] == {"a": "b"}
+    assert [h["event"] for h in ledger.read().history].count("settings_reverted") == 1
+    assert hook.calls == ["observe 1"]  # the driver was already gone: nothing to stop
 
 
 def test_rollback_refuses_a_generation_with_nothing_to_roll_back_to(
