@@ -233,6 +233,13 @@ def render_status(report: dict[str, Any]) -> str:
                 f"  generation {g['generation']} was rolled back: generation {g['rolled_back_to']} runs the "
                 "previous code again from the snapshot it started from"
             )
+        if g.get("settings"):
+            change = g["settings"]
+            errors.append(
+                f"  generation {g['generation']} was restarted in place with new settings by "
+                f"{change['applied_by']}"
+                + ("; they were reverted (it runs its previous settings)" if change["reverted_at"] else "")
+            )
         if g["driver"] and g["driver"]["error"] and g["state"] in ("FAILED", "DEAD"):
             errors.append(f"  generation {g['generation']} error: {g['driver']['error'][:300]}")
     lines += [_table_text(table), *errors]

@@ -147,6 +147,11 @@ def job_page(name: str) -> str:
                     f" rolled back, replaced by {_e(g['rolled_back_to'])}"
                     if g.get("rolled_back_to") is not None
                     else ""
+                )
+                + (
+                    (" settings reverted" if g["settings"]["reverted_at"] else " new settings")
+                    if g.get("settings")
+                    else ""
                 ),
                 _e(g["code_version"] or "-"),
                 _when(g["started_at"]),

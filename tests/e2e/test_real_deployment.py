@@ -99,7 +99,8 @@ def test_the_redeploy_story_in_a_real_airflow_deployment(run_dir: Path) -> None:
 
 def scheduled_redeploys(airflow: AirflowDeployment, job: Job, run_dir: Path) -> None:
     """``example_scheduled_redeploy`` in the real scheduler, every 15 s: the release Variable names what runs
-    (two runs, each a no-op: the plan says so and the job is untouched), then v1 (one run redeploys)."""
+    (two runs, each a no-op: the plan says so and the job is untouched), then v1 (one run redeploys), then v1
+    with another trigger interval (one run takes the resume branch)."""
     dag_id = "example_scheduled_redeploy"
     running = example_params(job, run_dir, "v2", migration="v1_to_v2")  # what generation 2 was started with
     airflow.request("POST", "/api/v2/variables", {"key": "acp_release", "value": json.dumps(running)})
@@ -117,21 +118,43 @@ def scheduled_redeploys(airflow: AirflowDeployment, job: Job, run_dir: Path) -> 
     airflow.request(
         "PATCH", "/api/v2/variables/acp_release", {"key": "acp_release", "value": json.dumps(release)}
     )
-    # A run whose plan read the Variable before the PATCH is one more no-op: the redeploy is the first run
-    # whose plan says so.
-    redeploy, seen = None, len(noops)
-    while redeploy is None:
+    seen, got = first_run_doing(airflow, dag_id, len(noops), "redeploy")
+    assert all(got[t] == "success" for t in ("plan", "dry_run", "stop", "start", "ready")), got
+    assert got["resume_stop"] == "skipped", got
+    current = job.root.current_generation()
+    assert current == 3 and (job.root.read_generation_record(3) or {})["code_version"] == "event-counter-v1"
+    # A release that changes only a setting (the trigger): the plan's resume branch restarts generation 3
+    # with it, in place, under the real scheduler's branching.
+    settings = example_params(job, run_dir, "v1")
+    args = settings["application_args"]
+    args[args.index("--trigger-seconds") + 1] = "3"
+    airflow.request(
+        "PATCH", "/api/v2/variables/acp_release", {"key": "acp_release", "value": json.dumps(settings)}
+    )
+    _, got = first_run_doing(airflow, dag_id, seen, "resume")
+    airflow.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})
+    assert all(got[t] == "success" for t in ("plan", "resume_stop", "resume_start", "ready")), got
+    assert got["baseline"] == "skipped" and got["stop"] == "skipped" and got["rollback"] == "skipped", got
+    assert job.root.generations() == [1, 2, 3] and job.root.current_generation() == 3
+    assert (job.root.read_generation_record(3) or {})["application_args"][: len(args)] == args
+
+
+def first_run_doing(
+    airflow: AirflowDeployment, dag_id: str, seen: int, action: str
+) -> tuple[int, dict[str, str]]:
+    """The first scheduled run after the ``seen`` finished ones whose plan is ``action`` (a run whose plan
+    read the release Variable before it changed is one more no-op): how many runs have finished by then, and
+    its task states."""
+    first = seen
+    while True:
         seen += 1
         run_id = finished_runs(airflow, dag_id, seen, timeout=900)[-1]
         got = airflow.task_states(dag_id, run_id)
         skipped = got["plan"] == "skipped"  # a no-op's plan skips the rest; its decision is under key "plan"
-        action = airflow.xcom(dag_id, run_id, "plan", **({"key": "plan"} if skipped else {}))["action"]
-        assert action == ("none" if skipped else "redeploy") and seen <= len(noops) + 3, (run_id, got)
-        redeploy = None if skipped else run_id
-    airflow.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})
-    assert all(got[t] == "success" for t in ("plan", "dry_run", "stop", "start", "ready")), got
-    current = job.root.current_generation()
-    assert current == 3 and (job.root.read_generation_record(3) or {})["code_version"] == "event-counter-v1"
+        done = airflow.xcom(dag_id, run_id, "plan", **({"key": "plan"} if skipped else {}))["action"]
+        assert done == ("none" if skipped else action) and seen <= first + 3, (run_id, got)
+        if not skipped:
+            return seen, got
 
 
 def finished_runs(airflow: AirflowDeployment, dag_id: str, count: int, timeout: float = 600) -> list[str]:

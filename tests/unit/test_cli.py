@@ -74,7 +74,13 @@ def test_status_of_a_job_root(tmp_path: Path) -> None:
     make_checkpoint(Path(root.checkpoint(2).path), committed=2)
     make_snapshot(Path(root.location.path), "20261101T000000Z-g1-b4", batch=4)
     root.update_generation_record(1, code_version="v1", retired_at=time.time())
-    root.update_generation_record(2, code_version="v2", snapshot="20261101T000000Z-g1-b4")
+    root.update_generation_record(
+        2,
+        code_version="v2",
+        snapshot="20261101T000000Z-g1-b4",
+        settings_applied_by="safe/run-2",
+        settings_applied_at=time.time(),
+    )
     ledger = JobLedger(root)
     ledger.set_current(2, by="redeploy/run-1", event="generation_created")
     ledger.acquire("redeploy/run-1", "start (start)", ttl_s=600)
@@ -104,6 +110,8 @@ def test_status_of_a_job_root(tmp_path: Path) -> None:
     assert [s["snapshot_id"] for s in report["snapshots"]] == ["20261101T000000Z-g1-b4"]
     text = run("status", str(root.location.path))
     assert text.returncode == 0 and "held by redeploy/run-1" in text.stdout and "RETIRED" in text.stdout
+    assert report["generations"][1]["settings"]["applied_by"] == "safe/run-2"
+    assert "generation 2 was restarted in place with new settings by safe/run-2" in text.stdout
     assert run("status", str(tmp_path / "nowhere")).returncode == 1  # no job there: an error, not "empty"
 
 
