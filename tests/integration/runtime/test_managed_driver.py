@@ -249,7 +249,7 @@ def test_gate_stop_for_any_source_then_resume(run_dir: Path) -> None:
 
 
 def test_a_stop_between_triggers_does_not_wait_for_the_next_trigger(run_dir: Path) -> None:
-    """A query with a long trigger interval (600 s) is idle after batch 0 when the stop comes: the driver
+    """A query with a long trigger interval (11.6 days) is idle after batch 0 when the stop comes: the driver
     fences its source on the source's behalf at the committed end, so the stop is acknowledged at that
     boundary instead of at the next trigger (which alone would have let the source see the request). The
     events written meanwhile stay unread; the sink equals the log up to the final batch's end."""
@@ -257,7 +257,11 @@ def test_a_stop_between_triggers_does_not_wait_for_the_next_trigger(run_dir: Pat
     job.set_current(1)
     spec = job.spec(1)
     with Producer(job.events):
-        proc, log = job.launch("v1", spec, "--trigger-seconds", "600")
+        # Spark fires a processing-time trigger at the next multiple of its interval since the epoch
+        # (ProcessingTimeExecutor.nextBatchTime), not an interval after the last one: with 600 s, a run that
+        # straddled such a multiple committed batch 1 before the stop (a full run, 2026-12-02: the stop was
+        # acknowledged 9 s after one). A multiple of 1,000,000 s is 11.6 days from the last.
+        proc, log = job.launch("v1", spec, "--trigger-seconds", "1000000")
         try:
             job.wait_committed(1, 0, proc, log)
             wait_for(
@@ -267,7 +271,7 @@ def test_a_stop_between_triggers_does_not_wait_for_the_next_trigger(run_dir: Pat
                 proc,
                 log,
             )
-            time.sleep(1)  # more events arrive; the next trigger is 10 minutes away
+            time.sleep(1)  # more events arrive; the next trigger is days away
             end = stop_and_check(job, 1, proc, log)
         finally:
             kill_group(proc)
