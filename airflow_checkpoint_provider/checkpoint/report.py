@@ -11,6 +11,7 @@ from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
 from airflow_checkpoint_provider.checkpoint.processes import driver_reported_alive
 from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue
+from airflow_checkpoint_provider.checkpoint.upgrade import settings_change
 from airflow_checkpoint_provider.exceptions import CheckpointProviderError
 
 
@@ -80,7 +81,7 @@ def job_status(job_root: str | JobRoot, job_name: str | None = None) -> dict[str
                 "downtime_s": _downtime(root, g, record),
                 "rolled_back_to": record.get("superseded_by") if record.get("rolled_back_at") else None,
                 "rolled_back_from": record.get("rolled_back_from"),
-                "settings": _settings(record),
+                "settings": settings_change(record),
             }
         )
     lease = ledger.lease
@@ -144,17 +145,3 @@ def _downtime(root: JobRoot, generation: int, record: dict[str, Any]) -> float |
     if request is None or first_commit is None:
         return None
     return round(first_commit - request.requested_at, 1)
-
-
-def _settings(record: dict[str, Any]) -> dict[str, Any] | None:
-    """The last settings change of a generation restarted in place (``settings="apply"``), if any: who applied
-    it and when, and when it was reverted (None while the new settings stand)."""
-    applied_at = record.get("settings_applied_at")
-    if not applied_at:
-        return None
-    reverted_at = record.get("settings_reverted_at")
-    return {
-        "applied_by": record.get("settings_applied_by"),
-        "applied_at": applied_at,
-        "reverted_at": reverted_at if reverted_at and float(reverted_at) >= float(applied_at) else None,
-    }

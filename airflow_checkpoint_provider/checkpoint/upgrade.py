@@ -153,3 +153,18 @@ def files_under(folder: Path) -> dict[str, tuple[int, int]]:
 def rolled_back_generations(root: JobRoot) -> list[int]:
     """Generations a rollback superseded: their sink output is the bad code's, and readers skip it."""
     return sorted(g for g, r in root.generation_records().items() if r.get("rolled_back_at"))
+
+
+def settings_change(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A generation record's last settings change in place (``StartStreamingJobOperator(settings="apply")``),
+    if any: who applied it and when, and when it was reverted (None while the new settings stand)."""
+    applied_at = record.get("settings_applied_at")
+    if not applied_at:
+        return None
+    reverted_at = record.get("settings_reverted_at")
+    return {
+        "applied_by": record.get("settings_applied_by"),
+        "applied_at": applied_at,
+        "reverted_by": record.get("settings_reverted_by"),
+        "reverted_at": reverted_at if reverted_at and float(reverted_at) >= float(applied_at) else None,
+    }

@@ -687,9 +687,8 @@ class RollbackStreamingJobOperator(StreamingJobOperator):
         once: a rerun finds the revert recorded."""
         record = root.read_generation_record(generation) or {}
         before = record.get("settings_before") or {}
-        if record.get("settings_reverted_by") == holder and float(
-            record.get("settings_reverted_at") or 0
-        ) >= float(record.get("settings_applied_at") or 0):
+        change = _upgrade.settings_change(record)
+        if change and change["reverted_at"] and change["reverted_by"] == holder:
             return
         self.stop_bad(root, generation)
         root.update_generation_record(
