@@ -284,6 +284,9 @@ class JobRoot:
             error=ControlFileError,
         )
 
+    def write_stop_ack(self, generation: int, ack: StopAck) -> None:
+        self.write_json(self.stop_ack_file(generation), ack.to_json())
+
     def generations(self) -> list[int]:
         """Generation numbers that have a folder, ascending."""
         found = []

@@ -13,6 +13,7 @@ from airflow_checkpoint_provider.checkpoint.processes import driver_reported_ali
 from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue
 from airflow_checkpoint_provider.checkpoint.upgrade import settings_change
 from airflow_checkpoint_provider.exceptions import CheckpointProviderError
+from airflow_checkpoint_provider.model.records import StopOutcome
 
 
 def job_status(job_root: str | JobRoot, job_name: str | None = None) -> dict[str, Any]:
@@ -119,7 +120,7 @@ def _stop(root: JobRoot, generation: int) -> dict[str, Any] | None:
         ack = root.read_stop_ack(generation)
     except CheckpointProviderError:
         return None
-    if ack is None:
+    if ack is None or ack.outcome is StopOutcome.WITHDRAWN:  # withdrawn: started again, not stopped
         return None
     return {
         "outcome": ack.outcome.value,

@@ -117,6 +117,9 @@ class StopOutcome(StrEnum):
     ENDED = "ended"  #: the driver ended (or was killed) before it acknowledged: stopped all the same
     ALREADY_STOPPED = "already_stopped"  #: nothing was running
     KILLED = "killed"  #: the graceful stop timed out and the driver was hard-killed (on_timeout=kill)
+    #: Never answered by a driver: it was killed or died first, and an explicit start of the generation closed
+    #: the request (written by that start, not by a driver), so the relaunched driver runs on.
+    WITHDRAWN = "withdrawn"
 
     @property
     def is_stopped(self) -> bool:
@@ -130,6 +133,7 @@ class StopMethod(StrEnum):
     FENCE = "fence"  #: the source admits no new data; the batch in progress commits
     GATE = "gate"  #: the gated sink refuses the next batch before touching it
     IDLE = "idle"  #: stop when no batch runs (best effort)
+    NONE = "none"  #: no driver reached a boundary (a withdrawn request)
 
 
 class OnStopTimeout(StrEnum):
@@ -183,6 +187,7 @@ class StopAck:
     snapshot_id: str | None = None  # exported by the stopping driver (the request asked for it)
     snapshot_s: float | None = None
     snapshot_error: str | None = None
+    by: str = "driver"  #: who answered: the driver, or (a withdrawn request) the run that started it again
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outcome", StopOutcome(self.outcome))

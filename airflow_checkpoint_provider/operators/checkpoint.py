@@ -276,6 +276,45 @@ class StreamingJobOperator(BaseOperator):
             )
         return pinned
 
+    def withdraw_open_stop(self, root: JobRoot, generation: int, holder: str) -> None:
+        """Before an explicit start of a generation whose driver is provably stopped: close a stop request
+        no driver answered (its driver was killed, hung, or died first), so that the relaunched driver runs
+        on instead of stopping again at its first boundary. The answer says it was withdrawn, and by whom
+        (``stop-ack.json``, ledger ``stop_withdrawn``). An automatic restart (the callback) does not withdraw:
+        a stop someone asked for stays asked for."""
+        request, ack = root.read_stop_request(generation), root.read_stop_ack(generation)
+        if request is None or (ack is not None and ack.request_id == request.request_id):
+            return
+        info = _inspector.inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
+        root.write_stop_ack(
+            generation,
+            _records.StopAck(
+                request_id=request.request_id,
+                outcome=_records.StopOutcome.WITHDRAWN,
+                method=_records.StopMethod.NONE,
+                final_committed_batch=info.last_committed_batch,
+                end_offsets=info.committed.end_offsets_json() if info.committed else None,
+                in_flight_batch=info.in_flight_batch,
+                acknowledged_at=time.time(),
+                stop_latency_s=0.0,
+                by=holder,
+            ),
+        )
+        _ledger.JobLedger(root).record(
+            "stop_withdrawn",
+            by=holder,
+            generation=generation,
+            request_id=request.request_id,
+            requested_by=request.requested_by,
+        )
+        self.log.warning(
+            "generation %s's driver never answered stop request %s (by %s): withdrawn, so that the driver "
+            "this task starts runs on",
+            generation,
+            request.request_id,
+            request.requested_by or "unknown",
+        )
+
     def wait(
         self, observe: Callable[[], watch.Observation], timeout_s: float, what: str
     ) -> watch.Observation:
@@ -503,6 +542,8 @@ class StartStreamingJobOperator(StreamingJobOperator):
         else:
             if view.status is not None and view.status.error:
                 self.log.info("previous driver of generation %s ended: %s", generation, view.status.error)
+            if view.provably_stopped:
+                self.withdraw_open_stop(root, generation, holder)
             handle, decision = hook.launch_generation(root, generation, by=holder)
             if store is not None:
                 store.set("driver_handle", handle.to_json())

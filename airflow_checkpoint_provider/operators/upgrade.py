@@ -648,6 +648,8 @@ class RollbackStreamingJobOperator(StreamingJobOperator):
         hook = self.hook(root, target)
         view = hook.observe(root, target)
         if not view.alive:
+            if view.provably_stopped:  # a revert whose stop had to kill a hung driver
+                self.withdraw_open_stop(root, target, holder)
             handle, _ = hook.launch_generation(root, target, by=holder)
             launch_id = handle.launch_id
         else:

@@ -856,7 +856,7 @@ def acknowledge(
         stop_latency_s=latency,
         **exported,
     )
-    ctx.root.write_json(ctx.root.stop_ack_file(ctx.generation), ack.to_json())
+    ctx.root.write_stop_ack(ctx.generation, ack)
     log.info(
         "stop request %s: %s at batch %s (in flight: %s) after %.2fs",
         request.request_id,

@@ -161,7 +161,7 @@ def _answer_stop(root: JobRoot, generation: int, request_id: str) -> None:
         acknowledged_at=time.time(),
         stop_latency_s=0.0,
     )
-    root.write_json(root.stop_ack_file(generation), ack.to_json())
+    root.write_stop_ack(generation, ack)
 
 
 def successor(root: JobRoot, generation: int) -> int | None:

@@ -1,17 +1,21 @@
 """A graceful stop that cannot finish in time (the driver is inside a slow batch), in real DAG runs: with
 ``on_timeout="fail"`` the task fails and the driver keeps running; with ``on_timeout="kill"`` the driver is
 hard-killed through its backend. Either way the checkpoint stays valid: a restart resumes and totals are
-exact."""
+exact. A driver killed while hung leaves its stop request unanswered: an explicit start withdraws it, and the
+driver it starts runs on."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
+from airflow_checkpoint_provider.model.records import OnStopTimeout
 from tests.support.counting import fold_log, sink_totals
 from tests.support.drivers import Job, Producer
-from tests.support.lifecycle import kill_drivers, params, run, states, xcom
+from tests.support.lifecycle import driver_pid, kill_current_driver, kill_drivers, params, run, states, xcom
 from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.spark, pytest.mark.airflow]
@@ -45,8 +49,29 @@ def test_stop_timeout_fails_or_kills_as_configured(run_dir: Path, airflow_db: Pa
             restarted = run(dags.start_dag, **params(job, run_dir, "v1"))
             assert restarted.state == "success", states(restarted)
             assert xcom(restarted, "start")["mode"] == "resume"
+
+            # A hung driver (frozen: SIGSTOP on its process group) cannot answer a stop request; the
+            # operators then kill it (what the rollback's stop does after its grace). Its request stays open.
+            pid = driver_pid(job, 1)
+            assert pid is not None
+            os.killpg(pid, signal.SIGSTOP)
+            hung = job.request_stop(
+                1, timeout_s=60, on_timeout=OnStopTimeout.FORCE_STOP, requested_by="rollback"
+            )
+            kill_current_driver(job, 1)
+            assert job.root.read_stop_ack(1).request_id != hung.request_id  # type: ignore[union-attr]
+            # An explicit start withdraws it: the relaunched driver runs on instead of stopping again at its
+            # first boundary (the callback's automatic restart would honour it).
+            again = run(dags.start_dag, **params(job, run_dir, "v1"))
+            assert again.state == "success", states(again)
+            ack = job.root.read_stop_ack(1)
+            assert ack is not None and ack.request_id == hung.request_id and ack.outcome == "withdrawn", ack
+            assert ack.by.startswith(f"{dags.start_dag.dag_id}/"), ack  # the run that withdrew it
+            resumed_at = job.committed(1)
+            wait_for(lambda: job.committed(1) > resumed_at + 1, 120, "two more batches after the restart")
             final = run(dags.stop_dag, **params(job, run_dir, "v1"))
             assert final.state == "success", states(final)
+            assert xcom(final, "stop")["outcome"] == "stopped", xcom(final, "stop")
             end = int(xcom(final, "stop")["end_offsets"][0]["offset"])
     finally:
         kill_drivers(job.path)

@@ -186,3 +186,25 @@ def test_plan_and_dry_run_refuse_a_job_root_that_does_not_exist(tmp_path: Path) 
         with pytest.raises(AirflowFailException, match="JobRootNotFoundError"):
             operator.execute(context())
     assert not (tmp_path / "nothing-here").exists()
+
+
+def test_an_explicit_start_withdraws_a_stop_request_no_driver_answered_once(job: JobRoot) -> None:
+    """What a kill of a hung driver leaves: a request with no answer. Withdrawing it writes the answer (by the
+    run, not a driver) and one ledger event; a second call and an answered request change nothing; the status
+    report shows no stop for a generation started again. The relaunch itself: tests/integration/airflow/
+    test_stop_timeout.py."""
+    from airflow_checkpoint_provider.checkpoint.report import job_status
+    from airflow_checkpoint_provider.model.records import OnStopTimeout, StopRequest
+
+    request = StopRequest(
+        request_id="r1", requested_at=1.0, on_timeout=OnStopTimeout.FORCE_STOP, requested_by="rollback"
+    )
+    job.write_stop_request(1, request)
+    start = ReadinessOperator(task_id="t", job_root=str(job.location.path))
+    start.withdraw_open_stop(job, 1, "dag/run-1")
+    start.withdraw_open_stop(job, 1, "dag/run-2")
+    ack = job.read_stop_ack(1)
+    assert ack is not None and ack.request_id == "r1" and ack.outcome == "withdrawn" and ack.by == "dag/run-1"
+    events = [h for h in JobLedger(job).read().history if h.get("event") == "stop_withdrawn"]
+    assert len(events) == 1 and events[0]["requested_by"] == "rollback", events
+    assert job_status(job)["generations"][0]["stop"] is None
