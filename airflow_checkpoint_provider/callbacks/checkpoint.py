@@ -4,7 +4,9 @@
 job) relaunches the job's current generation with its recorded launch. It never snapshots, never cleans, never
 creates a generation, and never passes the snapshot to a generation whose checkpoint has a committed batch
 (the driver decides the same from the checkpoint). It does nothing while a redeploy holds the job's lease,
-while a driver is alive, or when the current generation is retired.
+while a driver is alive, when the current generation is retired, or when it was stopped on request (a stop
+someone asked for — graceful, forced or a kill — stays asked for until an explicit start;
+``model.decisions.stopped_on_request``).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def restart_from_checkpoint(
     def callback(context: Any) -> dict[str, Any]:
         from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook
         from airflow_checkpoint_provider.lease import RESTART_PREFIX, run_finished, run_holder
+        from airflow_checkpoint_provider.model.decisions import stopped_on_request
 
         task = context.get("task") if hasattr(context, "get") else None
 
@@ -90,6 +93,19 @@ def restart_from_checkpoint(
             record = root.read_generation_record(generation) or {}
             if record.get("retired_at") or record.get("deleted_at"):
                 return {"action": "none", "reason": f"generation {generation} is retired"}
+            launches = record.get("launches") or [{}]
+            asked = stopped_on_request(
+                root.read_stop_request(generation),
+                root.read_stop_ack(generation),
+                launches[-1].get("submitted_at"),
+            )
+            if asked:
+                reason = (
+                    f"generation {generation} is left stopped: {asked}; an explicit start "
+                    "(StartStreamingJobOperator) runs it again"
+                )
+                log.warning("not restarting %s: %s", root.job, reason)
+                return {"action": "none", "reason": reason}
             # Where the generation ran, never a default engine (conn_id/master only confirm it).
             hook = StreamingJobHook(
                 render(conn_id), master=render(master), python_path=python_path

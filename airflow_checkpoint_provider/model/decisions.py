@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
-from airflow_checkpoint_provider.model.records import StopOutcome
+from airflow_checkpoint_provider.model.records import StopAck, StopOutcome, StopRequest
 
 
 class StartMode(StrEnum):
@@ -188,6 +188,27 @@ def plan_generation(
     return GenerationPlan(
         new, create=True, snapshot=snapshot, reason=f"creating generation {new} from snapshot {snapshot}"
     )
+
+
+def stopped_on_request(
+    request: StopRequest | None, ack: StopAck | None, last_launch_at: float | None
+) -> str | None:
+    """Why an automatic restart (the failure path's callback) must leave a generation stopped, or None.
+
+    A stop someone asked for stays asked for: a request no driver answered (its driver ended, hung or was
+    killed first), or one answered by stopping — unless the generation was started again after the answer
+    (``last_launch_at``: the latest launch's submission time). A request answered ``timed_out`` (the driver
+    kept running, as asked) or ``withdrawn`` (an explicit start closed it) is no reason."""
+    if request is None:
+        return None
+    who = request.requested_by or "unknown"
+    if ack is None or ack.request_id != request.request_id:
+        return f"stop request {request.request_id} by {who} was never answered: its driver ended first"
+    if ack.outcome in (StopOutcome.TIMED_OUT, StopOutcome.WITHDRAWN):
+        return None
+    if last_launch_at is not None and ack.acknowledged_at < last_launch_at:
+        return None  # started again after it stopped
+    return f"it stopped on request {request.request_id} by {who} ({ack.outcome.value}, by {ack.by})"
 
 
 class CleanupVerdict(StrEnum):

@@ -285,21 +285,7 @@ class StreamingJobOperator(BaseOperator):
         request, ack = root.read_stop_request(generation), root.read_stop_ack(generation)
         if request is None or (ack is not None and ack.request_id == request.request_id):
             return
-        info = _inspector.inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
-        root.write_stop_ack(
-            generation,
-            _records.StopAck(
-                request_id=request.request_id,
-                outcome=_records.StopOutcome.WITHDRAWN,
-                method=_records.StopMethod.NONE,
-                final_committed_batch=info.last_committed_batch,
-                end_offsets=info.committed.end_offsets_json() if info.committed else None,
-                in_flight_batch=info.in_flight_batch,
-                acknowledged_at=time.time(),
-                stop_latency_s=0.0,
-                by=holder,
-            ),
-        )
+        self.answer_stop(root, generation, request, _records.StopOutcome.WITHDRAWN, holder)
         _ledger.JobLedger(root).record(
             "stop_withdrawn",
             by=holder,
@@ -313,6 +299,35 @@ class StreamingJobOperator(BaseOperator):
             generation,
             request.request_id,
             request.requested_by or "unknown",
+        )
+
+    def answer_killed(self, root: JobRoot, generation: int, holder: str) -> None:
+        """After this task killed the driver over its stop request: answer the request ``killed``, by this
+        run (the driver could not, or answered only that it timed out), so that the request no longer
+        fences anything and the restart callback knows the stop was asked for."""
+        request = root.read_stop_request(generation)
+        if request is not None:
+            self.answer_stop(root, generation, request, _records.StopOutcome.KILLED, holder)
+
+    @staticmethod
+    def answer_stop(
+        root: JobRoot, generation: int, request: StopRequest, outcome: _records.StopOutcome, holder: str
+    ) -> None:
+        """Answer a stop request in the driver's place (the checkpoint says where it ended)."""
+        info = _inspector.inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
+        root.write_stop_ack(
+            generation,
+            _records.StopAck(
+                request_id=request.request_id,
+                outcome=outcome,
+                method=_records.StopMethod.NONE,
+                final_committed_batch=info.last_committed_batch,
+                end_offsets=info.committed.end_offsets_json() if info.committed else None,
+                in_flight_batch=info.in_flight_batch,
+                acknowledged_at=time.time(),
+                stop_latency_s=round(time.time() - request.requested_at, 3),
+                by=holder,
+            ),
         )
 
     def wait(
@@ -1183,6 +1198,7 @@ class StopStreamingJobOperator(StreamingJobOperator):
                     lambda: _stopped(hook, root, generation), KILL_WAIT_S, "the killed driver to go away"
                 )
                 if seen.done:
+                    self.answer_killed(root, generation, run_holder(context))
                     result = self.already_stopped(root, generation, "killed")
                     return self.done(context, root, {**result, "outcome": _records.StopOutcome.KILLED.value})
         raise StopTimeoutError(

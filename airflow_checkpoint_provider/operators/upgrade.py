@@ -599,7 +599,7 @@ class RollbackStreamingJobOperator(StreamingJobOperator):
                     job=root.job,
                     generation=bad,
                 )
-            self.stop_bad(root, bad)
+            self.stop_bad(root, bad, holder)
             prev_record = root.read_generation_record(int(previous)) or {}
             launch = {
                 k: prev_record[k]
@@ -692,7 +692,7 @@ class RollbackStreamingJobOperator(StreamingJobOperator):
         change = _upgrade.settings_change(record)
         if change and change["reverted_at"] and change["reverted_by"] == holder:
             return
-        self.stop_bad(root, generation)
+        self.stop_bad(root, generation, holder)
         root.update_generation_record(
             generation,
             application_args=before.get("application_args", []),
@@ -707,7 +707,7 @@ class RollbackStreamingJobOperator(StreamingJobOperator):
             before,
         )
 
-    def stop_bad(self, root: JobRoot, bad: int) -> None:
+    def stop_bad(self, root: JobRoot, bad: int, holder: str) -> None:
         """Stop the bad generation's driver, gracefully, then by a kill after the grace (a rolled-back
         generation's state is not kept; a generation whose settings are reverted resumes from its checkpoint,
         which a kill leaves intact)."""
@@ -744,6 +744,7 @@ class RollbackStreamingJobOperator(StreamingJobOperator):
                 job=root.job,
                 generation=bad,
             )
+        self.answer_killed(root, bad, holder)
 
 
 __all__ = [

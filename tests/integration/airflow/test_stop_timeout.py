@@ -2,7 +2,8 @@
 ``on_timeout="fail"`` the task fails and the driver keeps running; with ``on_timeout="kill"`` the driver is
 hard-killed through its backend. Either way the checkpoint stays valid: a restart resumes and totals are
 exact. A driver killed while hung leaves its stop request unanswered: an explicit start withdraws it, and the
-driver it starts runs on."""
+driver it starts runs on. A job stopped on request (gracefully, or by the kill) is not restarted by the
+watchdog's callback."""
 
 from __future__ import annotations
 
@@ -31,6 +32,14 @@ def test_stop_timeout_fails_or_kills_as_configured(run_dir: Path, airflow_db: Pa
         seen = job.in_flight(1)
         wait_for(lambda: (now := job.in_flight(1)) is not None and now != seen, 120, "a new batch to start")
 
+    def watchdog_leaves_it_stopped() -> None:
+        """A stop someone asked for stays asked for: the health check fails, and its restart callback does
+        not relaunch the generation."""
+        launched = len((job.root.read_generation_record(1) or {}).get("launches", []))
+        health = run(dags.health_restart_dag, **params(job, run_dir, "v1"))
+        assert health.state == "failed", states(health)
+        assert len((job.root.read_generation_record(1) or {}).get("launches", [])) == launched
+
     try:
         with Producer(job.events):
             assert run(dags.start_dag, **slow).state == "success"
@@ -46,6 +55,11 @@ def test_stop_timeout_fails_or_kills_as_configured(run_dir: Path, airflow_db: Pa
             killed = run(dags.stop_kill_dag, **slow)
             assert killed.state == "success", states(killed)
             assert xcom(killed, "stop")["outcome"] == "killed"
+            ack = job.root.read_stop_ack(1)  # answered by the run that killed it (the driver said timed_out)
+            assert ack is not None and ack.outcome == "killed" and ack.by.startswith("acp_test_stop_kill/"), (
+                ack
+            )
+            watchdog_leaves_it_stopped()
             restarted = run(dags.start_dag, **params(job, run_dir, "v1"))
             assert restarted.state == "success", states(restarted)
             assert xcom(restarted, "start")["mode"] == "resume"
@@ -72,6 +86,7 @@ def test_stop_timeout_fails_or_kills_as_configured(run_dir: Path, airflow_db: Pa
             final = run(dags.stop_dag, **params(job, run_dir, "v1"))
             assert final.state == "success", states(final)
             assert xcom(final, "stop")["outcome"] == "stopped", xcom(final, "stop")
+            watchdog_leaves_it_stopped()
             end = int(xcom(final, "stop")["end_offsets"][0]["offset"])
     finally:
         kill_drivers(job.path)

@@ -10,8 +10,10 @@ from airflow_checkpoint_provider.model.decisions import (
     decide_cleanup,
     parse_duration,
     plan_generation,
+    stopped_on_request,
 )
 from airflow_checkpoint_provider.model.ledger import Lease, lease_blocker
+from airflow_checkpoint_provider.model.records import StopAck, StopRequest
 
 
 @pytest.mark.parametrize(
@@ -160,3 +162,50 @@ def test_parse_duration() -> None:
     assert parse_duration("90s").total_seconds() == 90 and parse_duration("7d").days == 7
     with pytest.raises(ValueError):
         parse_duration("7 weeks")
+
+
+def _ack(outcome: str, at: float = 20.0, request_id: str = "r") -> StopAck:
+    return StopAck(
+        request_id=request_id,
+        outcome=outcome,  # type: ignore[arg-type]
+        method="none",  # type: ignore[arg-type]
+        final_committed_batch=3,
+        end_offsets=None,
+        in_flight_batch=None,
+        acknowledged_at=at,
+        stop_latency_s=1.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_at", "ack", "launched_at", "left_stopped"),
+    [
+        (None, None, 5.0, False),  # never asked to stop: a death is a failure, restart
+        (10.0, None, 5.0, True),  # asked, never answered (died, hung, killed first): stays asked for
+        (10.0, _ack("stopped", request_id="other"), 5.0, True),  # an older answer does not answer it
+        (10.0, _ack("stopped"), 5.0, True),  # stopped gracefully on request
+        (10.0, _ack("forced"), 5.0, True),
+        (10.0, _ack("killed"), 5.0, True),  # killed by the operator over its request
+        (10.0, _ack("stopped"), None, True),  # no launch recorded: the answer stands
+        (
+            10.0,
+            _ack("stopped", at=20.0),
+            30.0,
+            False,
+        ),  # started again after it stopped: a later death restarts
+        (10.0, _ack("timed_out"), 5.0, False),  # the driver kept running, as the request asked
+        (10.0, _ack("withdrawn"), 30.0, False),  # an explicit start closed the request
+    ],
+)
+def test_an_automatic_restart_leaves_a_generation_stopped_on_request(
+    request_at: float | None, ack: StopAck | None, launched_at: float | None, left_stopped: bool
+) -> None:
+    request = (
+        None
+        if request_at is None
+        else StopRequest(request_id="r", requested_at=request_at, requested_by="dag/run")
+    )
+    reason = stopped_on_request(request, ack, launched_at)
+    assert (reason is not None) is left_stopped, reason
+    if reason:
+        assert "dag/run" in reason and "r" in reason
