@@ -3,7 +3,8 @@
 Every 5 minutes a health check (driver RUNNING, heartbeat fresh, a batch in the last 10 minutes); when the
 driver is dead or failed the check fails at once and its ``on_failure_callback`` restarts the current
 generation on its intact checkpoint — resume, never a snapshot, never a cleanup — unless a redeploy holds the
-job's lease.
+job's lease or the job was stopped on request. A driver whose process runs but which has sent no heartbeat for
+15 minutes (hung) is killed first.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ with DAG(
         max_batch_age_s=600,
         poke_interval=5,
         timeout=60,
-        on_failure_callback=restart_from_checkpoint(job_root="{{ params.job_root }}", wait_s=120),
+        on_failure_callback=restart_from_checkpoint(
+            job_root="{{ params.job_root }}",
+            wait_s=120,
+            kill_hung_after_s=900,  # alive but silent for 15 minutes: killed, then restarted
+        ),
     )
 # [END example_watchdog]

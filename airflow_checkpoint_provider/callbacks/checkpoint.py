@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_checkpoint_provider._lazy import lazy
 from airflow_checkpoint_provider.exceptions import LeaseHeldError
-from airflow_checkpoint_provider.model.constants import RESTART_LEASE_TTL_S
+from airflow_checkpoint_provider.model.constants import KILL_WAIT_S, RESTART_LEASE_TTL_S
 
 # What the callback runs, imported when it runs (a DAG file importing this module stays cheap to parse).
 if TYPE_CHECKING:  # type checkers see the modules; at run time they load at first use
     from airflow_checkpoint_provider.checkpoint import jobroot as _jobroot
     from airflow_checkpoint_provider.checkpoint import ledger as _ledger
     from airflow_checkpoint_provider.checkpoint import watch as watch
+    from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+    from airflow_checkpoint_provider.hooks.checkpoint import DriverView, StreamingJobHook
 else:
     watch = lazy("airflow_checkpoint_provider.checkpoint.watch")
     _jobroot = lazy("airflow_checkpoint_provider.checkpoint.jobroot")
@@ -41,6 +43,7 @@ def restart_from_checkpoint(
     master: str | None = None,
     python_path: Sequence[str] = (),
     wait_s: float = 0.0,
+    kill_hung_after_s: float | None = None,
 ) -> Callable[[Any], dict[str, Any]]:
     """Build an ``on_failure_callback`` that restarts the job from its checkpoint (see the module docstring).
 
@@ -55,6 +58,11 @@ def restart_from_checkpoint(
     :param master: the Spark master the job runs on (templated); only a check, see above.
     :param python_path: folders the driver's Python must import from, added to what the hook always adds.
     :param wait_s: wait up to this long for the restarted driver to report RUNNING (0: do not wait).
+    :param kill_hung_after_s: a driver whose process still runs but whose heartbeat is older than this is hung
+        (a deadlock, a JVM lost in garbage collection, a frozen host): kill it through its backend, then
+        restart it from its checkpoint like a dead one (ledger ``hung_driver_killed``). Default ``None``:
+        a live process is never killed, and a hung driver waits for a person. Give many leases' worth (the
+        example watchdog: 900 s against a 30 s lease), so that a long pause is not taken for a hang.
     :returns: the callback; it returns what it did (``{"action": ..., "reason": ...}``) for logs and tests.
     :raises LaunchTargetError: (from the callback) the generation's target cannot be reached or differs.
     """
@@ -93,6 +101,17 @@ def restart_from_checkpoint(
             record = root.read_generation_record(generation) or {}
             if record.get("retired_at") or record.get("deleted_at"):
                 return {"action": "none", "reason": f"generation {generation} is retired"}
+            # Where the generation ran, never a default engine (conn_id/master only confirm it).
+            hook = StreamingJobHook(
+                render(conn_id), master=render(master), python_path=python_path
+            ).for_generation(root, generation)
+            view = hook.observe(root, generation)
+            hung = _hung(view, kill_hung_after_s)
+            if hung:
+                view = _kill_hung(hook, root, generation, view, hung, holder)
+            if view.alive or not view.provably_stopped:
+                log.info("not restarting %s generation %s: %s", root.job, generation, view.reason)
+                return {"action": "none", "reason": view.reason}
             launches = record.get("launches") or [{}]
             asked = stopped_on_request(
                 root.read_stop_request(generation),
@@ -106,14 +125,6 @@ def restart_from_checkpoint(
                 )
                 log.warning("not restarting %s: %s", root.job, reason)
                 return {"action": "none", "reason": reason}
-            # Where the generation ran, never a default engine (conn_id/master only confirm it).
-            hook = StreamingJobHook(
-                render(conn_id), master=render(master), python_path=python_path
-            ).for_generation(root, generation)
-            view = hook.observe(root, generation)
-            if view.alive or not view.provably_stopped:
-                log.info("not restarting %s generation %s: %s", root.job, generation, view.reason)
-                return {"action": "none", "reason": view.reason}
             handle, decision = hook.launch_generation(root, generation, by=holder)
             log.info(
                 "restarted %s generation %s (%s): %s",
@@ -124,6 +135,7 @@ def restart_from_checkpoint(
             )
             result = {
                 "action": "restarted",
+                "killed_hung": hung,
                 "generation": generation,
                 "launch_id": handle.launch_id,
                 "mode": decision.mode.value,
@@ -142,3 +154,30 @@ def restart_from_checkpoint(
             ledger.release(holder)
 
     return callback
+
+
+def _hung(view: DriverView, after_s: float | None) -> str | None:
+    """Why a driver that is alive by its backend counts as hung (its heartbeat is older than ``after_s``)."""
+    status = view.status
+    if after_s is None or not view.alive or status is None or status.state.is_terminal:
+        return None
+    age = status.heartbeat_age()
+    if age <= after_s:
+        return None
+    return f"driver {status.driver_id} (pid {status.pid} on {status.host}) sent no heartbeat for {age:.0f}s"
+
+
+def _kill_hung(
+    hook: StreamingJobHook, root: JobRoot, generation: int, view: DriverView, hung: str, holder: str
+) -> DriverView:
+    """Kill a hung driver through its backend and wait until it is provably gone (at most ``KILL_WAIT_S``)."""
+    log.warning("%s generation %s: %s (hung): killing it", root.job, generation, hung)
+    _ledger.JobLedger(root).record("hung_driver_killed", by=holder, generation=generation, reason=hung)
+    if view.handle is not None:
+        hook.kill(view.handle)
+    deadline = time.monotonic() + KILL_WAIT_S
+    while True:
+        view = hook.observe(root, generation)
+        if view.provably_stopped or time.monotonic() >= deadline:
+            return view
+        time.sleep(1.0)

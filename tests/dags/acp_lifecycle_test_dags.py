@@ -119,6 +119,17 @@ with dag("acp_test_health_restart") as health_restart_dag:
         on_failure_callback=restart_from_checkpoint(job_root="{{ params.job_root }}"),
     )
 
+with dag("acp_test_health_restart_hung") as health_restart_hung_dag:
+    # The same, for a driver that hangs: alive by its process, no heartbeat for 8 s (16 of its heartbeats):
+    # killed, then restarted from its checkpoint.
+    StreamingJobHealthSensor(
+        task_id="healthy",
+        job_root="{{ params.job_root }}",
+        poke_interval=0.5,
+        timeout=30,
+        on_failure_callback=restart_from_checkpoint(job_root="{{ params.job_root }}", kill_hung_after_s=8),
+    )
+
 with dag("acp_test_cleanup") as cleanup_dag:
     # Refusals are terminal: retries=3 must not be spent on them.
     CleanupStreamingJobOperator(

@@ -3,7 +3,8 @@
 hard-killed through its backend. Either way the checkpoint stays valid: a restart resumes and totals are
 exact. A driver killed while hung leaves its stop request unanswered: an explicit start withdraws it, and the
 driver it starts runs on. A job stopped on request (gracefully, or by the kill) is not restarted by the
-watchdog's callback."""
+watchdog's callback; a driver that hangs while nobody asked it to stop is killed and restarted by it, when the
+callback is given ``kill_hung_after_s``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
 from airflow_checkpoint_provider.model.records import OnStopTimeout
 from tests.support.counting import fold_log, sink_totals
 from tests.support.drivers import Job, Producer
@@ -83,6 +85,32 @@ def test_stop_timeout_fails_or_kills_as_configured(run_dir: Path, airflow_db: Pa
             assert ack.by.startswith(f"{dags.start_dag.dag_id}/"), ack  # the run that withdrew it
             resumed_at = job.committed(1)
             wait_for(lambda: job.committed(1) > resumed_at + 1, 120, "two more batches after the restart")
+
+            # A driver that hangs while nobody asked it to stop: the watchdog with kill_hung_after_s kills it
+            # once its heartbeat is older than that, and restarts it from its checkpoint.
+            launched = len((job.root.read_generation_record(1) or {}).get("launches", []))
+            os.killpg(driver_pid(job, 1), signal.SIGSTOP)  # type: ignore[arg-type]
+            wait_for(
+                lambda: (s := job.status(1)) is not None and s.heartbeat_age() > 9, 60, "a 9 s old heartbeat"
+            )
+            health = run(dags.health_restart_hung_dag, **params(job, run_dir, "v1"))
+            assert health.state == "failed", states(health)  # the health check: no heartbeat, dead
+            launches = (job.root.read_generation_record(1) or {}).get("launches", [])
+            assert len(launches) == launched + 1, launches
+            assert launches[-1]["by"].startswith("restart:") and launches[-1]["mode"] == "resume"
+            history = JobLedger(job.root).read().history
+            assert [h for h in history if h["event"] == "hung_driver_killed"], history[-3:]
+            wait_for(
+                lambda: (
+                    (s := job.status(1)) is not None
+                    and s.launch_id == launches[-1]["launch_id"]
+                    and s.state == "RUNNING"
+                ),
+                240,
+                "the restarted driver to run",
+            )
+            resumed_at = job.committed(1)
+            wait_for(lambda: job.committed(1) > resumed_at, 120, "a batch after the hang")
             final = run(dags.stop_dag, **params(job, run_dir, "v1"))
             assert final.state == "success", states(final)
             assert xcom(final, "stop")["outcome"] == "stopped", xcom(final, "stop")

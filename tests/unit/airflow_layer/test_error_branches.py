@@ -251,6 +251,30 @@ def test_the_callback_does_nothing_while_it_must_not_act(
     assert callback(context()) == {"action": "none", "reason": "generation 1 is retired"}
 
 
+def test_a_hung_driver_is_alive_by_its_process_with_a_heartbeat_older_than_the_limit() -> None:
+    """The callback's test for a hang (the kill and restart themselves: tests/integration/airflow/
+    test_stop_timeout.py, a driver frozen with SIGSTOP)."""
+    from airflow_checkpoint_provider.callbacks.checkpoint import _hung
+
+    def view(liveness: Liveness, age: float, state: str = "RUNNING") -> DriverView:
+        report = DriverStatus(
+            job="counter",
+            generation=1,
+            state=state,
+            driver_id="d",
+            heartbeat_at=time.time() - age,
+            lease_s=30,
+        )
+        return DriverView(liveness, "", report, None)
+
+    assert _hung(view(Liveness.ALIVE, 100), None) is None  # not asked: a live process is never killed
+    assert _hung(view(Liveness.ALIVE, 100), 300) is None  # a pause shorter than the limit
+    assert "no heartbeat for 400s" in str(_hung(view(Liveness.ALIVE, 400), 300))
+    assert _hung(view(Liveness.GONE, 400), 300) is None  # dead already: restarted without a kill
+    assert _hung(view(Liveness.ALIVE, 400, "STOPPED"), 300) is None  # it ended; nothing hangs
+    assert _hung(DriverView(Liveness.ALIVE, "", None, None), 300) is None  # no report to judge by
+
+
 def test_a_driver_error_keeps_its_type(job: JobRoot) -> None:
     terminal = operators.driver_error(job, 1, "did not start", {"error": "ForeignSnapshotError: not ours"})
     assert type(terminal).__name__ == "ForeignSnapshotError" and terminal.terminal
