@@ -116,7 +116,9 @@ class StopOutcome(StrEnum):
     TIMED_OUT = "timed_out"  #: the timeout passed and the driver goes on running (on_timeout=keep_running)
     ENDED = "ended"  #: the driver ended (or was killed) before it acknowledged: stopped all the same
     ALREADY_STOPPED = "already_stopped"  #: nothing was running
-    KILLED = "killed"  #: the graceful stop timed out and the driver was hard-killed (on_timeout=kill)
+    #: The graceful stop timed out and the driver was hard-killed (on_timeout=kill, or a rollback's stop); the
+    #: operator that killed it answers the request so.
+    KILLED = "killed"
     #: Never answered by a driver: it was killed or died first, and an explicit start of the generation closed
     #: the request (written by that start, not by a driver), so the relaunched driver runs on.
     WITHDRAWN = "withdrawn"
@@ -133,7 +135,7 @@ class StopMethod(StrEnum):
     FENCE = "fence"  #: the source admits no new data; the batch in progress commits
     GATE = "gate"  #: the gated sink refuses the next batch before touching it
     IDLE = "idle"  #: stop when no batch runs (best effort)
-    NONE = "none"  #: no driver reached a boundary (a withdrawn request)
+    NONE = "none"  #: no driver reached a boundary (an answer an operator wrote: killed, withdrawn)
 
 
 class OnStopTimeout(StrEnum):
@@ -187,7 +189,7 @@ class StopAck:
     snapshot_id: str | None = None  # exported by the stopping driver (the request asked for it)
     snapshot_s: float | None = None
     snapshot_error: str | None = None
-    by: str = "driver"  #: who answered: the driver, or (a withdrawn request) the run that started it again
+    by: str = "driver"  #: who answered: the driver, or the DAG run that killed it or withdrew the request
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outcome", StopOutcome(self.outcome))

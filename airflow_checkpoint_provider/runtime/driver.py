@@ -60,6 +60,9 @@ from airflow_checkpoint_provider.runtime.standby import await_go, await_successo
 
 log = logging.getLogger("airflow_checkpoint_provider.runtime")
 
+#: A driver's exit code when another driver took its generation's lock over (it stopped itself).
+LOCK_LOST_EXIT = 3
+
 
 class GateClosed(RuntimeError):
     """Raised by a gated sink to refuse a batch before touching it (stop requested, or generation
@@ -73,15 +76,23 @@ class StatusWriter:
         self.root = root
         self._status = status
         self._lock = threading.Lock()
+        self._detached = False
         self.root.write_status(status)
 
     @property
     def current(self) -> DriverStatus:
         return self._status
 
+    def detach(self) -> None:
+        """Write nothing more: the file belongs to another driver now (this one lost its lock)."""
+        with self._lock:
+            self._detached = True
+
     def update(self, **changes: Any) -> DriverStatus:
         with self._lock:
             self._status = replace(self._status, heartbeat_at=time.time(), **changes)
+            if self._detached:
+                return self._status
             try:
                 self.root.write_status(self._status)
             except CheckpointProviderError as exc:  # best-effort reporting must not kill the job
@@ -100,7 +111,8 @@ class DriverLock:
     """``generations/<g>/driver.lock``: at most one live driver per generation (promise 5 in docs/design.md).
 
     Created exclusively; refreshed on every heartbeat; a lock whose heartbeat is older than the lease belongs
-    to a dead driver and is taken over.
+    to a dead driver and is taken over. A driver that outlived its lease (paused, hung, cut off) and finds its
+    lock taken over stops itself at its next heartbeat, writing nothing more (:func:`lock_lost`).
     """
 
     def __init__(self, root: JobRoot, generation: int, driver_id: str, lease_s: float) -> None:
@@ -141,8 +153,22 @@ class DriverLock:
         )
         self.file.write_bytes(self._payload())
 
-    def refresh(self) -> None:
+    def held(self) -> bool:
+        """Whether no other driver holds the lock now. False when this driver's lease ran out (it was paused,
+        hung or cut off) and a new driver took the generation over: this one must stop without committing
+        more (promise 5)."""
+        try:
+            holder = self.root.read_json(self.file, what="driver lock") or {}
+        except CheckpointProviderError:  # a damaged lock is rewritten by its holder, as before
+            return True
+        return holder.get("driver_id") in (None, self.driver_id)
+
+    def refresh(self) -> bool:
+        """Write a fresh heartbeat into the lock; False, and nothing written, when it is not :meth:`held`."""
+        if not self.held():
+            return False
         self.file.write_bytes(self._payload())
+        return True
 
     def release(self) -> None:
         holder = self.root.read_json(self.file, what="driver lock") or {}
@@ -754,6 +780,27 @@ def _live_status(root: JobRoot, spec: LaunchSpec) -> bool:
     return current is not None and current.is_live(spec.lease_s)
 
 
+def lock_lost(engine: Engine, lock: DriverLock) -> int:
+    """Another driver took this generation's lock over (this one outlived its lease): close the gate, stop the
+    query at once and exit without writing status.json or answering anything — both belong to the new
+    driver now. Exit code 3."""
+    taken = "the driver lock is held by another driver"
+    try:
+        holder = lock.root.read_json(lock.file, what="driver lock") or {}
+        who = f"driver {holder.get('driver_id')} (pid {holder.get('pid')} on {holder.get('host')})"
+        taken = f"{who} took over"
+    except CheckpointProviderError:
+        pass
+    log.error(
+        "generation %s: %s after this driver's lease ran out; stopping without committing further batches",
+        lock.generation,
+        taken,
+    )
+    engine.ctx.close_gate(f"lock lost: {taken}")
+    engine.halt(graceful=False)
+    return LOCK_LOST_EXIT
+
+
 def supervise(engine: Engine, status: StatusWriter, lock: DriverLock) -> int:
     """Heartbeat, fencing and stop requests until the job ends."""
     ctx = engine.ctx
@@ -769,7 +816,9 @@ def supervise(engine: Engine, status: StatusWriter, lock: DriverLock) -> int:
         if not engine.running():
             break
         if time.monotonic() >= next_beat:  # the heartbeat's writes at its own pace; requests more often
-            lock.refresh()
+            if not lock.refresh():
+                status.detach()
+                return lock_lost(engine, lock)
             status.update()
             next_beat = time.monotonic() + spec.heartbeat_s
         superseded = ctx.superseded()
@@ -817,6 +866,9 @@ def supervise(engine: Engine, status: StatusWriter, lock: DriverLock) -> int:
                 stopping = None
         if not engine.wait(min(spec.heartbeat_s, CONTROL_POLL_S if stopping is None else engine.stop_poll_s)):
             break
+    if not lock.held():  # it failed on what the driver that took over wrote (Spark's logs refuse a second)
+        status.detach()
+        return lock_lost(engine, lock)
     # The job ended by itself: a gate refusal is a clean stop; anything else is a failure.
     error = engine.failure()
     if stopping is not None and error is None:

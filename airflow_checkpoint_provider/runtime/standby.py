@@ -143,7 +143,9 @@ def await_go(root: JobRoot, spec: LaunchSpec, status: Any, lock: Any, driver_id:
             status.update(state=DriverState.STOPPED, error=f"standby exited: {reason}")
             return None
         if time.monotonic() >= next_beat:
-            lock.refresh()
+            if not lock.refresh():  # another driver took this generation over: this standby is not needed
+                log.error("standby for generation %s: another driver holds the lock; exiting", old)
+                return None
             status.update()
             next_beat = time.monotonic() + spec.heartbeat_s
         time.sleep(STANDBY_POLL_S)
@@ -223,6 +225,7 @@ def await_successor(
         if waited > limit_s:
             return f"generation {new} did not commit within {limit_s:.0f}s"
         if time.monotonic() >= next_beat:
-            lock.refresh()
+            if not lock.refresh():
+                return f"another driver holds generation {generation}'s lock"
             next_beat = time.monotonic() + heartbeat_s
         time.sleep(STANDBY_POLL_S)

@@ -119,6 +119,11 @@ def test_exits_when_discarded_or_stale_and_a_discarded_standby_is_never_promoted
     assert not JobLedger(root).promote(3, previous=1, snapshot=SNAP, by="s")  # compare-and-set
 
 
+class _Lock:
+    def refresh(self) -> bool:
+        return True  # still this driver's
+
+
 def test_await_go_answers_a_stop_request_and_times_out(tmp_path: Path) -> None:
     root = job(tmp_path)
 
@@ -129,13 +134,9 @@ def test_await_go_answers_a_stop_request_and_times_out(tmp_path: Path) -> None:
         def update(self, **changes: object) -> None:
             self.updates.append(changes)
 
-    class Lock:
-        def refresh(self) -> None:
-            pass
-
     spec = LaunchSpec(str(root.location.uri), 2, standby_for=1, standby_timeout_s=0.3)
     status = Status()
-    assert await_go(root, spec, status, Lock(), "d") is None  # no go in time
+    assert await_go(root, spec, status, _Lock(), "d") is None  # no go in time
     assert (root.read_generation_record(2) or {}).get("discarded_at")
     assert "no go within" in str(status.updates[-1]["error"])
 
@@ -149,7 +150,7 @@ def test_await_go_answers_a_stop_request_and_times_out(tmp_path: Path) -> None:
     )
     root.write_stop_request(2, request)
     spec = LaunchSpec(str(root.location.uri), 2, standby_for=1, standby_timeout_s=30)
-    assert await_go(root, spec, Status(), Lock(), "d") is None
+    assert await_go(root, spec, Status(), _Lock(), "d") is None
     ack = root.read_stop_ack(2)
     assert ack is not None and ack.request_id == "stop-standby" and ack.final_committed_batch is None
 
@@ -173,11 +174,6 @@ def test_a_standby_that_dies_before_its_first_report_is_given_up_at_once(tmp_pat
     assert not waiting.done and not waiting.failed
     gone = watch.standby_ready(root, 2, "L", process_gone=True)
     assert gone.failed and "ended without reporting" in gone.message
-
-
-class _Lock:
-    def refresh(self) -> None:
-        pass
 
 
 def test_the_old_driver_waits_for_its_successors_first_commit_before_it_tears_down(tmp_path: Path) -> None:
@@ -269,3 +265,20 @@ def test_a_zip_spark_submit_imports_from_gets_bytecode_that_python_loads(
     ).stdout
     assert out.splitlines()[0].endswith("acp_zip_probe/__init__.pyc"), out  # loaded from bytecode
     assert "raise ValueError('from the zip')" in out  # the traceback still shows the source line
+
+
+def test_a_driver_lock_taken_over_by_another_driver_is_neither_held_nor_refreshed(tmp_path: Path) -> None:
+    """What a driver that outlived its lease finds (the real takeover: tests/integration/runtime/
+    test_managed_driver.py): its heartbeat does not overwrite the new holder's lock."""
+    from airflow_checkpoint_provider.runtime.driver import DriverLock
+
+    root = JobRoot(tmp_path / "job")
+    old = DriverLock(root, 1, "old", lease_s=0.0)
+    old.acquire()
+    assert old.held() and old.refresh()
+    new = DriverLock(root, 1, "new", lease_s=0.0)
+    new.acquire()  # the lease ran out: taken over
+    assert not old.held() and not old.refresh()
+    assert (root.read_json(root.driver_lock_file(1), what="lock") or {})["driver_id"] == "new"
+    old.release()  # not its lock any more: left alone
+    assert new.held() and root.driver_lock_file(1).exists()
