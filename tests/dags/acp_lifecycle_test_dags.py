@@ -4,6 +4,7 @@ the files parse cheaply (no storage, no pyspark) and one file serves every test'
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from airflow.sdk import DAG, chain
 
@@ -109,26 +110,26 @@ with dag("acp_test_start_retry") as start_retry_dag:
     # Recovery by retry: the first try fails (the test kills the driver it started); the retry resumes.
     StartStreamingJobOperator(task_id="start", retries=2, retry_delay=dt.timedelta(seconds=0), **JOB, **APP)
 
-with dag("acp_test_health_restart") as health_restart_dag:
-    # Recovery by callback: a health check that finds the driver dead restarts it from its checkpoint.
-    StreamingJobHealthSensor(
+
+def health_check(**callback: Any) -> StreamingJobHealthSensor:
+    """A health check whose failure restarts the job from its checkpoint (``restart_from_checkpoint``)."""
+    return StreamingJobHealthSensor(
         task_id="healthy",
         job_root="{{ params.job_root }}",
         poke_interval=0.5,
         timeout=30,
-        on_failure_callback=restart_from_checkpoint(job_root="{{ params.job_root }}"),
+        on_failure_callback=restart_from_checkpoint(job_root="{{ params.job_root }}", **callback),
     )
+
+
+with dag("acp_test_health_restart") as health_restart_dag:
+    # Recovery by callback: a health check that finds the driver dead restarts it from its checkpoint.
+    health_check()
 
 with dag("acp_test_health_restart_hung") as health_restart_hung_dag:
     # The same, for a driver that hangs: alive by its process, no heartbeat for 8 s (16 of its heartbeats):
     # killed, then restarted from its checkpoint.
-    StreamingJobHealthSensor(
-        task_id="healthy",
-        job_root="{{ params.job_root }}",
-        poke_interval=0.5,
-        timeout=30,
-        on_failure_callback=restart_from_checkpoint(job_root="{{ params.job_root }}", kill_hung_after_s=8),
-    )
+    health_check(kill_hung_after_s=8)
 
 with dag("acp_test_cleanup") as cleanup_dag:
     # Refusals are terminal: retries=3 must not be spent on them.
