@@ -62,7 +62,8 @@ def restart_from_checkpoint(
         (a deadlock, a JVM lost in garbage collection, a frozen host): kill it through its backend, then
         restart it from its checkpoint like a dead one (ledger ``hung_driver_killed``). Default ``None``:
         a live process is never killed, and a hung driver waits for a person. Give many leases' worth (the
-        example watchdog: 900 s against a 30 s lease), so that a long pause is not taken for a hang.
+        example watchdog: 900 s against a 30 s lease), so that a long pause is not taken for a hang; a limit
+        shorter than the driver's lease counts as the lease (its owner is never killed while its lease runs).
     :returns: the callback; it returns what it did (``{"action": ..., "reason": ...}``) for logs and tests.
     :raises LaunchTargetError: (from the callback) the generation's target cannot be reached or differs.
     """
@@ -112,11 +113,10 @@ def restart_from_checkpoint(
             if view.alive or not view.provably_stopped:
                 log.info("not restarting %s generation %s: %s", root.job, generation, view.reason)
                 return {"action": "none", "reason": view.reason}
-            launches = record.get("launches") or [{}]
             asked = stopped_on_request(
                 root.read_stop_request(generation),
                 root.read_stop_ack(generation),
-                launches[-1].get("submitted_at"),
+                record.get("launches") or [],
             )
             if asked:
                 reason = (
@@ -157,12 +157,13 @@ def restart_from_checkpoint(
 
 
 def _hung(view: DriverView, after_s: float | None) -> str | None:
-    """Why a driver that is alive by its backend counts as hung (its heartbeat is older than ``after_s``)."""
+    """Why a driver that is alive by its backend counts as hung: its heartbeat is older than ``after_s`` and
+    than its own lease (a driver whose lease still runs is the generation's owner, however short the limit)."""
     status = view.status
     if after_s is None or not view.alive or status is None or status.state.is_terminal:
         return None
     age = status.heartbeat_age()
-    if age <= after_s:
+    if age <= max(after_s, status.lease_s):
         return None
     return f"driver {status.driver_id} (pid {status.pid} on {status.host}) sent no heartbeat for {age:.0f}s"
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 from airflow_checkpoint_provider.model.records import StopAck, StopOutcome, StopRequest
 
@@ -191,14 +193,15 @@ def plan_generation(
 
 
 def stopped_on_request(
-    request: StopRequest | None, ack: StopAck | None, last_launch_at: float | None
+    request: StopRequest | None, ack: StopAck | None, launches: Sequence[Mapping[str, Any]]
 ) -> str | None:
     """Why an automatic restart (the failure path's callback) must leave a generation stopped, or None.
 
     A stop someone asked for stays asked for: a request no driver answered (its driver ended, hung or was
     killed first), or one answered by stopping — unless the generation was started again after the answer
-    (``last_launch_at``: the latest launch's submission time). A request answered ``timed_out`` (the driver
-    kept running, as asked) or ``withdrawn`` (an explicit start closed it) is no reason."""
+    (:func:`launched_after`; ``launches``: the generation record's, oldest first). A request answered
+    ``timed_out`` (the driver kept running, as asked) or ``withdrawn`` (an explicit start closed it) is no
+    reason."""
     if request is None:
         return None
     who = request.requested_by or "unknown"
@@ -206,9 +209,24 @@ def stopped_on_request(
         return f"stop request {request.request_id} by {who} was never answered: its driver ended first"
     if ack.outcome in (StopOutcome.TIMED_OUT, StopOutcome.WITHDRAWN):
         return None
-    if last_launch_at is not None and ack.acknowledged_at < last_launch_at:
+    if launched_after(ack, launches):
         return None  # started again after it stopped
     return f"it stopped on request {request.request_id} by {who} ({ack.outcome.value}, by {ack.by})"
+
+
+def launched_after(ack: StopAck, launches: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the generation was launched again after the driver ``ack`` is about stopped.
+
+    By the launches' order when the answer names its launch and that launch is recorded: no clocks compared
+    (the answer's time is the driver's host's, a launch's the Airflow worker's). Otherwise (an answer written
+    before answers named their launch, or one whose launch was not recorded yet) by time: the latest launch
+    was submitted after the answer."""
+    records = [launch for launch in launches if isinstance(launch, Mapping)]
+    ids = [str(launch.get("launch_id") or "") for launch in records]
+    if ack.launch_id and ack.launch_id in ids:
+        return len(ids) - 1 - ids[::-1].index(ack.launch_id) < len(ids) - 1
+    submitted = records[-1].get("submitted_at") if records else None
+    return isinstance(submitted, (int, float)) and ack.acknowledged_at < submitted
 
 
 class CleanupVerdict(StrEnum):

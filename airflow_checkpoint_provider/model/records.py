@@ -190,6 +190,9 @@ class StopAck:
     snapshot_s: float | None = None
     snapshot_error: str | None = None
     by: str = "driver"  #: who answered: the driver, or the DAG run that killed it or withdrew the request
+    #: the launch whose driver the answer is about (the answering driver's, or the one the DAG run killed):
+    #: tells a later launch apart without comparing two hosts' clocks. None in answers written before it.
+    launch_id: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outcome", StopOutcome(self.outcome))

@@ -313,8 +313,11 @@ class StreamingJobOperator(BaseOperator):
     def answer_stop(
         root: JobRoot, generation: int, request: StopRequest, outcome: _records.StopOutcome, holder: str
     ) -> None:
-        """Answer a stop request in the driver's place (the checkpoint says where it ended)."""
+        """Answer a stop request in the driver's place (the checkpoint says where it ended), about the
+        generation's latest launch (the driver this task killed, or the one that never answered)."""
         info = _inspector.inspect_checkpoint(root.checkpoint(generation), allow_empty=True)
+        launches = (root.read_generation_record(generation) or {}).get("launches") or [{}]
+        latest = launches[-1] if isinstance(launches[-1], dict) else {}
         root.write_stop_ack(
             generation,
             _records.StopAck(
@@ -327,6 +330,7 @@ class StreamingJobOperator(BaseOperator):
                 acknowledged_at=time.time(),
                 stop_latency_s=round(time.time() - request.requested_at, 3),
                 by=holder,
+                launch_id=str(latest.get("launch_id") or "") or None,
             ),
         )
 

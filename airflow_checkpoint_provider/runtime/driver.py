@@ -906,6 +906,7 @@ def acknowledge(
         in_flight_batch=position.in_flight_batch,
         acknowledged_at=time.time(),
         stop_latency_s=latency,
+        launch_id=ctx.spec.launch_id or None,
         **exported,
     )
     ctx.root.write_stop_ack(ctx.generation, ack)

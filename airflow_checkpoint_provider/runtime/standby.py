@@ -134,7 +134,7 @@ def await_go(root: JobRoot, spec: LaunchSpec, status: Any, lock: Any, driver_id:
             return None
         request = root.read_stop_request(generation)
         if request is not None and (answered is None or answered.request_id != request.request_id):
-            _answer_stop(root, generation, request.request_id)
+            _answer_stop(root, generation, request.request_id, spec.launch_id)
             status.update(state=DriverState.STOPPED, error="standby stopped on request before its go")
             return None
         if time.monotonic() > deadline:
@@ -151,7 +151,7 @@ def await_go(root: JobRoot, spec: LaunchSpec, status: Any, lock: Any, driver_id:
         time.sleep(STANDBY_POLL_S)
 
 
-def _answer_stop(root: JobRoot, generation: int, request_id: str) -> None:
+def _answer_stop(root: JobRoot, generation: int, request_id: str, launch_id: str) -> None:
     """A standby asked to stop has nothing to stop: no batch, no position."""
     ack = StopAck(
         request_id=request_id,
@@ -162,6 +162,7 @@ def _answer_stop(root: JobRoot, generation: int, request_id: str) -> None:
         in_flight_batch=None,
         acknowledged_at=time.time(),
         stop_latency_s=0.0,
+        launch_id=launch_id or None,
     )
     root.write_stop_ack(generation, ack)
 

@@ -42,6 +42,9 @@ def test_stop_timeout_fails_or_kills_as_configured(run_dir: Path, airflow_db: Pa
         assert health.state == "failed", states(health)
         assert len((job.root.read_generation_record(1) or {}).get("launches", [])) == launched
 
+    def latest_launch_id() -> str:
+        return str((job.root.read_generation_record(1) or {}).get("launches", [{}])[-1].get("launch_id"))
+
     try:
         with Producer(job.events):
             assert run(dags.start_dag, **slow).state == "success"
@@ -50,6 +53,7 @@ def test_stop_timeout_fails_or_kills_as_configured(run_dir: Path, airflow_db: Pa
             assert failed.state == "failed", states(failed)
             ack = job.root.read_stop_ack(1)
             assert ack is not None and ack.outcome == "timed_out"
+            assert ack.launch_id == latest_launch_id(), ack  # the answering driver names its launch
             status = job.status(1)
             assert status is not None and status.state == "RUNNING"  # left running, as configured
 
@@ -61,6 +65,7 @@ def test_stop_timeout_fails_or_kills_as_configured(run_dir: Path, airflow_db: Pa
             assert ack is not None and ack.outcome == "killed" and ack.by.startswith("acp_test_stop_kill/"), (
                 ack
             )
+            assert ack.launch_id == latest_launch_id(), ack  # the launch it killed
             watchdog_leaves_it_stopped()
             restarted = run(dags.start_dag, **params(job, run_dir, "v1"))
             assert restarted.state == "success", states(restarted)
@@ -114,7 +119,9 @@ def test_stop_timeout_fails_or_kills_as_configured(run_dir: Path, airflow_db: Pa
             final = run(dags.stop_dag, **params(job, run_dir, "v1"))
             assert final.state == "success", states(final)
             assert xcom(final, "stop")["outcome"] == "stopped", xcom(final, "stop")
-            watchdog_leaves_it_stopped()
+            ack = job.root.read_stop_ack(1)
+            assert ack is not None and ack.launch_id == latest_launch_id() == launches[-1]["launch_id"], ack
+            watchdog_leaves_it_stopped()  # told apart from a later launch by the launches' order, not clocks
             end = int(xcom(final, "stop")["end_offsets"][0]["offset"])
     finally:
         kill_drivers(job.path)

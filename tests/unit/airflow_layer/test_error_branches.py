@@ -273,6 +273,9 @@ def test_a_hung_driver_is_alive_by_its_process_with_a_heartbeat_older_than_the_l
     assert _hung(view(Liveness.GONE, 400), 300) is None  # dead already: restarted without a kill
     assert _hung(view(Liveness.ALIVE, 400, "STOPPED"), 300) is None  # it ended; nothing hangs
     assert _hung(DriverView(Liveness.ALIVE, "", None, None), 300) is None  # no report to judge by
+    # a limit under the driver's 30 s lease counts as the lease: its owner is not killed while it runs
+    assert _hung(view(Liveness.ALIVE, 20), 8) is None
+    assert "no heartbeat for 40s" in str(_hung(view(Liveness.ALIVE, 40), 8))
 
 
 def test_a_driver_error_keeps_its_type(job: JobRoot) -> None:

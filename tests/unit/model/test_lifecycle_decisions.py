@@ -164,7 +164,7 @@ def test_parse_duration() -> None:
         parse_duration("7 weeks")
 
 
-def _ack(outcome: str, at: float = 20.0, request_id: str = "r") -> StopAck:
+def _ack(outcome: str, at: float = 20.0, request_id: str = "r", launch_id: str | None = None) -> StopAck:
     return StopAck(
         request_id=request_id,
         outcome=outcome,  # type: ignore[arg-type]
@@ -174,38 +174,49 @@ def _ack(outcome: str, at: float = 20.0, request_id: str = "r") -> StopAck:
         in_flight_batch=None,
         acknowledged_at=at,
         stop_latency_s=1.0,
+        launch_id=launch_id,
     )
 
 
+def _launches(*launches: tuple[str, float]) -> list[dict[str, object]]:
+    return [{"launch_id": launch_id, "submitted_at": at} for launch_id, at in launches]
+
+
+ONE = _launches(("L1", 5.0))
+#: L2 submitted at 15 (the worker's clock), after L1's driver answered at 20 (its host's clock, 10 s ahead)
+TWO_SKEWED = _launches(("L1", 5.0), ("L2", 15.0))
+
+
 @pytest.mark.parametrize(
-    ("request_at", "ack", "launched_at", "left_stopped"),
+    ("request_at", "ack", "launches", "left_stopped"),
     [
-        (None, None, 5.0, False),  # never asked to stop: a death is a failure, restart
-        (10.0, None, 5.0, True),  # asked, never answered (died, hung, killed first): stays asked for
-        (10.0, _ack("stopped", request_id="other"), 5.0, True),  # an older answer does not answer it
-        (10.0, _ack("stopped"), 5.0, True),  # stopped gracefully on request
-        (10.0, _ack("forced"), 5.0, True),
-        (10.0, _ack("killed"), 5.0, True),  # killed by the operator over its request
-        (10.0, _ack("stopped"), None, True),  # no launch recorded: the answer stands
-        (
-            10.0,
-            _ack("stopped", at=20.0),
-            30.0,
-            False,
-        ),  # started again after it stopped: a later death restarts
-        (10.0, _ack("timed_out"), 5.0, False),  # the driver kept running, as the request asked
-        (10.0, _ack("withdrawn"), 30.0, False),  # an explicit start closed the request
+        (None, None, ONE, False),  # never asked to stop: a death is a failure, restart
+        (10.0, None, ONE, True),  # asked, never answered (died, hung, killed first): stays asked for
+        (10.0, _ack("stopped", request_id="other"), ONE, True),  # an older answer does not answer it
+        (10.0, _ack("stopped"), ONE, True),  # stopped gracefully on request
+        (10.0, _ack("forced"), ONE, True),
+        (10.0, _ack("killed"), ONE, True),  # killed by the operator over its request
+        (10.0, _ack("stopped"), [], True),  # no launch recorded: the answer stands
+        # started again after it stopped: a later death restarts. By time, for an answer naming no launch ...
+        (10.0, _ack("stopped", at=20.0), _launches(("L1", 5.0), ("L2", 30.0)), False),
+        # ... and by the launches' order, whatever the clocks say, for one that names its launch
+        (10.0, _ack("stopped", at=20.0, launch_id="L1"), TWO_SKEWED, False),
+        (10.0, _ack("stopped", at=20.0), TWO_SKEWED, True),  # (by the clocks alone: misjudged)
+        (10.0, _ack("stopped", at=4.0, launch_id="L2"), TWO_SKEWED, True),  # L2's own driver stopped
+        (10.0, _ack("stopped", at=20.0, launch_id="L3"), TWO_SKEWED, True),  # its launch not recorded yet
+        (10.0, _ack("timed_out"), ONE, False),  # the driver kept running, as the request asked
+        (10.0, _ack("withdrawn"), _launches(("L1", 30.0)), False),  # an explicit start closed the request
     ],
 )
 def test_an_automatic_restart_leaves_a_generation_stopped_on_request(
-    request_at: float | None, ack: StopAck | None, launched_at: float | None, left_stopped: bool
+    request_at: float | None, ack: StopAck | None, launches: list[dict[str, object]], left_stopped: bool
 ) -> None:
     request = (
         None
         if request_at is None
         else StopRequest(request_id="r", requested_at=request_at, requested_by="dag/run")
     )
-    reason = stopped_on_request(request, ack, launched_at)
+    reason = stopped_on_request(request, ack, launches)
     assert (reason is not None) is left_stopped, reason
     if reason:
         assert "dag/run" in reason and "r" in reason
