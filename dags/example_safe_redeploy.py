@@ -120,11 +120,16 @@ def safe_redeploy_dag(
             enabled="{{ params.dry_run }}",
             snapshot="{{ ti.xcom_pull(task_ids='baseline') }}",
             check=counts_are_sane,
+            stay_as_standby="{{ params.standby }}",  # passed: its driver waits to be the standby below
             **APPLICATION,
             **JOB,
         )
         standby = LaunchStandbyOperator(
-            task_id="standby", enabled="{{ params.standby }}", **APPLICATION, **JOB
+            task_id="standby",
+            enabled="{{ params.standby }}",
+            dry_run_task_id="dry_run",  # adopt the dry run's driver: no second JVM
+            **APPLICATION,
+            **JOB,
         )
         stop = StopStreamingJobOperator(
             task_id="stop",

@@ -158,7 +158,7 @@ def restart_from_checkpoint(
 
 def _hung(view: DriverView, after_s: float | None) -> str | None:
     """Why a driver that is alive by its backend counts as hung: its heartbeat is older than ``after_s`` and
-    than its own lease (a driver whose lease still runs is the generation's owner, however short the limit)."""
+    than its own lease (while its lease runs a driver owns its generation, however short the limit)."""
     status = view.status
     if after_s is None or not view.alive or status is None or status.state.is_terminal:
         return None

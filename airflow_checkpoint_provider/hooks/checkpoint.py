@@ -477,6 +477,25 @@ class StreamingJobHook(BaseHook):
         :raises LaunchTargetError: the generation's recorded target cannot be reached or differs.
         """
         hook = self.for_generation(root, generation)
+        spec, decision, record = hook.launch_spec(root, generation, launch_id=launch_id)
+        self.log.info("%s", _spec_reason(spec, decision))
+        if not isinstance(record.get("target"), Mapping):
+            root.update_generation_record(generation, target=hook.launch_target().to_json())
+        handle = hook.submit_driver(
+            root,
+            spec,
+            application=str(record["application"]),
+            application_args=[str(a) for a in record.get("application_args", [])],
+            conf=record.get("conf") or {},
+        )
+        record_launch(root, generation, handle, by=by, mode=decision.mode.value)
+        return handle, decision
+
+    def launch_spec(
+        self, root: JobRoot, generation: int, *, launch_id: str | None = None
+    ) -> tuple[LaunchSpec, StartDecision, dict[str, Any]]:
+        """The launch contract a (re)start of ``generation`` from its recorded launch gives its driver, the
+        start decision behind it, and the generation record (what :meth:`launch_generation` submits)."""
         record = root.read_generation_record(generation) or {}
         application = record.get("application")
         if not application:
@@ -505,20 +524,7 @@ class StreamingJobHook(BaseHook):
             launch_id=launch_id or uuid.uuid4().hex,
             **_standby_args(root, generation, record),
         )
-        self.log.info("%s", _spec_reason(spec, decision))
-        if not isinstance(record.get("target"), Mapping):
-            root.update_generation_record(generation, target=hook.launch_target().to_json())
-        handle = hook.submit_driver(
-            root,
-            spec,
-            application=str(application),
-            application_args=[str(a) for a in record.get("application_args", [])],
-            conf=record.get("conf") or {},
-        )
-        launches = list((root.read_generation_record(generation) or {}).get("launches", []))
-        launches.append({**handle.to_json(), "by": by, "mode": decision.mode.value})
-        root.update_generation_record(generation, launches=launches[-LAUNCHES_KEPT:])
-        return handle, decision
+        return spec, decision, record
 
     # --- snapshots ------------------------------------------------------------------------------------
 
@@ -604,11 +610,23 @@ class StreamingJobHook(BaseHook):
         return found[0].snapshot_id
 
 
+def record_launch(
+    root: JobRoot, generation: int, handle: DriverHandle, *, by: str, mode: str, **extra: Any
+) -> None:
+    """Append a launch to the generation record (the newest :data:`LAUNCHES_KEPT`)."""
+    launches = list((root.read_generation_record(generation) or {}).get("launches", []))
+    launches.append({**handle.to_json(), "by": by, "mode": mode, **extra})
+    root.update_generation_record(generation, launches=launches[-LAUNCHES_KEPT:])
+
+
 def _standby_args(root: JobRoot, generation: int, record: Mapping[str, Any]) -> dict[str, Any]:
     """A generation recorded as a standby launches as one until it is the job's current generation; one
     recorded as a dry run (in its scratch job) launches as one."""
     if record.get("dry_run_output"):
-        return {"dry_run_output": str(record["dry_run_output"])}
+        return {
+            "dry_run_output": str(record["dry_run_output"]),
+            "stay_as_standby_s": float(record.get("stay_as_standby_s") or 0.0),
+        }
     old = record.get("standby_for")
     if old is None or root.current_generation() == generation:
         return {}

@@ -48,6 +48,11 @@ STANDBY_POLL_S = 0.1
 #: Airflow tasks, which wait for its exit) would otherwise compete with the successor's first batch for the
 #: CPU.
 SUCCESSOR_WAIT_S = 20.0
+#: How long a passed dry run's driver stays up for the redeploy's standby task to adopt it, by default
+#: (seconds): the scheduler starts the next task within seconds; a retry after a failure may take minutes.
+DEFAULT_STAY_AS_STANDBY_S = 300.0
+#: How often a dry run's driver that offers itself looks for its adoption (seconds).
+ADOPT_POLL_S = 0.25
 #: How often a running driver looks for a stop request, supersession and snapshot requests (seconds): a
 #: redeploy waits this long, at most, before the stop begins. One small read per look; the heartbeat's writes
 #: keep their own pace.

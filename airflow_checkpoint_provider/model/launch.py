@@ -53,6 +53,9 @@ class LaunchSpec:
     :param dry_run_output: this driver is a **dry run** (``docs/upgrades.md``): it runs on a scratch copy of
         the job, and the application writes its sink output below this folder instead of its real sink
         (``ctx.output(path)`` maps a sink path there). None: a real run.
+    :param stay_as_standby_s: a dry run's driver that stopped gracefully stays up this many seconds, offering
+        itself as the redeploy's warm standby (:mod:`~airflow_checkpoint_provider.runtime.adoption`); 0
+        (default): it exits after its stop. Only with ``dry_run_output``.
     """
 
     job_root: str
@@ -67,6 +70,7 @@ class LaunchSpec:
     standby_for: int | None = None
     standby_timeout_s: float = DEFAULT_STANDBY_TIMEOUT_S
     dry_run_output: str | None = None
+    stay_as_standby_s: float = 0.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,6 +88,13 @@ class LaunchSpec:
             raise InvalidLaunchError(
                 f"a standby for generation {self.standby_for} cannot be generation {self.generation} (it "
                 "must be newer)",
+                path=self.job_root,
+                generation=self.generation,
+            )
+        if self.stay_as_standby_s < 0 or (self.stay_as_standby_s and not self.dry_run_output):
+            raise InvalidLaunchError(
+                f"--acp-stay-as-standby-s {self.stay_as_standby_s}: needs a dry run (--acp-dry-run-output) "
+                "and a number of seconds >= 0",
                 path=self.job_root,
                 generation=self.generation,
             )
@@ -111,6 +122,8 @@ class LaunchSpec:
             args += [f"{PREFIX}standby-timeout-s", str(self.standby_timeout_s)]
         if self.dry_run_output:
             args += [f"{PREFIX}dry-run-output", self.dry_run_output]
+        if self.stay_as_standby_s:
+            args += [f"{PREFIX}stay-as-standby-s", str(self.stay_as_standby_s)]
         return args
 
 
@@ -139,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
         f"{PREFIX}standby-timeout-s", dest="standby_timeout_s", default=str(DEFAULT_STANDBY_TIMEOUT_S)
     )
     p.add_argument(f"{PREFIX}dry-run-output", dest="dry_run_output")
+    p.add_argument(f"{PREFIX}stay-as-standby-s", dest="stay_as_standby_s", default="0")
     return p
 
 
@@ -164,6 +178,7 @@ def parse_launch_args(argv: Sequence[str]) -> tuple[LaunchSpec, list[str]]:
         heartbeat, lease = float(ns.heartbeat_s), float(ns.lease_s)
         standby_for = int(ns.standby_for) if ns.standby_for is not None else None
         standby_timeout = float(ns.standby_timeout_s)
+        stay = float(ns.stay_as_standby_s)
     except ValueError as exc:
         raise InvalidLaunchError(f"bad number in launch flags: {exc}", path=ns.job_root) from exc
     offsets = None
@@ -194,5 +209,6 @@ def parse_launch_args(argv: Sequence[str]) -> tuple[LaunchSpec, list[str]]:
         standby_for=standby_for,
         standby_timeout_s=standby_timeout,
         dry_run_output=ns.dry_run_output or None,
+        stay_as_standby_s=stay,
     )
     return spec, rest + app_args

@@ -13,10 +13,12 @@ checkpoint, foreign snapshot, lease held, ...) fail the task at once (``AirflowF
 from __future__ import annotations
 
 import functools
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 from urllib.parse import quote
 
@@ -80,6 +82,7 @@ if TYPE_CHECKING:  # type checkers see the modules; at run time they load at fir
     from airflow_checkpoint_provider.model import decisions as _decisions
     from airflow_checkpoint_provider.model import plan as _plan
     from airflow_checkpoint_provider.model import records as _records
+    from airflow_checkpoint_provider.runtime import adoption as _adoption
     from airflow_checkpoint_provider.triggers import checkpoint as _triggers
 else:
     watch = lazy("airflow_checkpoint_provider.checkpoint.watch")
@@ -95,6 +98,7 @@ else:
     _plan = lazy("airflow_checkpoint_provider.model.plan")
     _records = lazy("airflow_checkpoint_provider.model.records")
     _triggers = lazy("airflow_checkpoint_provider.triggers.checkpoint")
+    _adoption = lazy("airflow_checkpoint_provider.runtime.adoption")
 
 #: What a stop does when the driver does not reach a batch boundary in time.
 OnTimeout = Literal["fail", "force_stop", "kill"]
@@ -800,6 +804,26 @@ class StartStreamingJobOperator(StreamingJobOperator):
         }
 
 
+#: How long the standby task waits for an adopted dry run's driver to report STANDBY (seconds).
+ADOPT_WAIT_S = 30.0
+#: What a dry run's driver must have been launched with, as the standby it becomes would be.
+LAUNCH_KEYS = (
+    "application",
+    "application_sha256",
+    "application_args",
+    "code_version",
+    "conf",
+    "heartbeat_s",
+    "lease_s",
+)
+
+
+def truthy(value: Any) -> bool:
+    """A flag as a template renders it (``"{{ params.standby }}"``): false, 0, no, off, none or empty are
+    False."""
+    return str(value).strip().lower() not in ("false", "0", "no", "off", "none", "")
+
+
 def find_standby(root: JobRoot, holder: str, old: int, *, adopt: bool = False) -> int | None:
     """The standby generation run ``holder`` created for generation ``old`` (None if it made none). With
     ``adopt``, also one another run created for ``old`` that was discarded before it ever started (a failed
@@ -840,6 +864,12 @@ class LaunchStandbyOperator(StartStreamingJobOperator):
         the redeploy starts the new code cold after the stop, as without this task.
     :param standby_timeout_s: the standby exits if it gets no go within this long, in seconds.
     :param ready_timeout_s: how long to wait for the standby to report ready (warm), in seconds.
+    :param dry_run_task_id: the redeploy's dry run task (a
+        :class:`~airflow_checkpoint_provider.operators.upgrade.DryRunStreamingJobOperator` with
+        ``stay_as_standby``): when its driver passed and waits, it is adopted as the standby instead of a new
+        launch (no second JVM; it skips the warm-up, having run the new code's own query). It must have run
+        the same application, arguments, confs and code version on the same Spark target, for the same
+        generation; otherwise it is released and a standby is launched as usual. ``adopted`` in the XCom.
     """
 
     template_fields: Sequence[str] = (*StartStreamingJobOperator.template_fields, "enabled")
@@ -853,16 +883,18 @@ class LaunchStandbyOperator(StartStreamingJobOperator):
         standby_timeout_s: float = DEFAULT_STANDBY_TIMEOUT_S,
         ready_timeout_s: float = DEFAULT_START_TIMEOUT_S,
         release_lease: bool = False,
+        dry_run_task_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(release_lease=release_lease, **kwargs)
         self.enabled = enabled
         self.standby_timeout_s = standby_timeout_s
         self.ready_timeout_s = ready_timeout_s
+        self.dry_run_task_id = dry_run_task_id
 
     @classified
     def execute(self, context: Context) -> Any:
-        if str(self.enabled).strip().lower() in ("false", "0", "no", "off", "none", ""):
+        if not truthy(self.enabled):
             self.log.info("standby disabled: the redeploy starts the new code cold after the stop")
             return {"generation": None, "ready": False, "enabled": False}
         root = self.root()
@@ -890,7 +922,10 @@ class LaunchStandbyOperator(StartStreamingJobOperator):
         else:
             # only a stop asked for after this launch is the go's stop (see runtime/standby.py)
             root.update_generation_record(generation, armed_at=time.time())
-            handle, _ = hook.launch_generation(root, generation, by=holder)
+            handle = self.adopt_dry_run(context, hook, root, generation, holder)
+            info["adopted"] = handle is not None
+            if handle is None:
+                handle, _ = hook.launch_generation(root, generation, by=holder)
             launch_id, pid, host = handle.launch_id, handle.pid, handle.host
         info["launch_id"] = launch_id
 
@@ -908,6 +943,81 @@ class LaunchStandbyOperator(StartStreamingJobOperator):
                 seen.message,
             )
         return self.done(context, root, info)
+
+    def adopt_dry_run(
+        self, context: Context, hook: StreamingJobHook, root: JobRoot, generation: int, holder: str
+    ) -> _backends.DriverHandle | None:
+        """Adopt the dry run's waiting driver as standby ``generation`` (see ``dry_run_task_id``): its handle
+        once it reports STANDBY here, or None (nothing waits, it does not fit and was released, or it exited
+        before it took the adoption): the caller launches a standby then."""
+        report = context["ti"].xcom_pull(task_ids=self.dry_run_task_id) if self.dry_run_task_id else None
+        waiting = report.get("adoptable") if isinstance(report, Mapping) else None
+        if not isinstance(waiting, Mapping):
+            return None
+        job = _jobroot.JobRoot(str(waiting["scratch_job"]), job=root.job)
+        dry_generation = int(waiting["generation"])
+        dry = _backends.DriverHandle.from_json(dict(waiting["launch"]))
+        why = self.unfit(hook, root, generation, job, dry_generation, dry)
+        if why:
+            self.log.warning("not adopting the dry run's driver: %s; launching a standby", why)
+            try:
+                _adoption.release(job, dry_generation, f"not adopted: {why}")
+            except CheckpointProviderError as exc:  # gone with its scratch job: nothing to release
+                self.log.info("could not release it: %s", exc)
+            return None
+        spec, decision, _ = hook.launch_spec(root, generation, launch_id=dry.launch_id)
+        handle = dry
+        if dry.log_path and root.location.is_local:  # its log joins the generation's (the scratch goes)
+            moved = hook.log_dir(root, generation) / Path(dry.log_path).name
+            try:
+                os.replace(dry.log_path, moved)
+                handle = _backends.DriverHandle(**{**dry.to_json(), "log_path": str(moved)})
+            except OSError as exc:
+                self.log.warning("the dry run's log stays at %s: %s", dry.log_path, exc)
+        if not isinstance((root.read_generation_record(generation) or {}).get("target"), Mapping):
+            root.update_generation_record(generation, target=hook.launch_target().to_json())
+        _hooks.record_launch(root, generation, handle, by=holder, mode=decision.mode.value, adopted="dry run")
+        _adoption.adopt(job, dry_generation, spec)
+        self.log.info(
+            "adopting the dry run's driver (%s) as standby generation %s", dry.describe(), generation
+        )
+        deadline = time.monotonic() + ADOPT_WAIT_S
+        while time.monotonic() < deadline:
+            status = root.read_status(generation)
+            if status is not None and status.launch_id == dry.launch_id:
+                _ledger.JobLedger(root).record("dry_run_adopted", by=holder, generation=generation)
+                return handle
+            if hook.liveness(dry) is not _backends.Liveness.ALIVE:
+                break
+            time.sleep(0.25)
+        self.log.warning("the dry run's driver did not take the adoption: launching a standby")
+        return None
+
+    def unfit(
+        self,
+        hook: StreamingJobHook,
+        root: JobRoot,
+        generation: int,
+        job: JobRoot,
+        dry_generation: int,
+        dry: _backends.DriverHandle,
+    ) -> str | None:
+        """Why the dry run's driver cannot be this standby, or None."""
+        if dry_generation != generation:
+            return f"it ran generation {dry_generation}, the standby is generation {generation}"
+        if _adoption.read_offer(job, dry_generation, dry.launch_id) is None:
+            return "it no longer offers itself (it left, or its wait ended)"
+        if hook.liveness(dry) is not _backends.Liveness.ALIVE:
+            return "its process is gone"
+        ran = job.read_generation_record(dry_generation) or {}
+        wanted = root.read_generation_record(generation) or {}
+        differ = [k for k in LAUNCH_KEYS if ran.get(k) != wanted.get(k)]
+        if differ:
+            return f"it ran with other launch settings ({', '.join(differ)})"
+        target = hook.launch_target().to_json()
+        if ran.get("target") != target:
+            return f"it ran on another Spark target ({ran.get('target')} vs {target})"
+        return None
 
     def standby_generation(self, root: JobRoot, holder: str, old: int) -> int:
         """This run's standby generation for ``old``: the one it created (made launchable again if it was

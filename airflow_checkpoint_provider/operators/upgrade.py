@@ -25,11 +25,12 @@ from airflow_checkpoint_provider.exceptions import (
     SnapshotNotFoundError,
 )
 from airflow_checkpoint_provider.lease import run_holder
-from airflow_checkpoint_provider.model.constants import DEFAULT_START_TIMEOUT_S
+from airflow_checkpoint_provider.model.constants import DEFAULT_START_TIMEOUT_S, DEFAULT_STAY_AS_STANDBY_S
 from airflow_checkpoint_provider.operators.checkpoint import (
     StartStreamingJobOperator,
     StreamingJobOperator,
     classified,
+    truthy,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from airflow_checkpoint_provider.hooks.checkpoint import StreamingJobHook
     from airflow_checkpoint_provider.model import backends as _backends
     from airflow_checkpoint_provider.model import records as _records
+    from airflow_checkpoint_provider.runtime import adoption as _adoption
 else:
     _ledger = lazy("airflow_checkpoint_provider.checkpoint.ledger")
     _processes = lazy("airflow_checkpoint_provider.checkpoint.processes")
@@ -52,6 +54,7 @@ else:
     _upgrade = lazy("airflow_checkpoint_provider.checkpoint.upgrade")
     _backends = lazy("airflow_checkpoint_provider.model.backends")
     _records = lazy("airflow_checkpoint_provider.model.records")
+    _adoption = lazy("airflow_checkpoint_provider.runtime.adoption")
 
 #: A user's check on a dry run's or a readiness window's report: returning False or raising fails it (an
 #: assertion's message is in the error); anything else passes.
@@ -186,9 +189,20 @@ class DryRunStreamingJobOperator(StartStreamingJobOperator):
     :param timeout_s: how long the dry run may take to commit them, in seconds.
     :param check: a function of the report; returning False or raising fails the dry run (see ``Check``).
     :param enabled: run the dry run (templated, e.g. ``"{{ params.dry_run }}"``).
+    :param stay_as_standby: a passed dry run's driver stays up (``stay_as_standby_s``) for the redeploy's
+        :class:`~airflow_checkpoint_provider.operators.checkpoint.LaunchStandbyOperator` (with
+        ``dry_run_task_id``) to adopt it as the warm standby: one JVM start less, and a standby warmed by the
+        new code's own query (templated, e.g. ``"{{ params.standby }}"``). The report's ``adoptable`` says
+        it waits; its scratch folder then goes when it is adopted or leaves. Structured Streaming drivers
+        only (a DStream dry run exits, and the standby task launches one).
+    :param stay_as_standby_s: how long it waits to be adopted, in seconds.
     """
 
-    template_fields: Sequence[str] = (*StartStreamingJobOperator.template_fields, "enabled")
+    template_fields: Sequence[str] = (
+        *StartStreamingJobOperator.template_fields,
+        "enabled",
+        "stay_as_standby",
+    )
     ui_color = "#e4ecd0"
     creates_job_root = False
 
@@ -202,9 +216,13 @@ class DryRunStreamingJobOperator(StartStreamingJobOperator):
         check: Check | None = None,
         keep_scratch: bool = False,
         enabled: bool | str = True,
+        stay_as_standby: bool | str = False,
+        stay_as_standby_s: float = DEFAULT_STAY_AS_STANDBY_S,
         **kwargs: Any,
     ) -> None:
         super().__init__(snapshot=snapshot, **kwargs)
+        if stay_as_standby_s <= 0:
+            raise ValueError(f"stay_as_standby_s must be > 0, got {stay_as_standby_s}")
         if min_batches < 1:
             raise ValueError(f"min_batches must be >= 1, got {min_batches}")
         self.min_batches = min_batches
@@ -213,6 +231,8 @@ class DryRunStreamingJobOperator(StartStreamingJobOperator):
         self.check = check
         self.keep_scratch = keep_scratch
         self.enabled = enabled
+        self.stay_as_standby = stay_as_standby
+        self.stay_as_standby_s = stay_as_standby_s
 
     def resolve_snapshot(self, root: JobRoot, current: int | None) -> str:
         wanted = str(self.snapshot or "latest")
@@ -231,9 +251,10 @@ class DryRunStreamingJobOperator(StartStreamingJobOperator):
 
     @classified
     def execute(self, context: Context) -> Any:
-        if str(self.enabled).strip().lower() in ("false", "0", "no", "off", "none", ""):
+        if not truthy(self.enabled):
             self.log.info("dry run disabled")
             return {"enabled": False}
+        stay = truthy(self.stay_as_standby) and not self.keep_scratch
         root = self.root()
         current = root.current_generation()
         snapshot = self.resolve_snapshot(root, current)
@@ -252,8 +273,10 @@ class DryRunStreamingJobOperator(StartStreamingJobOperator):
         handle = None
         job = None
         failure: str | None = None
+        waiting: dict[str, Any] | None = None
+        launch = self.launch_fields() | ({"stay_as_standby_s": self.stay_as_standby_s} if stay else {})
         try:
-            job = _upgrade.make_scratch_job(root, scratch, snapshot, generation, self.launch_fields())
+            job = _upgrade.make_scratch_job(root, scratch, snapshot, generation, launch)
             self.log.info(
                 "dry run of %s on generation %s's snapshot %s in %s",
                 self.application,
@@ -271,11 +294,17 @@ class DryRunStreamingJobOperator(StartStreamingJobOperator):
             if failure is None:
                 failure = _run_check(self.check, report)
                 report["check"] = "none" if self.check is None else ("failed" if failure else "passed")
+            if stay and failure is None:
+                waiting = self.offered(job, generation, handle)
         finally:
-            if job is not None and handle is not None:
+            if waiting is not None:
+                report["adoptable"] = waiting  # it removes its scratch folder when adopted or gone
+            elif job is not None and handle is not None:
+                if stay:
+                    _adoption.release(job, generation, failure or "the dry run did not pass")
                 self.ensure_gone(hook, job, generation, handle)
             report["seconds"] = round(time.monotonic() - started, 1)
-            if not self.keep_scratch:
+            if not self.keep_scratch and waiting is None:
                 shutil.rmtree(scratch, ignore_errors=True)
                 _remove_empty(scratch.parent)
         report["passed"] = failure is None
@@ -297,6 +326,25 @@ class DryRunStreamingJobOperator(StartStreamingJobOperator):
             report["seconds"],
         )
         return report
+
+    def offered(self, job: JobRoot, generation: int, handle: Any) -> dict[str, Any] | None:
+        """What the standby task needs to adopt the dry run's driver, once it offers itself (it does right
+        after its stop); None when it does not within a few seconds (a DStream driver exits instead)."""
+        deadline = time.monotonic() + OFFER_WAIT_S
+        while True:
+            offer = _adoption.read_offer(job, generation, handle.launch_id)
+            if offer is not None and self.hook().liveness(handle) is _backends.Liveness.ALIVE:
+                self.log.info(
+                    "the dry run's driver (pid %s on %s) waits to be adopted as the standby until %s",
+                    offer.get("pid"),
+                    offer.get("host"),
+                    time.strftime("%H:%M:%S", time.localtime(float(offer["until"]))),
+                )
+                return {"scratch_job": job.location.uri, "generation": generation, "launch": handle.to_json()}
+            if time.monotonic() >= deadline:
+                self.log.info("the dry run's driver does not stay (it offers no adoption): it exits")
+                return None
+            time.sleep(0.5)
 
     def await_batches(self, job: JobRoot, generation: int, handle: Any, report: dict[str, Any]) -> str | None:
         """Wait for ``min_batches`` commits; the reason it failed, or None."""
@@ -374,6 +422,10 @@ class DryRunStreamingJobOperator(StartStreamingJobOperator):
             time.sleep(0.5)
         self.log.warning("the dry run's driver is still up: killing it (scratch only)")
         hook.kill(handle)
+
+
+#: How long a passed dry run's driver may take to offer itself for adoption after its stop (seconds).
+OFFER_WAIT_S = 15.0
 
 
 def _remove_empty(folder: Path) -> None:

@@ -606,12 +606,48 @@ def run_driver(
 
     :param warm: what a warm standby starts before its go (the JVM, the session, Python workers); ``start``
         then finds it running. See :mod:`~airflow_checkpoint_provider.runtime.standby`.
+
+    A dry run launched with ``--acp-stay-as-standby-s`` that stopped gracefully keeps its engine's session and
+    waits to be adopted as the redeploy's standby; adopted, it runs again with the standby's launch
+    (:mod:`~airflow_checkpoint_provider.runtime.adoption`; Structured Streaming only).
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per callback otherwise
     warn_without_bytecode()
     spec, _app_args = parse_launch_args(sys.argv[1:] if argv is None else argv)
     driver_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    stays = engine == "structured" and spec.stay_as_standby_s > 0
+    while True:
+        code, kept = _run_once(start, decide, spec, driver_id, engine, code_files, warm, stay=stays)
+        if kept is None:
+            return code
+        from airflow_checkpoint_provider.runtime import adoption
+
+        try:
+            adoption.offer(spec, driver_id)
+            adopted = adoption.await_adoption(spec)
+        except CheckpointProviderError as exc:  # the scratch job is gone or unreadable: exit as a dry run
+            log.error("not adopted: %s", exc)
+            adopted = None
+        if adopted is None:
+            kept.close()
+            return code
+        spec, stays = adopted, False
+
+
+def _run_once(
+    start: StartEngine,
+    decide: Decide,
+    spec: LaunchSpec,
+    driver_id: str,
+    engine: str,
+    code_files: Sequence[Path] | None,
+    warm: Warm | None,
+    *,
+    stay: bool,
+) -> tuple[int, Engine | None]:
+    """One run of ``spec``: its exit code, and its engine when it is kept (not closed) for an adoption: a
+    dry run that ``stay``\ s and stopped on its stop request."""
     root = JobRoot(spec.job_root, job=spec.job_name)
     status: StatusWriter | None = None
     lock: DriverLock | None = None
@@ -641,7 +677,7 @@ def run_driver(
             log.info("warm standby for generation %s ready in %.2fs", spec.standby_for, standby["warm_s"])
             go = await_go(root, spec, status, lock, driver_id)
             if go is None:
-                return 0
+                return 0, None
             spec = go
             standby["go_at"] = status.current.go_at
         verified = spec.snapshot if standby.get("go_at") else None
@@ -683,26 +719,36 @@ def run_driver(
         running = start(spec, root, decision, offsets, manifest, status)
         status.update(state=DriverState.RUNNING)
         started = time.time()
+        kept: Engine | None = None
         try:
             code = supervise(running, status, lock)
             if code == 0:  # a standby taking over from this stop: tear down after its first batch
                 reason = await_successor(root, spec.generation, lock, spec.heartbeat_s, since=started)
                 log.info("handoff: %s", reason)
-            return code
+            if stay and code == 0 and _stopped_on_request(root, spec.generation, started):
+                kept = running
+            return code, kept
         finally:
-            running.close()
+            if kept is None:
+                running.close()
     # any failure of the driver is reported in status.json, then the driver exits 1
     except Exception as exc:  # noqa: BLE001
         log.error("%s: %s", type(exc).__name__, exc, exc_info=not isinstance(exc, CheckpointProviderError))
         _report_failure(root, spec, driver_id, status, exc)
         print(f"airflow-checkpoint-provider: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return 1, None
     finally:
         if lock is not None:
             try:
                 lock.release()
             except CheckpointProviderError:
                 pass
+
+
+def _stopped_on_request(root: JobRoot, generation: int, since: float) -> bool:
+    """Whether this run ended in a graceful stop on a request made while it ran (as a passed dry run)."""
+    ack = root.read_stop_ack(generation)
+    return ack is not None and ack.acknowledged_at >= since and ack.outcome is StopOutcome.STOPPED
 
 
 def warn_without_bytecode(module: str = "pyspark") -> bool:

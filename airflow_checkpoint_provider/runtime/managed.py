@@ -451,13 +451,20 @@ def run(
 ) -> int:
     """Run a managed streaming query until it is stopped; return the process exit code."""
     sessions: list[Any] = []
+    listeners: list[tuple[StatusWriter, Any]] = []
 
     def session(spec: LaunchSpec, root: JobRoot, status: StatusWriter) -> Any:
         if sessions:
-            return sessions[0]
+            spark = sessions[0]
+            if listeners and listeners[-1][0] is not status:  # an adopted dry run: report to its new status
+                spark.streams.removeListener(listeners[-1][1])
+                listeners.append((status, _Listener.make(status)))
+                spark.streams.addListener(listeners[-1][1])
+                status.update(app_id=spark.sparkContext.applicationId, ui_url=spark.sparkContext.uiWebUrl)
+            return spark
         from pyspark.sql import SparkSession
 
-        if spec.standby_for is not None:
+        if spec.standby_for is not None or spec.stay_as_standby_s:  # a standby, or a dry run that may be one
             _prefork_python(spark_conf or {})
         builder = SparkSession.builder.appName(app_name or f"{root.job}-g{spec.generation}")
         for key, value in {**_session_defaults(), **(spark_conf or {})}.items():
@@ -465,13 +472,19 @@ def run(
         spark = builder.getOrCreate()
         eventlog.register(spark)
         status.update(app_id=spark.sparkContext.applicationId, ui_url=spark.sparkContext.uiWebUrl)
-        spark.streams.addListener(_Listener.make(status))
+        listeners.append((status, _Listener.make(status)))
+        spark.streams.addListener(listeners[-1][1])
         sessions.append(spark)
         return spark
 
     def warm(spec: LaunchSpec, root: JobRoot, status: StatusWriter) -> None:
         """A standby's warm-up: the session, then what a first batch pays for, on made-up rows (no job
-        data, no checkpoint of the job, no sink)."""
+        data, no checkpoint of the job, no sink). An adopted dry run's session ran the new code's own query
+        already: nothing to warm."""
+        if sessions:
+            session(spec, root, status)
+            log.info("the dry run warmed this driver: no warm-up query")
+            return
         from airflow_checkpoint_provider.runtime._warm import warm_up
 
         warm_up(session(spec, root, status))

@@ -177,9 +177,20 @@ def test_bad_releases_are_caught_before_or_after_the_cutover_and_totals_stay_exa
             good = safe.test(run_conf=_safe(job, run_dir, example_params(job, run_dir, "v2")))
             assert good.state == "success", states(good)
             assert xcom(good, "plan")["action"] == "redeploy"
-            assert xcom(good, "dry_run")["passed"] is True
+            dry = xcom(good, "dry_run")
+            assert dry["passed"] is True and dry["adoptable"], dry
             assert xcom(good, "ready")["ready"] is True
             assert JobLedger(job.root).read().current_generation == 4
+            # the dry run's driver became the standby: one JVM for both, and nothing left in scratch
+            standby = xcom(good, "standby")
+            assert standby["adopted"] is True and standby["launch_id"] == dry["launch_id"], standby
+            launches = (job.root.read_generation_record(4) or {})["launches"]
+            assert [(x["launch_id"], x.get("adopted")) for x in launches] == [(dry["launch_id"], "dry run")]
+            log = Path(launches[0]["log_path"])
+            assert log.is_relative_to(job.path / "generations" / "4") and log.is_file(), log
+            assert "adopted: running on as the warm standby" in log.read_text()
+            assert "dry_run_adopted" in [h["event"] for h in JobLedger(job.root).read().history]
+            assert not list((job.path / "scratch").glob("*")), "the adopted dry run left scratch behind"
 
             # 7. a checkpoint rotation: the same release, a fresh generation from a snapshot
             v2 = example_params(job, run_dir, "v2")
