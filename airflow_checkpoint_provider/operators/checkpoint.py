@@ -960,10 +960,7 @@ class LaunchStandbyOperator(StartStreamingJobOperator):
         why = self.unfit(hook, root, generation, job, dry_generation, dry)
         if why:
             self.log.warning("not adopting the dry run's driver: %s; launching a standby", why)
-            try:
-                _adoption.release(job, dry_generation, f"not adopted: {why}")
-            except CheckpointProviderError as exc:  # gone with its scratch job: nothing to release
-                self.log.info("could not release it: %s", exc)
+            self.let_go(hook, job, dry_generation, dry, f"not adopted: {why}")
             return None
         spec, decision, _ = hook.launch_spec(root, generation, launch_id=dry.launch_id)
         handle = dry
@@ -991,7 +988,21 @@ class LaunchStandbyOperator(StartStreamingJobOperator):
                 break
             time.sleep(0.25)
         self.log.warning("the dry run's driver did not take the adoption: launching a standby")
+        self.let_go(hook, job, dry_generation, dry, "it did not take the adoption in time")
         return None
+
+    def let_go(
+        self, hook: StreamingJobHook, job: JobRoot, generation: int, dry: _backends.DriverHandle, why: str
+    ) -> None:
+        """Release a dry run's driver that is not adopted (it removes its scratch folder and exits), or, when
+        it is gone (killed while it waited), remove its scratch folder here."""
+        if hook.liveness(dry) is _backends.Liveness.ALIVE:
+            try:
+                _adoption.release(job, generation, why)
+                return
+            except CheckpointProviderError as exc:
+                self.log.info("could not release it: %s", exc)
+        _adoption.remove_scratch_folder(_adoption.scratch_folder(str(job.location.path)))
 
     def unfit(
         self,

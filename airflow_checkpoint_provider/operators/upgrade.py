@@ -295,7 +295,7 @@ class DryRunStreamingJobOperator(StartStreamingJobOperator):
                 failure = _run_check(self.check, report)
                 report["check"] = "none" if self.check is None else ("failed" if failure else "passed")
             if stay and failure is None:
-                waiting = self.offered(job, generation, handle)
+                waiting = self.offered(hook, job, generation, handle)
         finally:
             if waiting is not None:
                 report["adoptable"] = waiting  # it removes its scratch folder when adopted or gone
@@ -327,13 +327,16 @@ class DryRunStreamingJobOperator(StartStreamingJobOperator):
         )
         return report
 
-    def offered(self, job: JobRoot, generation: int, handle: Any) -> dict[str, Any] | None:
+    def offered(
+        self, hook: StreamingJobHook, job: JobRoot, generation: int, handle: Any
+    ) -> dict[str, Any] | None:
         """What the standby task needs to adopt the dry run's driver, once it offers itself (it does right
-        after its stop); None when it does not within a few seconds (a DStream driver exits instead)."""
+        after its stop); None when it does not within a few seconds, or exits (a DStream driver does)."""
         deadline = time.monotonic() + OFFER_WAIT_S
         while True:
+            alive = hook.liveness(handle) is _backends.Liveness.ALIVE
             offer = _adoption.read_offer(job, generation, handle.launch_id)
-            if offer is not None and self.hook().liveness(handle) is _backends.Liveness.ALIVE:
+            if offer is not None and alive:
                 self.log.info(
                     "the dry run's driver (pid %s on %s) waits to be adopted as the standby until %s",
                     offer.get("pid"),
@@ -341,8 +344,8 @@ class DryRunStreamingJobOperator(StartStreamingJobOperator):
                     time.strftime("%H:%M:%S", time.localtime(float(offer["until"]))),
                 )
                 return {"scratch_job": job.location.uri, "generation": generation, "launch": handle.to_json()}
-            if time.monotonic() >= deadline:
-                self.log.info("the dry run's driver does not stay (it offers no adoption): it exits")
+            if not alive or time.monotonic() >= deadline:
+                self.log.info("the dry run's driver does not stay (it offers no adoption, or exited)")
                 return None
             time.sleep(0.5)
 

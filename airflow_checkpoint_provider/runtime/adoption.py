@@ -170,21 +170,26 @@ def scratch_of(spec: LaunchSpec) -> Path | None:
     layout is exactly that (nothing else is ever removed)."""
     if not spec.dry_run_output:
         return None
-    job = Path(spec.job_root)
+    folder = scratch_folder(spec.job_root)
+    return folder if folder is not None and Path(spec.dry_run_output).parent == folder else None
+
+
+def scratch_folder(scratch_job: str) -> Path | None:
+    """``<job root>/scratch/dry-run-*`` for the scratch job ``<that>/job``; None for any other path, and for
+    a symlinked one."""
+    job = Path(scratch_job)
     folder = job.parent
-    if (
-        job.name != "job"
-        or Path(spec.dry_run_output).parent != folder
-        or not folder.name.startswith("dry-run-")
-        or folder.parent.name != SCRATCH
-        or folder.is_symlink()
-    ):
+    if job.name != "job" or not folder.name.startswith("dry-run-") or folder.parent.name != SCRATCH:
         return None
-    return folder
+    return None if folder.is_symlink() else folder
 
 
 def remove_scratch(spec: LaunchSpec) -> None:
-    folder = scratch_of(spec)
+    remove_scratch_folder(scratch_of(spec))
+
+
+def remove_scratch_folder(folder: Path | None) -> None:
+    """Remove a dry run's scratch folder (:func:`scratch_folder`), and ``scratch/`` when it was the last."""
     if folder is None:
         return
     shutil.rmtree(folder, ignore_errors=True)

@@ -10,8 +10,10 @@ One job, one event producer, in order:
 4. A release that writes wrong counts: the dry run's user check catches it.
 5. The crashing release again, dry run off: the cutover happens, the readiness window sees the failure, and
    the rollback starts v1 again as a new generation from the cutover's snapshot.
-6. A good release (v2): every step passes.
-7. A checkpoint rotation (same release, ``intent="rotate"``): a fresh generation from a snapshot.
+6. A good release (v2): every step passes, and the dry run's driver becomes the standby (one JVM for both).
+7. A checkpoint rotation (same release, ``intent="rotate"``): a fresh generation from a snapshot; its dry
+   run's driver is killed (``kill -9``) as soon as it offers itself as the standby, so the standby task
+   launches one of its own and nothing is left in scratch.
 8. A release that changes only a setting (the trigger): the plan's resume branch stops generation 5 and
    restarts it on its own checkpoint with the new setting; the readiness window passes.
 9. A setting its driver cannot start with: the restart fails and the rollback puts the previous settings
@@ -23,7 +25,9 @@ Totals are exact at the end (the rolled-back generation's output skipped, as a c
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
 from airflow_checkpoint_provider.checkpoint.upgrade import rolled_back_generations
 from airflow_checkpoint_provider.cli import main as cli
+from tests.support.campaign import Chaos
 from tests.support.counting import fold_log, sink_totals
 from tests.support.drivers import ROOT, Job, Producer
 from tests.support.lifecycle import example_params, file_mtimes, kill_drivers, states, xcom
@@ -78,6 +83,18 @@ def _untouched(job: Job) -> dict[str, Any]:
         "current": ledger.current_generation,
         "history": len(ledger.history),
     }
+
+
+def _kill_scratch_driver(scratch: Path) -> str | None:
+    """``kill -9`` the process group of the dry run's driver in ``scratch`` (its scratch job's launch)."""
+    for record in scratch.glob("*/job/generations/*/generation.json"):
+        for launch in json.loads(record.read_text()).get("launches", []):
+            try:
+                os.killpg(int(launch["pid"]), signal.SIGKILL)
+                return f"pid {launch['pid']}"
+            except ProcessLookupError:
+                pass
+    return None
 
 
 def _written_since(folder: Path, since: float) -> list[Path]:
@@ -192,10 +209,23 @@ def test_bad_releases_are_caught_before_or_after_the_cutover_and_totals_stay_exa
             assert "dry_run_adopted" in [h["event"] for h in JobLedger(job.root).read().history]
             assert not list((job.path / "scratch").glob("*")), "the adopted dry run left scratch behind"
 
-            # 7. a checkpoint rotation: the same release, a fresh generation from a snapshot
+            # 7. a checkpoint rotation: the same release, a fresh generation from a snapshot; the dry run's
+            # driver dies while it waits to be adopted, and a standby of its own is launched
             v2 = example_params(job, run_dir, "v2")
-            rotated = safe.test(run_conf=_safe(job, run_dir, v2, intent="rotate", dry_run=False))
+            with Chaos(
+                "the dry run's driver, waiting to be adopted",
+                lambda: bool(list((job.path / "scratch").glob("*/job/generations/*/control/adoptable.json"))),
+                lambda: _kill_scratch_driver(job.path / "scratch"),
+                0.0,
+            ) as chaos:
+                rotated = safe.test(run_conf=_safe(job, run_dir, v2, intent="rotate"))
             assert rotated.state == "success", states(rotated)
+            assert "killed" in chaos.outcome, chaos.outcome
+            assert xcom(rotated, "standby")["adopted"] is False, xcom(rotated, "standby")
+            assert [x.get("adopted") for x in (job.root.read_generation_record(5) or {})["launches"]] == [
+                None
+            ]
+            assert not list((job.path / "scratch").glob("*")), "a killed dry run left scratch behind"
             plan = xcom(rotated, "plan")
             assert plan["action"] == "redeploy" and "rotation was asked" in plan["reason"], plan
             assert JobLedger(job.root).read().current_generation == 5
