@@ -14,6 +14,13 @@ flow:
 - ``exporter application``: ``bench/dags``' variant (no standby, the snapshot exported by its own Spark
   application): the flow of round one.
 
+Two more, by hand (``--flows``), time the safe redeploy (plan, baseline snapshot, dry run, standby, stop,
+start, readiness window of 10 s) as a whole DAG run beside its downtime:
+
+- ``safe, dry run adopted``: ``example_safe_redeploy`` as it ships: the dry run's driver becomes the standby;
+- ``safe, dry run + standby``: ``bench/dags``' variant in which the dry run's driver exits and the standby
+  task launches a second one (before the adoption).
+
 ``downtime``: from the stop request to the first committed batch of the new generation. For the standby also
 its phases: the warm-up (before the stop; off the critical path), stop request -> go (stop, export, verify,
 promote), and go -> first commit (the new query's start, the state load, batch 0). Targets: downtime with the
@@ -54,13 +61,21 @@ MODULES = {
     "example_stop_job": "example_job_control",
     "example_redeploy": "example_redeploy",
     "bench_redeploy_exporter": "bench_redeploy_dags",
+    "example_safe_redeploy": "example_safe_redeploy",
+    "bench_safe_redeploy_two_drivers": "bench_redeploy_dags",
 }
 #: Each flow: (DAG id, whether the redeploy launches a warm standby).
 FLOWS = {
     "warm standby": ("example_redeploy", True),
     "export on stop": ("example_redeploy", False),
     "exporter application": ("bench_redeploy_exporter", False),
+    "safe, dry run adopted": ("example_safe_redeploy", True),
+    "safe, dry run + standby": ("bench_safe_redeploy_two_drivers", True),
 }
+#: The flows measured by default (the safe redeploy's two are by hand: they take minutes each here).
+DEFAULT_FLOWS = ("warm standby", "export on stop", "exporter application")
+#: What the safe redeploy's runs get beside the redeploy's params.
+SAFE = {"dry_run": True, "intent": "upgrade", "readiness_window_s": 10}
 
 
 def first_commit_at(root: JobRoot, generation: int, timeout: float = 300) -> float:
@@ -158,11 +173,14 @@ class Bench(Demo):
         old = max(self.root.generations())
         dag_id, standby = FLOWS[flow]
         sampler = CpuSampler() if self.cpu and standby else None
+        params = self.params(app, migration=migration, standby=standby, **(SAFE if "safe" in flow else {}))
+        began = time.time()
         if sampler is not None:
             with sampler:
-                outcome = self.dag(dag_id, self.params(app, migration=migration, standby=standby))
+                outcome = self.dag(dag_id, params)
         else:
-            outcome = self.dag(dag_id, self.params(app, migration=migration, standby=standby))
+            outcome = self.dag(dag_id, params)
+        ran_s = time.time() - began
         if outcome["state"].split(".")[-1] != "success":
             raise SystemExit(f"bench: the redeploy to {app} failed (see {self.out}/airflow-home/logs)")
         request = self.root.read_stop_request(old)
@@ -175,7 +193,10 @@ class Bench(Demo):
             "downtime_s": first_commit - request.requested_at,
             "stop_latency_s": stop.get("stop_latency_s"),
             "export_on_stop_s": stop.get("snapshot_s"),
+            "dag_run_s": round(ran_s, 1),
         }
+        if "safe" in flow:
+            row["adopted"] = bool((outcome["tasks"].get("standby", {}).get("result") or {}).get("adopted"))
         status = self.root.read_status(old + 1)
         if standby:
             took_over = outcome["tasks"]["start"]["result"]
@@ -231,8 +252,11 @@ def main() -> int:
         "--flows",
         nargs="+",
         choices=list(FLOWS),
-        default=list(FLOWS),
-        help="which redeploy flows to measure (default: all three)",
+        default=list(DEFAULT_FLOWS),
+        help=f"which redeploy flows to measure (default: {', '.join(DEFAULT_FLOWS)})",
+    )
+    parser.add_argument(
+        "--json", default="", help="the results file in bench/results (default: redeploy_bench.json)"
     )
     parser.add_argument(
         "--runner",
@@ -328,10 +352,20 @@ def main() -> int:
             for window in ("to_go", "go_to_commit"):
                 used = ", ".join(f"{k} {v:.2f}" for k, v in row["cpu_s"][window].items() if v >= 0.05)
                 print(f"{row['round']:>5} {row['app']:>4} {window:>12}: {used}")
+    for flow in [f for f in args.flows if "safe" in f]:
+        runs = [r for r in rows if r["flow"] == flow]
+        adopted = sum(1 for r in runs if r.get("adopted"))
+        print(
+            f"safe redeploy, {flow}: the DAG run {statistics.median(r['dag_run_s'] for r in runs):.1f}s "
+            f"(spread {min(r['dag_run_s'] for r in runs):.1f}-{max(r['dag_run_s'] for r in runs):.1f}s), "
+            f"downtime {statistics.median(r['downtime_s'] for r in runs):.1f}s, go -> first commit "
+            f"{statistics.median(r.get('go_to_commit_s') or 0 for r in runs):.2f}s; "
+            f"adopted {adopted} of {len(runs)}"
+        )
     for flow, ratio in medians.items():
         target = (
             f"target <= {STANDBY_TARGET}, aim {STANDBY_AIM}"
-            if flow == "warm standby"
+            if flow == "warm standby" or "safe" in flow
             else f"target <= {TARGET}"
         )
         low, high = spreads[flow]
@@ -348,7 +382,9 @@ def main() -> int:
         "spread_by_flow": spreads,
         "rows": rows,
     }
-    name = "redeploy_bench.json" if args.runner == "deployment" else "redeploy_bench_dag_test.json"
+    name = args.json or (
+        "redeploy_bench.json" if args.runner == "deployment" else "redeploy_bench_dag_test.json"
+    )
     path = ROOT / "bench" / "results" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))

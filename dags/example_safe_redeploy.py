@@ -85,9 +85,11 @@ def safe_redeploy_dag(
     release: str = "params",
     intent: str = "{{ params.intent }}",
     tags: tuple[str, ...] = (),
+    adopt_dry_run: bool = True,
 ) -> DAG:
     """The safe redeploy DAG (a function so a test or a scheduled variant can build it with its own id,
-    schedule, params, the template namespace its release comes from, and its intent)."""
+    schedule, params, the template namespace its release comes from, and its intent). ``adopt_dry_run``:
+    the dry run's driver becomes the standby (False: the standby task launches its own, as before)."""
     JOB, APPLICATION, migration = release_fields(release)
     # [START example_safe_redeploy]
     with DAG(
@@ -120,14 +122,15 @@ def safe_redeploy_dag(
             enabled="{{ params.dry_run }}",
             snapshot="{{ ti.xcom_pull(task_ids='baseline') }}",
             check=counts_are_sane,
-            stay_as_standby="{{ params.standby }}",  # passed: its driver waits to be the standby below
+            # passed, its driver waits to become the standby below
+            stay_as_standby="{{ params.standby }}" if adopt_dry_run else False,
             **APPLICATION,
             **JOB,
         )
         standby = LaunchStandbyOperator(
             task_id="standby",
             enabled="{{ params.standby }}",
-            dry_run_task_id="dry_run",  # adopt the dry run's driver: no second JVM
+            dry_run_task_id="dry_run" if adopt_dry_run else None,  # adopt its driver: no second JVM
             **APPLICATION,
             **JOB,
         )
