@@ -348,3 +348,72 @@ def test_settings_apply_refuses_new_code_and_unknown_values(
         other.execute(context())
     assert (job.read_generation_record(1) or {})["application"] == "app.py"  # nothing recorded
     assert "launch" not in " ".join(hook.calls)
+
+
+def test_a_dry_run_that_does_not_fit_is_released_not_adopted(tmp_path: Path) -> None:
+    """``LaunchStandbyOperator(dry_run_task_id=...)``'s refusals: the dry run's waiting driver is adopted only
+    for the same generation, launch settings and target, alive and still offering itself; otherwise it is
+    released (alive) or its scratch folder removed (gone). The adoption itself, and a killed driver's
+    fallback: tests/e2e/test_safe_redeploy.py."""
+    from airflow_checkpoint_provider.model.backends import LaunchTarget
+    from airflow_checkpoint_provider.model.launch import LaunchSpec
+    from airflow_checkpoint_provider.runtime import adoption
+
+    root = JobRoot(tmp_path / "counter")
+    launch = {"application": "v2.py", "application_args": ["--x"], "code_version": "v2", "conf": {}}
+    target = LaunchTarget(conn_id=None, master_override=None, master="local[2]", deploy_mode="client")
+    root.update_generation_record(2, **launch, standby_for=1)
+    scratch = tmp_path / "counter" / "scratch" / "dry-run-g2-abcd1234"
+    dry_job = JobRoot(scratch / "job", job="counter")
+    dry_job.update_generation_record(2, **launch, target=target.to_json())
+    spec = LaunchSpec(
+        job_root=str(scratch / "job"),
+        generation=2,
+        job_name="counter",
+        launch_id="L1",
+        dry_run_output=str(scratch / "output"),
+        stay_as_standby_s=60,
+    )
+    handle = DriverHandle(
+        backend=Backend.LOCAL, launch_id="L1", master="local[2]", submitted_at=0, generation=2
+    )
+
+    class Hook:
+        alive = Liveness.ALIVE
+        target = LaunchTarget(conn_id=None, master_override=None, master="local[2]", deploy_mode="client")
+
+        def liveness(self, _: DriverHandle) -> Liveness:
+            return self.alive
+
+        def launch_target(self) -> LaunchTarget:
+            return self.target
+
+    task = operators.LaunchStandbyOperator(
+        task_id="standby", job_root=str(root.location.path), application="v2.py", dry_run_task_id="dry_run"
+    )
+    hook = Hook()
+
+    def unfit(generation: int = 2) -> str | None:
+        return task.unfit(hook, root, generation, dry_job, 2, handle)  # type: ignore[arg-type]
+
+    assert "no longer offers itself" in str(unfit())
+    adoption.offer(spec, "host:1:abc")
+    assert unfit() is None
+    assert "it ran generation 2, the standby is generation 3" in str(unfit(3))
+    hook.alive = Liveness.GONE
+    assert "its process is gone" in str(unfit())
+    hook.alive = Liveness.ALIVE
+    hook.target = LaunchTarget(
+        conn_id="spark", master_override=None, master="spark://h:7077", deploy_mode="client"
+    )
+    assert "another Spark target" in str(unfit())
+    hook.target = target
+    root.update_generation_record(2, conf={"spark.sql.shuffle.partitions": "8"})
+    assert "other launch settings (conf)" in str(unfit())
+
+    task.let_go(hook, dry_job, 2, handle, "not adopted: test")  # type: ignore[arg-type]
+    released = dry_job.read_json(adoption.adopt_file(dry_job, 2), what="adoption")
+    assert released is not None and released["release"] is True and scratch.exists()  # it removes it itself
+    hook.alive = Liveness.GONE
+    task.let_go(hook, dry_job, 2, handle, "not adopted: gone")  # type: ignore[arg-type]
+    assert not scratch.exists() and not (tmp_path / "counter" / "scratch").exists()
