@@ -626,7 +626,7 @@ def run_driver(
         try:
             adoption.offer(spec, driver_id)
             adopted = adoption.await_adoption(spec)
-        except CheckpointProviderError as exc:  # the scratch job is gone or unreadable: exit as a dry run
+        except (CheckpointProviderError, OSError) as exc:  # its scratch job is gone: exit as a dry run
             log.error("not adopted: %s", exc)
             adopted = None
         if adopted is None:
@@ -646,8 +646,8 @@ def _run_once(
     *,
     stay: bool,
 ) -> tuple[int, Engine | None]:
-    """One run of ``spec``: its exit code, and its engine when it is kept (not closed) for an adoption: a
-    dry run that ``stay``\ s and stopped on its stop request."""
+    """One run of ``spec``: its exit code, and its engine when it is kept (not closed) for an adoption: with
+    ``stay``, a dry run that stopped gracefully on its stop request."""
     root = JobRoot(spec.job_root, job=spec.job_name)
     status: StatusWriter | None = None
     lock: DriverLock | None = None
