@@ -3,8 +3,8 @@ scheduler, dag-processor and triggerer as processes, LocalExecutor, deferrable o
 in the triggerer), runs triggered through the REST API with a login. Start v1 -> redeploy to v2 with the state
 migration -> kill -9 the v2 driver -> the watchdog's callback brings it back from its checkpoint -> the
 scheduled redeploy runs unattended: twice with the release that runs (nothing touched), then once after the
-pipeline names v1 (a safe redeploy: plan, dry run, cutover, readiness) -> stop. Per-key totals equal the event
-log."""
+pipeline names v1 (a safe redeploy: plan, dry run, its driver adopted as the standby, cutover, readiness) ->
+stop. Per-key totals equal the event log."""
 
 from __future__ import annotations
 
@@ -123,6 +123,9 @@ def scheduled_redeploys(airflow: AirflowDeployment, job: Job, run_dir: Path) -> 
     assert got["resume_stop"] == "skipped", got
     current = job.root.current_generation()
     assert current == 3 and (job.root.read_generation_record(3) or {})["code_version"] == "event-counter-v1"
+    # the dry run's driver became the standby, across two tasks the real scheduler ran
+    adopted = [x.get("adopted") for x in (job.root.read_generation_record(3) or {})["launches"]]
+    assert adopted == ["dry run"], adopted
     # A release that changes only a setting (the trigger): the plan's resume branch restarts generation 3
     # with it, in place, under the real scheduler's branching.
     settings = example_params(job, run_dir, "v1")
