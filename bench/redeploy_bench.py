@@ -17,8 +17,8 @@ flow:
 Two more, by hand (``--flows``), time the safe redeploy (plan, baseline snapshot, dry run, standby, stop,
 start, readiness window of 10 s) as a whole DAG run beside its downtime:
 
-- ``safe, dry run adopted``: ``example_safe_redeploy`` as it ships: the dry run's driver becomes the standby;
-- ``safe, dry run + standby``: ``bench/dags``' variant in which the dry run's driver exits and the standby
+- ``safe adopted``: ``example_safe_redeploy`` as it ships: the dry run's driver becomes the standby;
+- ``safe two drivers``: ``bench/dags``' variant in which the dry run's driver exits and the standby
   task launches a second one (before the adoption).
 
 ``downtime``: from the stop request to the first committed batch of the new generation. For the standby also
@@ -69,8 +69,8 @@ FLOWS = {
     "warm standby": ("example_redeploy", True),
     "export on stop": ("example_redeploy", False),
     "exporter application": ("bench_redeploy_exporter", False),
-    "safe, dry run adopted": ("example_safe_redeploy", True),
-    "safe, dry run + standby": ("bench_safe_redeploy_two_drivers", True),
+    "safe adopted": ("example_safe_redeploy", True),
+    "safe two drivers": ("bench_safe_redeploy_two_drivers", True),
 }
 #: The flows measured by default (the safe redeploy's two are by hand: they take minutes each here).
 DEFAULT_FLOWS = ("warm standby", "export on stop", "exporter application")
