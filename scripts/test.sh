@@ -17,7 +17,10 @@ mkdir -p "$RUN_DIR/jvm-tmp"
 JVM_TEST_OPTS="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 export SPARK_SUBMIT_OPTS="-Djava.io.tmpdir=$RUN_DIR/jvm-tmp $JVM_TEST_OPTS${SPARK_SUBMIT_OPTS:+ $SPARK_SUBMIT_OPTS}"
 export SPARK_LAUNCHER_OPTS="$JVM_TEST_OPTS${SPARK_LAUNCHER_OPTS:+ $SPARK_LAUNCHER_OPTS}"
-cleanup() { rm -rf "$RUN_DIR"; }
+# ACP_KEEP_RUN_DIR=1 keeps it (the Airflow task logs, the drivers' logs) for a look after a failure.
+cleanup() {
+  if [ "${ACP_KEEP_RUN_DIR:-0}" = 1 ]; then echo "kept the run's folder: $RUN_DIR" >&2; else rm -rf "$RUN_DIR"; fi
+}
 trap cleanup EXIT
 echo "==> ruff (lint, format, line length)"
 ruff check airflow_checkpoint_provider dags tests bench scripts
