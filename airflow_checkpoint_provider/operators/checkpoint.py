@@ -857,7 +857,8 @@ class LaunchStandbyOperator(StartStreamingJobOperator):
 
     Idempotent: a rerun of the DAG run reuses the standby generation it created (relaunching its driver if it
     is gone, or was discarded), never a third. Returns (XCom) ``generation``, ``standby_for``, ``ready`` (the
-    standby reported STANDBY in time), ``warm_s`` and ``launch_id``. The task does not fail when the standby
+    standby reported STANDBY in time), ``warm_s``, ``launch_id`` and ``adopted`` (the dry run's driver became
+    the standby). The task does not fail when the standby
     cannot start: the redeploy goes on, cold.
 
     :param enabled: launch the standby (templated, e.g. ``"{{ params.standby }}"``); false: do nothing, and
