@@ -39,6 +39,7 @@ EXAMPLE_DAGS = {
 #: The benchmark's DAGs, deployed beside ``dags/`` as a second bundle (bench/redeploy_bench.py).
 BENCH_DAGS = {
     "bench_redeploy_exporter": "bench_redeploy_dags.py",
+    "bench_safe_redeploy_two_drivers": "bench_redeploy_dags.py",
     "bench_reference": "bench_reference_dag.py",
 }
 
