@@ -858,8 +858,7 @@ class LaunchStandbyOperator(StartStreamingJobOperator):
     Idempotent: a rerun of the DAG run reuses the standby generation it created (relaunching its driver if it
     is gone, or was discarded), never a third. Returns (XCom) ``generation``, ``standby_for``, ``ready`` (the
     standby reported STANDBY in time), ``warm_s``, ``launch_id`` and ``adopted`` (the dry run's driver became
-    the standby). The task does not fail when the standby
-    cannot start: the redeploy goes on, cold.
+    the standby). The task does not fail when the standby cannot start: the redeploy goes on, cold.
 
     :param enabled: launch the standby (templated, e.g. ``"{{ params.standby }}"``); false: do nothing, and
         the redeploy starts the new code cold after the stop, as without this task.
@@ -954,6 +953,17 @@ class LaunchStandbyOperator(StartStreamingJobOperator):
         report = context["ti"].xcom_pull(task_ids=self.dry_run_task_id) if self.dry_run_task_id else None
         waiting = report.get("adoptable") if isinstance(report, Mapping) else None
         if not isinstance(waiting, Mapping):
+            return None
+        scratch = _adoption.scratch_folder(str(waiting["scratch_job"]))
+        if (
+            scratch is None
+            or not root.location.is_local
+            or scratch.parent != Path(root.location.path) / _upgrade.SCRATCH
+        ):
+            # only a dry run of this job, in its own scratch folder, is adopted, released or cleaned up
+            self.log.warning(
+                "not adopting %s: not a dry run's scratch job of %s", waiting["scratch_job"], root.job
+            )
             return None
         job = _jobroot.JobRoot(str(waiting["scratch_job"]), job=root.job)
         dry_generation = int(waiting["generation"])

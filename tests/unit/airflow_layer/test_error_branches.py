@@ -5,6 +5,7 @@ their type."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -410,6 +411,16 @@ def test_a_dry_run_that_does_not_fit_is_released_not_adopted(tmp_path: Path) -> 
     hook.target = target
     root.update_generation_record(2, conf={"spark.sql.shuffle.partitions": "8"})
     assert "other launch settings (conf)" in str(unfit())
+
+    # an XCom naming a scratch job outside this job's own: nothing there is read, released or removed
+    elsewhere = tmp_path / "other" / "scratch" / "dry-run-g2-abcd1234"
+    shutil.copytree(scratch, elsewhere)
+    waiting = {
+        "adoptable": {"scratch_job": str(elsewhere / "job"), "generation": 2, "launch": handle.to_json()}
+    }
+    adopted = task.adopt_dry_run(context(waiting), hook, root, 2, "run")  # type: ignore[arg-type]
+    assert adopted is None and elsewhere.exists()
+    assert not (elsewhere / "job" / "generations" / "2" / "control" / "adopt.json").exists()
 
     task.let_go(hook, dry_job, 2, handle, "not adopted: test")  # type: ignore[arg-type]
     released = dry_job.read_json(adoption.adopt_file(dry_job, 2), what="adoption")
