@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_checkpoint_provider._lazy import lazy
 from airflow_checkpoint_provider.exceptions import (
+    CheckpointProviderError,
     DryRunFailedError,
     InvalidLaunchError,
     NotReadyError,
@@ -300,8 +301,11 @@ class DryRunStreamingJobOperator(StartStreamingJobOperator):
             if waiting is not None:
                 report["adoptable"] = waiting  # it removes its scratch folder when adopted or gone
             elif job is not None and handle is not None:
-                if stay:
-                    _adoption.release(job, generation, failure or "the dry run did not pass")
+                if stay:  # it may be waiting: it need not wait out its time (ensure_gone would kill it)
+                    try:
+                        _adoption.release(job, generation, failure or "the dry run did not pass")
+                    except (CheckpointProviderError, OSError) as exc:
+                        self.log.info("could not release the dry run's driver: %s", exc)
                 self.ensure_gone(hook, job, generation, handle)
             report["seconds"] = round(time.monotonic() - started, 1)
             if not self.keep_scratch and waiting is None:
