@@ -81,13 +81,13 @@ def read_offer(job: JobRoot, generation: int, launch_id: str) -> dict[str, Any] 
         )
     except CheckpointProviderError:
         return None
-    if (
-        not offered
-        or offered.get("launch_id") != launch_id
-        or float(offered.get("until") or 0) <= time.time()
-    ):
+    if not offered or offered.get("launch_id") != launch_id:
         return None
-    return offered
+    try:
+        until = float(offered.get("until") or 0)
+    except (TypeError, ValueError):  # a damaged offer is no offer
+        return None
+    return offered if until > time.time() else None
 
 
 def adopt(job: JobRoot, generation: int, spec: LaunchSpec) -> None:

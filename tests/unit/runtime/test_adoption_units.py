@@ -75,6 +75,8 @@ def test_the_offer_lasts_until_its_time(tmp_path: Path) -> None:
     adoption.offer(replace(dry, stay_as_standby_s=0.001), "host:1:abc")
     time.sleep(0.01)
     assert adoption.read_offer(job, 2, "L1") is None  # its wait is over
+    job.write_json(adoption.adoptable_file(job, 2), {"launch_id": "L1", "until": "soon"})
+    assert adoption.read_offer(job, 2, "L1") is None  # a damaged offer is no offer
 
 
 def later(seconds: float, act: object) -> threading.Thread:
