@@ -114,6 +114,11 @@ def adoption_problem(dry_run: LaunchSpec, standby: LaunchSpec) -> str | None:
         return f"the adoption is for job {standby.job_name!r}; this dry run ran {dry_run.job_name!r}"
     if Path(standby.job_root) == Path(dry_run.job_root):
         return "the adoption names the scratch job itself"
+    folder = scratch_folder(dry_run.job_root)
+    target = Location.of(standby.job_root)
+    if folder is None or not target.is_local or Path(target.path) != folder.parent.parent:
+        # a dry run's scratch folder is <job root>/scratch/dry-run-*: it stands by only for that job
+        return f"the adoption is for job root {standby.job_root}, not the one this dry run's scratch is in"
     return None
 
 

@@ -59,6 +59,7 @@ def test_an_adoption_must_be_a_standby_launch_of_the_same_generation_job_and_lau
         "for job 'other'": standby(tmp_path, job_name="other"),
         "the scratch job itself": standby(tmp_path, job_root=dry.job_root),
         "a dry run's": standby(tmp_path, dry_run_output="/x"),
+        "not the one this dry run's scratch is in": standby(tmp_path, job_root=str(tmp_path / "other")),
     }
     for why, spec in refused.items():
         assert why in str(adoption.adoption_problem(dry, spec)), why
