@@ -10,8 +10,8 @@ driver does not exit after its graceful stop:
 2. It waits up to N seconds for ``control/adopt.json``, which :class:`LaunchStandbyOperator` writes once the
    dry run passed: the launch flags of the redeploy's standby generation, with the dry run's launch id (the
    backend knows the process by it).
-3. It checks them (:func:`adoption_problem`: a standby launch of the same generation, name and launch id, on
-   another job root), removes its scratch folder, and runs on as that standby: its driver lock, ``STANDBY``,
+3. It checks them (:func:`adoption_problem`: a standby launch of the same generation, name and launch id, for
+   the job root its scratch folder is in), removes its scratch folder, and runs on as that standby: its driver lock, ``STANDBY``,
    the wait for its go (:mod:`~airflow_checkpoint_provider.runtime.standby`). The warm-up on made-up rows is
    skipped: the dry run ran the new code's own query in this JVM.
 
