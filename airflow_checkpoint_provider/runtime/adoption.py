@@ -11,9 +11,9 @@ driver does not exit after its graceful stop:
    dry run passed: the launch flags of the redeploy's standby generation, with the dry run's launch id (the
    backend knows the process by it).
 3. It checks them (:func:`adoption_problem`: a standby launch of the same generation, name and launch id, for
-   the job root its scratch folder is in), removes its scratch folder, and runs on as that standby: its driver lock, ``STANDBY``,
-   the wait for its go (:mod:`~airflow_checkpoint_provider.runtime.standby`). The warm-up on made-up rows is
-   skipped: the dry run ran the new code's own query in this JVM.
+   the job root its scratch folder is in), removes its scratch folder, and runs on as that standby: its
+   driver lock, ``STANDBY``, the wait for its go (:mod:`~airflow_checkpoint_provider.runtime.standby`). The
+   warm-up on made-up rows is skipped: the dry run ran the new code's own query in this JVM.
 
 A release (``{"release": true}``: the dry run's check failed, or the standby task adopts nothing), a bad
 adoption, or the end of the wait: the driver removes its scratch folder and exits, as a dry run always did.
