@@ -224,7 +224,7 @@ def launched_after(ack: StopAck, launches: Sequence[Mapping[str, Any]]) -> bool:
     records = [launch for launch in launches if isinstance(launch, Mapping)]
     ids = [str(launch.get("launch_id") or "") for launch in records]
     if ack.launch_id and ack.launch_id in ids:
-        return len(ids) - 1 - ids[::-1].index(ack.launch_id) < len(ids) - 1
+        return ids[-1] != ack.launch_id  # a launch was recorded after the one the answer is about
     submitted = records[-1].get("submitted_at") if records else None
     return isinstance(submitted, (int, float)) and ack.acknowledged_at < submitted
 
