@@ -240,6 +240,10 @@ def render_status(report: dict[str, Any]) -> str:
                 f"{change['applied_by']}"
                 + ("; they were reverted (it runs its previous settings)" if change["reverted_at"] else "")
             )
+        if g.get("adopted"):
+            errors.append(
+                f"  generation {g['generation']} runs on its dry run's driver, adopted as its warm standby"
+            )
         if g["driver"] and g["driver"]["error"] and g["state"] in ("FAILED", "DEAD"):
             errors.append(f"  generation {g['generation']} error: {g['driver']['error'][:300]}")
     lines += [_table_text(table), *errors]

@@ -74,6 +74,7 @@ def job_status(job_root: str | JobRoot, job_name: str | None = None) -> dict[str
                 },
                 "launches": len(record.get("launches", [])),
                 "started_at": _first_launch_at(record),
+                "adopted": _adopted(record),
                 "last_batch_age_s": None
                 if status is None or status.last_batch_at is None
                 else round(now - status.last_batch_at, 1),
@@ -103,10 +104,17 @@ def job_status(job_root: str | JobRoot, job_name: str | None = None) -> dict[str
 
 
 def _first_launch_at(record: dict[str, Any]) -> float | None:
+    """When the generation's first driver was launched; for a dry run's driver adopted as its standby, when
+    it was adopted (it was submitted earlier, as the dry run)."""
     launches = record.get("launches") or []
     first = launches[0] if launches and isinstance(launches[0], dict) else {}
-    value = first.get("submitted_at")
+    value = first.get("adopted_at", first.get("submitted_at"))
     return float(value) if isinstance(value, int | float) else None
+
+
+def _adopted(record: dict[str, Any]) -> bool:
+    """Whether a dry run's driver became this generation's (its standby): one JVM start less."""
+    return any(isinstance(x, dict) and x.get("adopted") for x in record.get("launches") or [])
 
 
 def _total(lags: list[int | None]) -> int | None:

@@ -984,7 +984,15 @@ class LaunchStandbyOperator(StartStreamingJobOperator):
                 self.log.warning("the dry run's log stays at %s: %s", dry.log_path, exc)
         if not isinstance((root.read_generation_record(generation) or {}).get("target"), Mapping):
             root.update_generation_record(generation, target=hook.launch_target().to_json())
-        _hooks.record_launch(root, generation, handle, by=holder, mode=decision.mode.value, adopted="dry run")
+        _hooks.record_launch(
+            root,
+            generation,
+            handle,
+            by=holder,
+            mode=decision.mode.value,
+            adopted="dry run",
+            adopted_at=time.time(),
+        )
         _adoption.adopt(job, dry_generation, spec)
         self.log.info(
             "adopting the dry run's driver (%s) as standby generation %s", dry.describe(), generation

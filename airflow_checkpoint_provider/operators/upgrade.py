@@ -261,6 +261,10 @@ class DryRunStreamingJobOperator(StartStreamingJobOperator):
         snapshot = self.resolve_snapshot(root, current)
         generation = max([*root.generations(), current or 0]) + 1
         scratch = _upgrade.scratch_dir(root, f"dry-run-g{generation}-{uuid.uuid4().hex[:8]}")
+        for earlier in _adoption.release_waiting(
+            scratch.parent, root.job, "a new dry run of the job started"
+        ):
+            self.log.info("released an earlier dry run's driver that waited to be adopted (%s)", earlier.name)
         started = time.monotonic()
         report: dict[str, Any] = {
             "job": root.job,

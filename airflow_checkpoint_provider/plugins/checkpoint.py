@@ -148,6 +148,7 @@ def job_page(name: str) -> str:
                     if g.get("rolled_back_to") is not None
                     else ""
                 )
+                + (" adopted dry run" if g.get("adopted") else "")
                 + (
                     (" settings reverted" if g["settings"]["reverted_at"] else " new settings")
                     if g.get("settings")

@@ -100,6 +100,38 @@ def release(job: JobRoot, generation: int, reason: str) -> None:
     job.write_json(adopt_file(job, generation), {"release": True, "reason": reason, "at": time.time()})
 
 
+def release_waiting(scratch: Path, job_name: str | None, reason: str) -> list[Path]:
+    """Release every dry run's driver that waits to be adopted in ``scratch`` (a job root's
+    ``scratch/`` folder): a new dry run of the job makes their offers stale (a retried or cleared dry run
+    task), and each holds a JVM for up to its ``stay_as_standby_s``. Only ``dry-run-*`` folders, never
+    symlinked ones, and only offers still open and not yet answered. The folders released."""
+    released: list[Path] = []
+    if scratch.is_symlink() or not scratch.is_dir():
+        return released
+    now = time.time()
+    for folder in sorted(scratch.iterdir()):
+        if scratch_folder(str(folder / "job")) != folder:
+            continue
+        job = JobRoot(str(folder / "job"), job=job_name)
+        try:
+            generations = job.generations()
+        except (CheckpointProviderError, OSError):
+            continue
+        for generation in generations:
+            try:
+                offered = job.read_json(adoptable_file(job, generation), what="an adoption offer")
+                if not offered or float(offered.get("until") or 0) <= now:
+                    continue
+                if adopt_file(job, generation).exists():  # answered already (adopted or released)
+                    continue
+                release(job, generation, reason)
+            except (CheckpointProviderError, OSError, TypeError, ValueError) as exc:
+                log.info("could not release the dry run waiting in %s: %s", folder, exc)
+                continue
+            released.append(folder)
+    return released
+
+
 def adoption_problem(dry_run: LaunchSpec, standby: LaunchSpec) -> str | None:
     """Why the dry run's driver must not run on as ``standby``, or None."""
     if standby.standby_for is None:

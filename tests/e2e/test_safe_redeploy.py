@@ -208,6 +208,13 @@ def test_bad_releases_are_caught_before_or_after_the_cutover_and_totals_stay_exa
             assert "adopted: running on as the warm standby" in log.read_text()
             assert "dry_run_adopted" in [h["event"] for h in JobLedger(job.root).read().history]
             assert not list((job.path / "scratch").glob("*")), "the adopted dry run left scratch behind"
+            capsys.readouterr()
+            assert cli(["status", str(job.path), "--json"]) == 0
+            fourth = next(
+                g for g in json.loads(capsys.readouterr().out)["generations"] if g["generation"] == 4
+            )
+            # it started as generation 4 when it was adopted, not when it was submitted as the dry run
+            assert fourth["adopted"] is True and fourth["started_at"] > launches[0]["submitted_at"], fourth
 
             # 7. a checkpoint rotation: the same release, a fresh generation from a snapshot; the dry run's
             # driver dies while it waits to be adopted, and a standby of its own is launched

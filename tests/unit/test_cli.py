@@ -80,6 +80,8 @@ def test_status_of_a_job_root(tmp_path: Path) -> None:
         snapshot="20261101T000000Z-g1-b4",
         settings_applied_by="safe/run-2",
         settings_applied_at=time.time(),
+        # a dry run's driver adopted as its standby: it started as generation 2 when it was adopted
+        launches=[{"launch_id": "L", "submitted_at": 100.0, "adopted": "dry run", "adopted_at": 160.0}],
     )
     ledger = JobLedger(root)
     ledger.set_current(2, by="redeploy/run-1", event="generation_created")
@@ -112,6 +114,8 @@ def test_status_of_a_job_root(tmp_path: Path) -> None:
     assert text.returncode == 0 and "held by redeploy/run-1" in text.stdout and "RETIRED" in text.stdout
     assert report["generations"][1]["settings"]["applied_by"] == "safe/run-2"
     assert "generation 2 was restarted in place with new settings by safe/run-2" in text.stdout
+    assert [(g["adopted"], g["started_at"]) for g in report["generations"]] == [(False, None), (True, 160.0)]
+    assert "generation 2 runs on its dry run's driver, adopted as its warm standby" in text.stdout
     assert run("status", str(tmp_path / "nowhere")).returncode == 1  # no job there: an error, not "empty"
 
 

@@ -145,3 +145,38 @@ def test_only_a_dry_runs_own_scratch_folder_is_ever_removed(tmp_path: Path) -> N
     assert adoption.scratch_of(linked) is None  # a symlinked scratch folder: not followed, not removed
     adoption.remove_scratch(linked)
     assert elsewhere.exists() and link.is_symlink()
+
+
+def test_a_new_dry_run_releases_the_ones_still_waiting(tmp_path: Path) -> None:
+    """A retried or cleared dry run task: the driver of the earlier try waits to be adopted and holds a JVM.
+    The new dry run releases it (only open, unanswered offers; never a symlinked folder)."""
+    waiting = dry_run(tmp_path, stay=60)
+    adoption.offer(waiting, "host:1:abc")
+    scratch = Path(waiting.job_root).parent.parent
+    answered = replace(
+        waiting,
+        job_root=str(scratch / "dry-run-g2-answered" / "job"),
+        dry_run_output=str(scratch / "dry-run-g2-answered" / "output"),
+    )
+    Path(answered.job_root).mkdir(parents=True)
+    adoption.offer(answered, "host:2:abc")
+    adoption.adopt(JobRoot(answered.job_root), 2, standby(tmp_path))
+    elsewhere = tmp_path / "elsewhere" / "dry-run-g2-linked"
+    (elsewhere / "job").mkdir(parents=True)
+    adoption.offer(replace(waiting, job_root=str(elsewhere / "job")), "host:3:abc")
+    (scratch / "dry-run-g2-linked").symlink_to(elsewhere)
+    (scratch / "not-a-dry-run").mkdir()
+
+    assert adoption.release_waiting(scratch, "counter", "a new dry run") == [Path(waiting.job_root).parent]
+    job = JobRoot(waiting.job_root, job="counter")
+    assert job.read_json(adoption.adopt_file(job, 2), what="x") == {
+        "release": True,
+        "reason": "a new dry run",
+        "at": pytest.approx(time.time(), abs=5),
+    }
+    assert "argv" in JobRoot(answered.job_root).read_json(
+        adoption.adopt_file(JobRoot(answered.job_root), 2), what="x"
+    )
+    assert not adoption.adopt_file(JobRoot(str(elsewhere / "job")), 2).exists()
+    assert adoption.release_waiting(scratch, "counter", "again") == []  # answered now
+    assert adoption.release_waiting(tmp_path / "missing", "counter", "none") == []
