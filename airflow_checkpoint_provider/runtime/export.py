@@ -384,8 +384,9 @@ def export_snapshot(
             batch=n,
         ) from exc
     log.info(
-        "snapshot %s: generation %s batch %s, %s rows in %s parts, %.2fs",
+        "snapshot %s of job %s: generation %s batch %s, %s rows in %s parts, %.2fs",
         sid,
+        root.job,
         generation,
         n,
         manifest.rows,

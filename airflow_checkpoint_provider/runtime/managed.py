@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -49,7 +50,7 @@ from airflow_checkpoint_provider.runtime.driver import (
     set_aside,
 )
 from airflow_checkpoint_provider.runtime.fence import fence_for_source, read_fences
-from airflow_checkpoint_provider.runtime.standby import WARM_UP_QUERY
+from airflow_checkpoint_provider.runtime.standby import WARM_UP_QUERIES
 
 __all__ = [
     "ROCKSDB",
@@ -285,12 +286,12 @@ class _Listener:
 
         class Listener(StreamingQueryListener):
             def onQueryStarted(self, event: Any) -> None:
-                if event.name != WARM_UP_QUERY:
+                if event.name not in WARM_UP_QUERIES:
                     status.update(query_id=str(event.id), run_id=str(event.runId))
 
             def onQueryProgress(self, event: Any) -> None:
                 p = event.progress
-                if p.name == WARM_UP_QUERY:  # a standby's warm-up on made-up rows is not the job's progress
+                if p.name in WARM_UP_QUERIES:  # a warm-up on made-up rows is not the job's progress
                     return
                 ends, lags = [], []
                 for s in p.sources:
@@ -328,6 +329,7 @@ class QueryEngine:
     def __init__(self, ctx: ManagedContext, query: Any) -> None:
         self.ctx = ctx
         self.query = query
+        self._export_warm: threading.Thread | bool | None = None
 
     @property
     def stop_method(self) -> StopMethod:
@@ -436,7 +438,19 @@ class QueryEngine:
         return str(error)
 
     def tick(self) -> None:
-        return None
+        """Once the query has committed a batch, warm the export path in the background (a driver that did
+        not warm it as a standby): its export on stop then runs warm."""
+        if self._export_warm is not None or self.ctx.dry_run or self.query.lastProgress is None:
+            return
+        from airflow_checkpoint_provider.runtime import _warm
+
+        if _warm.EXPORT_WARMED.is_set():
+            self._export_warm = False
+            return
+        self._export_warm = threading.Thread(
+            target=_warm.warm_export, args=(self.ctx.spark,), name="acp-export-warm-up", daemon=True
+        )
+        self._export_warm.start()
 
     def close(self) -> None:
         self.ctx.spark.stop()
@@ -479,15 +493,17 @@ def run(
 
     def warm(spec: LaunchSpec, root: JobRoot, status: StatusWriter) -> None:
         """A standby's warm-up: the session, then what a first batch pays for, on made-up rows (no job
-        data, no checkpoint of the job, no sink). An adopted dry run's session ran the new code's own query
-        already: nothing to warm."""
-        if sessions:
-            session(spec, root, status)
-            log.info("the dry run warmed this driver: no warm-up query")
-            return
-        from airflow_checkpoint_provider.runtime._warm import warm_up
+        data, no checkpoint of the job, no sink), and the export path it will run on its own stop. An
+        adopted dry run's session ran the new code's own query already: only the export path is warmed."""
+        from airflow_checkpoint_provider.runtime._warm import warm_export, warm_up
 
-        warm_up(session(spec, root, status))
+        if sessions:
+            spark = session(spec, root, status)
+            log.info("the dry run warmed this driver: no warm-up query")
+        else:
+            spark = session(spec, root, status)
+            warm_up(spark)
+        warm_export(spark)  # it will export its state on its own stop one day
 
     def start(
         spec: LaunchSpec,

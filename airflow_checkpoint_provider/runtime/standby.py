@@ -40,6 +40,9 @@ log = logging.getLogger("airflow_checkpoint_provider.runtime")
 
 #: The name of the standby's warm-up query: the drivers' query listeners leave it out of ``status.json``.
 WARM_UP_QUERY = "acp-standby-warm-up"
+#: The name of the export path's warm-up query (a tiny state exported in scratch), left out the same way.
+WARM_EXPORT_QUERY = "acp-export-warm-up"
+WARM_UP_QUERIES = frozenset({WARM_UP_QUERY, WARM_EXPORT_QUERY})
 
 
 @dataclass(frozen=True, slots=True)

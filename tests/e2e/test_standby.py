@@ -102,12 +102,16 @@ def test_standby_discarded_when_the_stop_fails_then_takes_over_by_itself(
                 for log in sorted((job.path / "generations" / "1" / "logs").glob("driver-*.log"))
             )
             assert re.search(r"handoff: generation 2 committed batch \d+ after", logs), logs[-3000:]
+            # the export path was warmed before the stop: by the old driver (started cold) in the
+            # background after its first batch, and by the standby before it reported STANDBY
+            assert "export path warmed in" in logs, logs[-3000:]
             # the standby's own Python runners (its source's, its processor's pre-init) came pre-forked
             logs2 = "".join(
                 log.read_text(errors="replace")
                 for log in sorted((job.path / "generations" / "2" / "logs").glob("driver-*.log"))
             )
             assert len(re.findall(r"acp prefork: forked \d+", logs2)) >= 2, logs2[-3000:]
+            assert logs2.index("export path warmed in") < logs2.index("warm standby for generation 1 ready")
             wait_for(lambda: job.committed(2) >= 2, 120, "generation 2 to commit batch 2")
             # One status writer after the go: every read shows the started generation, its batches rising
             # (the standby's writer, which the query listener reports to, was kept and reset).
