@@ -111,7 +111,7 @@ def warm_up(spark: Any) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-#: Set once this JVM has exported a snapshot (:func:`warm_export`): the export on stop runs warm.
+#: Set once :func:`warm_export` has run in this driver: its export on stop runs warm.
 EXPORT_WARMED = threading.Event()
 _EXPORT_LOCK = threading.Lock()
 

@@ -497,11 +497,11 @@ def run(
         adopted dry run's session ran the new code's own query already: only the export path is warmed."""
         from airflow_checkpoint_provider.runtime._warm import warm_export, warm_up
 
-        if sessions:
-            spark = session(spec, root, status)
+        adopted = bool(sessions)
+        spark = session(spec, root, status)
+        if adopted:
             log.info("the dry run warmed this driver: no warm-up query")
         else:
-            spark = session(spec, root, status)
             warm_up(spark)
         warm_export(spark)  # it will export its state on its own stop one day
 
