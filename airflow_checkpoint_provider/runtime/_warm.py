@@ -13,27 +13,28 @@ state, writes its checkpoint or touches its sink; the scratch folder is removed 
 reader's first use in the JVM is not the redeploy's. A standby runs it before it reports ``STANDBY``; any
 other driver in the background once its query has committed a batch.
 
-Both write their scratch folder under the driver's ``spark.local.dir`` (or the temporary folder): the
-executors must see the driver's file system (local mode, or a standalone cluster on one host). Elsewhere
-they fail, are logged, and the first batch or the export on stop pays for what they would have warmed.
+Both write in a scratch folder of their own under the job root, ``<job root>/scratch/warm-*``
+(:func:`~airflow_checkpoint_provider.runtime.standby.scratch`): the executors see it wherever they see the
+job's checkpoints (a cluster's executors do not see the driver's local folders), and nothing outside the job
+root is touched. It is removed afterwards; one a killed driver left behind is removed by the job's next
+warm-up once it is an hour old. A warm-up that fails is logged, and the first batch or the export on stop
+pays for what it would have warmed.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
 
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from airflow_checkpoint_provider.runtime.eventlog import SOURCE_NAME, EventLogWriter
-from airflow_checkpoint_provider.runtime.standby import WARM_EXPORT_QUERY, WARM_UP_QUERY
+from airflow_checkpoint_provider.runtime.standby import WARM_EXPORT_QUERY, WARM_UP_QUERY, scratch
 
 log = logging.getLogger("airflow_checkpoint_provider.runtime")
 
@@ -72,43 +73,40 @@ class _ScratchParquet:
         df.write.mode("overwrite").parquet(f"{self.path}/batch={batch_id}")
 
 
-def warm_up(spark: Any) -> None:
+def warm_up(spark: Any, root: JobRoot) -> None:
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions", "2") or 2)
     rows = spark.range(0, 10_000, numPartitions=2)
     rows = rows.select((F.col("id") % 97).alias("key"), F.lit(1).alias("n"))
     rows.groupBy("key").agg(F.sum("n")).collect()
     parallel = max(2, int(spark.sparkContext.defaultParallelism))
     spark.sparkContext.parallelize(range(parallel), parallel).map(lambda x: x * 2).collect()
-    local = (spark.conf.get("spark.local.dir", "") or "").split(",")[0] or None
-    scratch = Path(tempfile.mkdtemp(prefix="acp-standby-warm-", dir=local))
     try:
-        # The shipped event log source over a scratch log: a new query's first batch otherwise pays for the
-        # Python streaming source's runner and its readers' imports (2.6 s of 5.2 s on this machine).
-        with EventLogWriter(str(scratch / "in")) as writer:
-            writer.append({"offset": i, "key": f"k{i % 13}", "value": i, "ts": 0.0} for i in range(200))
-        source = spark.readStream.format(SOURCE_NAME).option("path", str(scratch / "in")).load()
-        initial = spark.createDataFrame([(f"k{i}", 1) for i in range(0, 26, 2)], "key STRING, n LONG")
-        query = (
-            source.groupBy("key")
-            .transformWithState(
-                _Count(), "key STRING, n LONG", "Update", "None", initialState=initial.groupBy("key")
+        with scratch(root, "query") as folder:
+            # The shipped event log source over a scratch log: a new query's first batch otherwise pays for
+            # the Python streaming source's runner and its readers' imports (2.6 s of 5.2 s on this machine).
+            with EventLogWriter(folder.child("in").uri) as writer:
+                writer.append({"offset": i, "key": f"k{i % 13}", "value": i, "ts": 0.0} for i in range(200))
+            source = spark.readStream.format(SOURCE_NAME).option("path", folder.child("in").uri).load()
+            initial = spark.createDataFrame([(f"k{i}", 1) for i in range(0, 26, 2)], "key STRING, n LONG")
+            query = (
+                source.groupBy("key")
+                .transformWithState(
+                    _Count(), "key STRING, n LONG", "Update", "None", initialState=initial.groupBy("key")
+                )
+                .writeStream.outputMode("update")
+                .foreachBatch(_ScratchParquet(folder.child("out").uri))
+                .queryName(WARM_UP_QUERY)
+                .option("checkpointLocation", folder.child("checkpoint").uri)
+                .trigger(availableNow=True)
+                .start()
             )
-            .writeStream.outputMode("update")
-            .foreachBatch(_ScratchParquet(str(scratch / "out")))
-            .queryName(WARM_UP_QUERY)
-            .option("checkpointLocation", str(scratch / "checkpoint"))
-            .trigger(availableNow=True)
-            .start()
-        )
-        query.awaitTermination(120)
-        if query.isActive:
-            query.stop()
+            query.awaitTermination(120)
+            if query.isActive:
+                query.stop()
         log.info("warm-up query ran (%s partitions)", partitions)
     # the warm-up is an optimisation: a failure costs its time, never the standby
     except Exception:  # noqa: BLE001
         log.warning("the standby's warm-up query failed; the first batch will pay for it", exc_info=True)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 #: Set once :func:`warm_export` has run in this driver: its export on stop runs warm.
@@ -116,59 +114,55 @@ EXPORT_WARMED = threading.Event()
 _EXPORT_LOCK = threading.Lock()
 
 
-def warm_export(spark: Any) -> float | None:
+def warm_export(spark: Any, root: JobRoot) -> float | None:
     """Pay for the export path's first use in this JVM in advance: a tiny state (a streaming aggregation
-    over 16 made-up rows, one partition, the session's state store) built and exported in a scratch folder,
-    in a session of its own (its confs, its query manager). A driver's export on stop is otherwise the
-    first use of Spark's state reader in its JVM: 1.5-1.7 s for 2,000 keys, against 0.3 s once any state
-    was read (2026-12-02); that second is on the redeploy's critical path (stop request → go). Nothing of
-    the job is read or written; the scratch folder is removed. The seconds it took, or None (already warm,
-    or it failed: an optimisation, never a failure of the driver)."""
+    over 16 made-up rows, one partition, the session's state store) built and exported in a scratch folder
+    of ``root`` (:func:`scratch`), in a session of its own (its confs, its query manager). A driver's export
+    on stop is otherwise the first use of Spark's state reader in its JVM: 1.5-1.7 s for 2,000 keys, against
+    0.3 s once any state was read (2026-12-02); that second is on the redeploy's critical path (stop request
+    → go). Nothing of the job is read or written; the scratch folder is removed. The seconds it took, or None
+    (already warm, or it failed: an optimisation, never a failure of the driver)."""
     from airflow_checkpoint_provider.checkpoint.inspector import PROVIDER_CONF
-    from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
     from airflow_checkpoint_provider.runtime.export import export_snapshot
 
     with _EXPORT_LOCK:
         if EXPORT_WARMED.is_set():
             return None
         started = time.monotonic()
-        local = (spark.conf.get("spark.local.dir", "") or "").split(",")[0] or None
-        scratch = Path(tempfile.mkdtemp(prefix="acp-export-warm-", dir=local))
         try:
-            own = spark.newSession()
-            own.conf.set("spark.sql.shuffle.partitions", "1")
-            provider = spark.conf.get(PROVIDER_CONF, None)
-            if provider:
-                own.conf.set(PROVIDER_CONF, provider)
-            own.range(16).select(
-                (F.col("id") % 8).cast("string").alias("key"), F.col("id").alias("value")
-            ).write.parquet(str(scratch / "in"))
-            job = JobRoot(str(scratch / "job"), job="warm-up")
-            query = (
-                own.readStream.schema("key STRING, value BIGINT")
-                .parquet(str(scratch / "in"))
-                .groupBy("key")
-                .agg(F.count("*").alias("n"), F.sum("value").alias("total"))
-                .writeStream.outputMode("update")
-                .format("noop")
-                .queryName(WARM_EXPORT_QUERY)
-                .option("checkpointLocation", job.checkpoint(1).uri)
-                .trigger(availableNow=True)
-                .start()
-            )
-            query.awaitTermination(120)
-            if query.isActive:
-                query.stop()
-            export_snapshot(
-                own, job.location.uri, 1, code_version="warm-up", job_name="warm-up", state_rows=8
-            )
+            with scratch(root, "export") as folder:
+                own = spark.newSession()
+                own.conf.set("spark.sql.shuffle.partitions", "1")
+                provider = spark.conf.get(PROVIDER_CONF, None)
+                if provider:
+                    own.conf.set(PROVIDER_CONF, provider)
+                own.range(16).select(
+                    (F.col("id") % 8).cast("string").alias("key"), F.col("id").alias("value")
+                ).write.parquet(folder.child("in").uri)
+                job = JobRoot(folder.child("job"), job="warm-up")
+                query = (
+                    own.readStream.schema("key STRING, value BIGINT")
+                    .parquet(folder.child("in").uri)
+                    .groupBy("key")
+                    .agg(F.count("*").alias("n"), F.sum("value").alias("total"))
+                    .writeStream.outputMode("update")
+                    .format("noop")
+                    .queryName(WARM_EXPORT_QUERY)
+                    .option("checkpointLocation", job.checkpoint(1).uri)
+                    .trigger(availableNow=True)
+                    .start()
+                )
+                query.awaitTermination(120)
+                if query.isActive:
+                    query.stop()
+                export_snapshot(
+                    own, job.location.uri, 1, code_version="warm-up", job_name="warm-up", state_rows=8
+                )
             EXPORT_WARMED.set()
             seconds = time.monotonic() - started
-            log.info("export path warmed in %.1fs (a tiny state exported in scratch)", seconds)
+            log.info("export path warmed in %.1fs (a tiny state exported in %s)", seconds, folder.uri)
             return seconds
         # an optimisation: a failure costs its time (and a cold export on stop), never the driver
         except Exception:  # noqa: BLE001
             log.info("warming the export path failed; the export on stop will pay for it", exc_info=True)
             return None
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)

@@ -448,7 +448,10 @@ class QueryEngine:
             self._export_warm = False
             return
         self._export_warm = threading.Thread(
-            target=_warm.warm_export, args=(self.ctx.spark,), name="acp-export-warm-up", daemon=True
+            target=_warm.warm_export,
+            args=(self.ctx.spark, self.ctx.root),
+            name="acp-export-warm-up",
+            daemon=True,
         )
         self._export_warm.start()
 
@@ -502,8 +505,8 @@ def run(
         if adopted:
             log.info("the dry run warmed this driver: no warm-up query")
         else:
-            warm_up(spark)
-        warm_export(spark)  # it will export its state on its own stop one day
+            warm_up(spark, root)
+        warm_export(spark, root)  # it will export its state on its own stop one day
 
     def start(
         spec: LaunchSpec,

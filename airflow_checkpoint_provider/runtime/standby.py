@@ -21,8 +21,13 @@ touched anything; one that gets no go within its timeout exits too. This module 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,6 +36,8 @@ from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
 from airflow_checkpoint_provider.checkpoint.processes import process_gone
 from airflow_checkpoint_provider.checkpoint.snapshots import read_manifest, verify_snapshot
+from airflow_checkpoint_provider.checkpoint.storage import Location
+from airflow_checkpoint_provider.checkpoint.upgrade import SCRATCH
 from airflow_checkpoint_provider.exceptions import CheckpointProviderError
 from airflow_checkpoint_provider.model.constants import STANDBY_POLL_S, SUCCESSOR_WAIT_S
 from airflow_checkpoint_provider.model.launch import LaunchSpec
@@ -43,6 +50,53 @@ WARM_UP_QUERY = "acp-standby-warm-up"
 #: The name of the export path's warm-up query (a tiny state exported in scratch), left out the same way.
 WARM_EXPORT_QUERY = "acp-export-warm-up"
 WARM_UP_QUERIES = frozenset({WARM_UP_QUERY, WARM_EXPORT_QUERY})
+
+
+#: A warm-up's scratch folder: ``warm-<unix seconds>-<what>-<pid>-<random>`` in ``<job root>/scratch/``.
+_WARM_FOLDER = re.compile(r"^warm-(\d+)-[a-z]+-\d+-[0-9a-f]+$")
+#: A warm-up takes seconds; a folder this old was left by a driver that died during one.
+STALE_WARM_S = 3600.0
+
+
+@contextlib.contextmanager
+def scratch(root: JobRoot, what: str) -> Iterator[Location]:
+    """A new folder ``<job root>/scratch/warm-<unix seconds>-<what>-<pid>-<random>`` for one warm-up, removed
+    afterwards (and ``scratch/`` with it when it is left empty). Before it, folders of warm-ups older than
+    :data:`STALE_WARM_S` are removed: a driver killed during its warm-up leaves one. Every path goes through
+    the job root's containment (a ``scratch`` that links out of the root is refused, promise 4)."""
+    folder = root.require_inside(
+        root.location.child(SCRATCH, f"warm-{int(time.time())}-{what}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    )
+    sweep(root)
+    try:
+        yield folder
+    finally:
+        _remove(root, folder)
+
+
+def sweep(root: JobRoot, now: float | None = None) -> list[str]:
+    """Remove the warm-up folders in ``<job root>/scratch/`` older than :data:`STALE_WARM_S` (by the time in
+    their names: object stores have no folder times); the names removed. Nothing else is touched: a dry
+    run's folder, a file, a name of another shape."""
+    now = time.time() if now is None else now
+    parent = root.require_inside(root.location.child(SCRATCH))
+    removed = []
+    for entry in parent.list_or_empty():
+        match = _WARM_FOLDER.match(entry.name)
+        if entry.is_dir and match and now - int(match.group(1)) > STALE_WARM_S:
+            _remove(root, parent.child(entry.name))
+            removed.append(entry.name)
+    return removed
+
+
+def _remove(root: JobRoot, folder: Location) -> None:
+    folder = root.require_inside(folder)  # again at removal: a link put there meanwhile is refused
+    if folder.is_local and os.path.islink(folder.path):
+        return
+    folder.remove(recursive=True)
+    if folder.is_local:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder.parent.path)  # scratch/, when nothing else is in it
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,6 +112,9 @@ def test_standby_discarded_when_the_stop_fails_then_takes_over_by_itself(
             )
             assert len(re.findall(r"acp prefork: forked \d+", logs2)) >= 2, logs2[-3000:]
             assert logs2.index("export path warmed in") < logs2.index("warm standby for generation 1 ready")
+            # both warmed up inside the job root (executors on a cluster see it), in folders since removed
+            assert f"exported in {job.path / 'scratch'}/warm-" in logs2, logs2[-3000:]
+            assert not (job.path / "scratch").exists()
             wait_for(lambda: job.committed(2) >= 2, 120, "generation 2 to commit batch 2")
             # One status writer after the go: every read shows the started generation, its batches rising
             # (the standby's writer, which the query listener reports to, was kept and reset).

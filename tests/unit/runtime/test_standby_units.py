@@ -282,3 +282,57 @@ def test_a_driver_lock_taken_over_by_another_driver_is_neither_held_nor_refreshe
     assert (root.read_json(root.driver_lock_file(1), what="lock") or {})["driver_id"] == "new"
     old.release()  # not its lock any more: left alone
     assert new.held() and root.driver_lock_file(1).exists()
+
+
+def test_a_warm_up_writes_in_its_own_folder_under_the_job_root_and_removes_it(tmp_path: Path) -> None:
+    """The warm-ups' scratch is inside the job root (a cluster's executors see it, nothing outside the root is
+    touched), gone afterwards with ``scratch/``; a dry run's folder beside it keeps ``scratch/``."""
+    from airflow_checkpoint_provider.runtime.standby import scratch
+
+    root = JobRoot(str(tmp_path / "counter"), job="counter")
+    with scratch(root, "query") as folder:
+        assert folder.is_within(root.location) and folder.parent.path == str(tmp_path / "counter" / "scratch")
+        folder.child("in").makedirs()
+        (Path(folder.path) / "in" / "seg-0").write_text("x")
+    assert not (tmp_path / "counter" / "scratch").exists()
+    dry = tmp_path / "counter" / "scratch" / "dry-run-g2-abc"
+    dry.mkdir(parents=True)
+    with scratch(root, "export") as folder:
+        folder.makedirs()
+    assert [p.name for p in (tmp_path / "counter" / "scratch").iterdir()] == [dry.name]
+
+
+def test_a_warm_up_sweeps_only_stale_warm_up_folders(tmp_path: Path) -> None:
+    """A driver killed during its warm-up leaves its folder: the job's next warm-up removes it once it is an
+    hour old (by the time in its name), and nothing else in ``scratch/``."""
+    from airflow_checkpoint_provider.runtime.standby import STALE_WARM_S, sweep
+
+    root = JobRoot(str(tmp_path / "counter"), job="counter")
+    base = tmp_path / "counter" / "scratch"
+    now = 2_000_000_000
+    stale, fresh = f"warm-{now - int(STALE_WARM_S) - 5}-export-41-ab12", f"warm-{now - 60}-query-42-cd34"
+    for name in (stale, fresh, "dry-run-g3-x", "warm-notatime-query-1-ff"):
+        (base / name).mkdir(parents=True)
+    (base / f"warm-{now - 99999}-query-7-ee").write_text("a file, not a warm-up's folder")
+    assert sweep(root, now=now) == [stale]
+    assert sorted(p.name for p in base.iterdir()) == sorted(
+        [fresh, "dry-run-g3-x", "warm-notatime-query-1-ff", f"warm-{now - 99999}-query-7-ee"]
+    )
+
+
+def test_a_warm_up_refuses_a_scratch_folder_that_links_out_of_the_job_root(tmp_path: Path) -> None:
+    """Promise 4, symlinks included: a ``scratch`` linked elsewhere is neither written nor swept."""
+    from airflow_checkpoint_provider.exceptions import InvalidLocationError
+    from airflow_checkpoint_provider.runtime.standby import scratch, sweep
+
+    root = JobRoot(str(tmp_path / "counter"), job="counter")
+    (tmp_path / "counter").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "warm-1-query-1-aa").mkdir(parents=True)
+    (tmp_path / "counter" / "scratch").symlink_to(elsewhere)
+    with pytest.raises(InvalidLocationError, match="leads out of the job root"):
+        with scratch(root, "query"):
+            pass
+    with pytest.raises(InvalidLocationError):
+        sweep(root)
+    assert (elsewhere / "warm-1-query-1-aa").is_dir()
