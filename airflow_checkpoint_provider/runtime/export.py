@@ -68,9 +68,10 @@ PINNED_CONFS = (
 )
 CHECKPOINT_FORMAT_CONF = "spark.sql.streaming.stateStore.checkpointFormatVersion"
 KEY_STRUCTS = ("key",)
-#: Up to this many state rows (when the caller knows the count: a driver, from its last progress) a part is
-#: collected to the driver as Arrow and written by pyarrow: no write job, no output committer, and the digest
-#: comes from the bytes in memory instead of a second read. Above it, or without a count, Spark writes it.
+#: Up to this many state rows (when the count is known: a driver's last progress, or RocksDB's metadata in the
+#: checkpoint) a part is collected to the driver as Arrow and written by pyarrow: no write job, no output
+#: committer, and the digest comes from the bytes in memory instead of a second read. Above it, or without a
+#: count, Spark writes it.
 ARROW_MAX_ROWS = 1_000_000
 #: ... and up to this many bytes of state (RocksDB's SST files, or the memory a state store reports), so that
 #: wide rows do not go through the driver either.
@@ -101,6 +102,72 @@ def state_rows_of(progress: Any, batch: int, track_rows: str | None = "true") ->
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     return total if 0 <= total and size <= ARROW_MAX_BYTES else None
+
+
+#: At most this many RocksDB version files are read to size a state from its checkpoint (one small read each;
+#: a query with Spark's default 200 shuffle partitions, or more, is left to Spark's write).
+MAX_SIZE_PROBES = 64
+_SIZE_FILE_LIMIT = 4 << 20
+
+
+def checkpoint_state_rows(checkpoint: Location, batch: int) -> int | None:
+    """The state rows after ``batch``, from RocksDB's own metadata in the checkpoint, as the size hint a
+    stopping driver takes from its last progress (:func:`state_rows_of`): what lets an export from outside
+    the job (the snapshot operator's application, the CLI) take the Arrow path too.
+
+    Every store of every partition must have ``state/<op>/<partition>[/<store>]/<batch + 1>.zip``, RocksDB's
+    snapshot of that version, whose ``metadata`` counts its keys (``numKeys``) and lists its SST files. Any
+    other layout — Spark's in-memory store, changelog checkpointing between snapshots, the v2 checkpoint
+    format's ``<version>_<id>.zip``, row counting turned off (``-1``), more than :data:`MAX_SIZE_PROBES`
+    stores, a file this does not read — answers ``None``: Spark writes the snapshot, as before. Only a hint:
+    the snapshot's rows are counted from what is written."""
+    import io
+    import zipfile
+
+    version = f"{int(batch) + 1}.zip"
+    state = checkpoint.child("state")
+    rows = size = probes = 0
+    try:
+        for operator in state.list_or_empty():
+            if not (operator.is_dir and operator.name.isdigit()):
+                continue
+            for partition in state.child(operator.name).list():
+                if not (partition.is_dir and partition.name.isdigit()):
+                    continue
+                folder = state.child(operator.name, partition.name)
+                entries = folder.list()
+                if any(e.name == version and not e.is_dir for e in entries):
+                    stores = [folder]
+                else:  # a join's stores, one folder each
+                    stores = [
+                        folder.child(e.name)
+                        for e in entries
+                        if e.is_dir and e.name not in ("_metadata", "SSTs") and not e.name.startswith(".")
+                    ]
+                if not stores:
+                    return None
+                for store in stores:
+                    probes += 1
+                    if probes > MAX_SIZE_PROBES:
+                        return None
+                    data = store.child(version).read_bytes(limit=_SIZE_FILE_LIMIT)
+                    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                        text = archive.read("metadata").decode("utf-8")
+                    head, _, body = text.partition("\n")
+                    if head.strip() != "v1":
+                        return None
+                    meta = json.loads(body)
+                    keys, internal = int(meta["numKeys"]), int(meta.get("numInternalKeys") or 0)
+                    if keys < 0 or internal < 0:  # trackTotalNumberOfRows=false
+                        return None
+                    rows += keys + internal
+                    size += sum(int(f["sizeBytes"]) for f in meta["sstFiles"])
+    # only a hint: anything unexpected leaves the write to Spark
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, CheckpointProviderError):
+        return None
+    if not probes or size > ARROW_MAX_BYTES:
+        return None
+    return rows
 
 
 def flatten(df: Any) -> tuple[Any, list[str], list[str], list[dict[str, str]]]:
@@ -296,7 +363,8 @@ def export_snapshot(
     """Export batch ``batch`` (default: last committed) of generation ``generation``; return the manifest.
 
     ``state_rows`` is the number of state rows when the caller knows it (a driver, from its last progress);
-    up to :data:`ARROW_MAX_ROWS` the parts go through the driver as Arrow instead of a Spark write job.
+    without it, RocksDB's metadata in the checkpoint tells it where it can (:func:`checkpoint_state_rows`).
+    Up to :data:`ARROW_MAX_ROWS` the parts go through the driver as Arrow instead of a Spark write job.
 
     A new snapshot is not verified again here (the digests were just computed from the written files): whoever
     uses it verifies it — the snapshot operator, the driver that loads it, ``airflow-checkpoint snapshots
@@ -359,6 +427,8 @@ def export_snapshot(
             _verify(spark, root, existing, deep)
             return existing
 
+    if state_rows is None:
+        state_rows = checkpoint_state_rows(checkpoint, n)
     sid = snapshot_id or free_id(root, new_snapshot_id(generation, n))
     folder = root.require_inside(root.snapshot_dir(sid))
     if folder.exists():  # an unfinished export of the same id: start over

@@ -12,6 +12,7 @@ import pytest
 
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from airflow_checkpoint_provider.checkpoint.snapshots import SnapshotCatalogue, read_manifest, verify_snapshot
+from airflow_checkpoint_provider.checkpoint.storage import Location
 from airflow_checkpoint_provider.exceptions import (
     BatchNotRetainedError,
     ExportFailedError,
@@ -21,12 +22,19 @@ from airflow_checkpoint_provider.exceptions import (
 from airflow_checkpoint_provider.model.decisions import decide_start
 from airflow_checkpoint_provider.model.launch import LaunchSpec
 from airflow_checkpoint_provider.runtime import eventlog
-from airflow_checkpoint_provider.runtime.export import deep_verify, export_snapshot, operator_rows
+from airflow_checkpoint_provider.runtime.export import (
+    checkpoint_state_rows,
+    deep_verify,
+    export_snapshot,
+    operator_rows,
+)
 from airflow_checkpoint_provider.runtime.managed import ROCKSDB, ManagedContext
 from tests.support.counting import fold_log
 from tests.support.spark_checkpoints import write_events
 
 pytestmark = pytest.mark.spark
+
+TRACK = "spark__sql__streaming__stateStore__rocksdb__trackTotalNumberOfRows"
 
 
 class Conf:
@@ -459,3 +467,65 @@ def test_the_arrow_path_writes_the_snapshot_a_spark_write_does(spark: Any, run_d
         arrow_types.to_arrow_schema = original
     assert "part-00000.snappy.parquet" not in [f.name for f in fell_back.parts["op0"].files]
     assert read(fell_back) == read(by_spark)
+
+
+def test_an_export_from_outside_sizes_the_state_from_rocksdbs_own_metadata(spark: Any, run_dir: Path) -> None:
+    """Without a driver's hint (the snapshot operator's application, the CLI), the export reads the state's
+    size from RocksDB's metadata in the checkpoint (the keys it counted, its SST files' bytes) and takes the
+    Arrow path; where the checkpoint cannot tell, Spark writes the snapshot as before."""
+    from pyspark.sql import functions as F
+
+    work = run_dir / "snap-size"
+    log = work / "events"
+    write_events(str(log), 40, keys=5)
+
+    def events() -> Any:
+        return (
+            spark.readStream.format("eventlog")
+            .option("path", str(log))
+            .option("maxRecordsPerBatch", 20)
+            .load()
+        )
+
+    def run(name: str, **conf: str) -> Any:
+        with Conf(spark, spark__sql__streaming__stateStore__providerClass=ROCKSDB, **conf):
+            run_to_the_end(events().groupBy("key").count(), work / name)
+        return JobRoot(work / name).checkpoint(1)
+
+    counted = run("counted")
+    assert checkpoint_state_rows(counted, 1) == 5
+    assert checkpoint_state_rows(counted, 2) is None  # not committed: no version 3
+    manifest = export_snapshot(spark, work / "counted", 1)
+    part = manifest.parts["op0"]
+    assert [f.name for f in part.files] == [
+        "part-00000.snappy.parquet"
+    ] and part.rows == 5  # pyarrow wrote it
+    verify_snapshot(JobRoot(work / "counted"), manifest.snapshot_id)
+    # RocksDB not counting its rows writes -1; the v2 checkpoint format names versions <v>_<id>.zip
+    assert checkpoint_state_rows(run("uncounted", **{TRACK: "false"}), 1) is None
+    v2 = run(
+        "v2",
+        spark__sql__streaming__offsetLog__formatVersion="2",
+        spark__sql__streaming__stateStore__checkpointFormatVersion="2",
+    )
+    assert checkpoint_state_rows(v2, 1) is None
+    # Spark's in-memory store keeps no count in its files
+    run_to_the_end(events().groupBy("key").count(), work / "in-memory")
+    assert checkpoint_state_rows(JobRoot(work / "in-memory").checkpoint(1), 1) is None
+    # a stream-stream join: four stores in every partition, each a folder of its own
+    join = work / "join"
+    with Conf(spark, spark__sql__streaming__stateStore__providerClass=ROCKSDB):
+        left = events().select(F.col("key").alias("k1"), F.col("value").alias("v1"))
+        right = events().select(F.col("key").alias("k2"), F.col("value").alias("v2"))
+        q = (
+            left.join(right, F.expr("k1 = k2"))
+            .writeStream.format("noop")
+            .option("checkpointLocation", str(join))
+        )
+        query = q.start()
+        query.processAllAvailable()
+        query.stop()
+    last = max(int(p.name) for p in (join / "commits").iterdir() if p.name.isdigit())
+    stores = {p.name for p in (join / "state" / "0" / "0").iterdir() if p.is_dir() and p.name != "_metadata"}
+    assert len(stores) == 4, stores
+    assert (checkpoint_state_rows(Location.of(str(join)), last) or 0) > 0
