@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from airflow_checkpoint_provider.runtime.export import ARROW_MAX_ROWS  # noqa: E402  (no pyspark)
+
 RESULTS = ROOT / "bench" / "results"
 RUNS = {
     # the redeploy with its standby, the safe redeploy (its dry run's driver adopted as the standby), and the
@@ -35,6 +38,16 @@ RUNS = {
 ADOPTED = "; the dry run's driver adopted"
 #: Modules the import target covers (operators, sensors, example DAGs); the rest is shown for information.
 IMPORT_TARGET = ("operators", "sensors", "example_")
+
+
+def _outside_export(sized: Any, keys: int) -> str:
+    """How the export from outside the job wrote (rows from RocksDB's metadata in the checkpoint since
+    2026-12-03; a JSON from before has no such field)."""
+    if sized == "?":
+        return ""
+    if isinstance(sized, int) and sized <= ARROW_MAX_ROWS:
+        return "Arrow, sized from RocksDB's metadata in the checkpoint"
+    return "a Spark write" + ("" if sized is None else f" ({sized:,} rows by RocksDB's metadata)")
 
 
 def machine() -> str:
@@ -174,6 +187,11 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                         f" (median of {r['repeat']}, spread {r['export_rate_vs_plain_spread']['min']:.2f}-"
                         f"{r['export_rate_vs_plain_spread']['max']:.2f}x)"
                         if r.get("repeat", 1) > 1
+                        else ""
+                    )
+                    + (
+                        f"; {outside}"
+                        if (outside := _outside_export(r.get("export_checkpoint_rows", "?"), r["keys"]))
                         else ""
                     ),
                     ">= 0.8x",

@@ -44,7 +44,12 @@ from airflow_checkpoint_provider.checkpoint.inspector import PROVIDER_CONF as PR
 from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot  # noqa: E402
 from airflow_checkpoint_provider.runtime import eventlog  # noqa: E402
 from airflow_checkpoint_provider.runtime.eventlog import EventLogWriter  # noqa: E402
-from airflow_checkpoint_provider.runtime.export import ARROW_MAX_ROWS, export_snapshot, state_rows_of  # noqa: E402
+from airflow_checkpoint_provider.runtime.export import (  # noqa: E402
+    ARROW_MAX_ROWS,
+    checkpoint_state_rows,
+    export_snapshot,
+    state_rows_of,
+)
 from airflow_checkpoint_provider.runtime.managed import ROCKSDB  # noqa: E402
 
 #: Spark's own state store, which keeps the state in the executors' memory (its default without this runtime).
@@ -397,6 +402,8 @@ def run(
                     "export_rate_vs_plain": round(statistics.median(t["ratio"] for t in trials), 2),
                     "export_rate_vs_plain_spread": spread([t["ratio"] for t in trials]),
                     # the export as the stopping driver runs it (knowing its state rows)
+                    # the export from outside (no driver's hint) sizes the state from RocksDB's metadata
+                    "export_checkpoint_rows": checkpoint_state_rows(JobRoot(job).checkpoint(1), 0),
                     "export_on_stop_s": round(statistics.median(t["export_driver_s"] for t in trials), 2),
                     "export_on_stop_arrow": STATE_ROWS[-1] is not None and STATE_ROWS[-1] <= ARROW_MAX_ROWS,
                     "export_on_stop_rate_vs_plain": round(
