@@ -113,7 +113,7 @@ _SIZE_FILE_LIMIT = 4 << 20
 def checkpoint_state_rows(checkpoint: Location, batch: int) -> int | None:
     """The state rows after ``batch``, from RocksDB's own metadata in the checkpoint, as the size hint a
     stopping driver takes from its last progress (:func:`state_rows_of`): what lets an export from outside
-    the job (the snapshot operator's application, the CLI) take the Arrow path too.
+    the job (the snapshot operator's application, the exporter run by hand) take the Arrow path too.
 
     Every store of every partition must have ``state/<op>/<partition>[/<store>]/<batch + 1>.zip``, RocksDB's
     snapshot of that version, whose ``metadata`` counts its keys (``numKeys``) and lists its SST files. Any

@@ -470,7 +470,7 @@ def test_the_arrow_path_writes_the_snapshot_a_spark_write_does(spark: Any, run_d
 
 
 def test_an_export_from_outside_sizes_the_state_from_rocksdbs_own_metadata(spark: Any, run_dir: Path) -> None:
-    """Without a driver's hint (the snapshot operator's application, the CLI), the export reads the state's
+    """Without a driver's hint (the snapshot operator's application), the export reads the state's
     size from RocksDB's metadata in the checkpoint (the keys it counted, its SST files' bytes) and takes the
     Arrow path; where the checkpoint cannot tell, Spark writes the snapshot as before."""
     from pyspark.sql import functions as F
