@@ -87,6 +87,10 @@ class DriverStatus:
     #: queryPlanning, addBatch, walCommit, commitOffsets, triggerExecution); where a start's time goes.
     query_started_at: float | None = None
     first_batch_ms: dict[str, int] | None = None
+    #: The driver exports a committed batch on a snapshot request while it runs
+    #: (``control/snapshot-request.json``): the snapshot operator asks it instead of submitting the exporter
+    #: application. False in the status of a driver of an earlier version of this package.
+    serves_snapshot_requests: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", DriverState(self.state))

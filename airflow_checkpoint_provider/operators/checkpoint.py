@@ -1364,9 +1364,11 @@ def _stopped(hook: StreamingJobHook, root: JobRoot, generation: int) -> watch.Ob
 class SnapshotStreamingJobOperator(StreamingJobOperator):
     """Export a generation's state and source offsets at one committed batch, verify it, return its id (XCom).
 
-    Runs the exporter as a Spark application on the same target. Works on a running generation (the batch is
-    pinned) and on a stopped one. Idempotent: a verified snapshot of the same (generation, batch) is returned
-    as is.
+    A running Structured Streaming driver of this package exports it itself when asked (a request in its
+    control folder; its warm session, no second application on the cluster); otherwise — the driver stopped,
+    ``deep``, ``via_driver=False``, or the driver could not — the exporter runs as a Spark application on the
+    same target. Works on a running generation (the batch is pinned) and on a stopped one. Idempotent: a
+    verified snapshot of the same (generation, batch) is returned as is.
 
     :param generation: the generation to snapshot (templated); default the one this run pinned, else the
         current one.
@@ -1378,6 +1380,8 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
     :param export_timeout_s: how long the exporter may run, in seconds.
     :param keep_last: then apply snapshot retention: keep the newest N (protected ones are always kept).
     :param max_age: ... and drop snapshots older than this (``"7d"`` or a timedelta).
+    :param via_driver: ask a running driver to export (default); ``False``: always the exporter application
+        (its own executors: the running job's batches never share theirs with the export).
     :param announce: announce the verified snapshot as an event of the job's asset through the asset alias
         ``checkpoint-snapshots`` (its default outlet; see ``airflow_checkpoint_provider.assets``), with the
         snapshot id, job, generation, batch and end offsets in the event's extra.
@@ -1404,12 +1408,14 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
         keep_last: int | None = None,
         max_age: str | timedelta | None = None,
         announce: bool = True,
+        via_driver: bool = True,
         **kwargs: Any,
     ) -> None:
         if announce and "outlets" not in kwargs:
             kwargs["outlets"] = [snapshot_alias()]
         super().__init__(**kwargs)
         self.announce = announce
+        self.via_driver = via_driver
         self.keep_last = keep_last
         self.max_age = max_age
         self.generation = generation
@@ -1464,8 +1470,13 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
         ):
             snapshot_id, batch = self.ask_driver(context, root, generation, hook, given_batch)
         else:
+            asked = (
+                self.ask_running_driver(context, root, generation, hook, batch)
+                if self.via_driver and not self.deep
+                else None
+            )
             record = root.read_generation_record(generation) or {}
-            snapshot_id = hook.export_snapshot(
+            snapshot_id = asked or hook.export_snapshot(
                 root,
                 generation,
                 batch=batch,
@@ -1512,6 +1523,68 @@ class SnapshotStreamingJobOperator(StreamingJobOperator):
             )
         self.retention(root, self.keep_last, self.max_age)
         return self.done(context, root, snapshot_id)
+
+    def ask_running_driver(
+        self, context: Context, root: JobRoot, generation: int, hook: StreamingJobHook, batch: int
+    ) -> str | None:
+        """Ask the generation's running Structured Streaming driver to export ``batch`` (it reads its own
+        checkpoint in its warm session while its query runs on), and wait for its answer. None — the exporter
+        application exports instead — when no driver of this package runs, or it stopped or failed before it
+        answered. A rerun of the same task finds the answer to its own request."""
+        request_id = f"{run_holder(context)}:{self.task_id}"
+        ack = root.snapshot_ack_file(generation)
+        answer = root.read_json(ack, what="snapshot acknowledgement") or {}
+        if (
+            answer.get("request_id") == request_id
+            and answer.get("batch") == batch
+            and answer.get("snapshot_id")
+        ):
+            return str(answer["snapshot_id"])
+        status = root.read_status(generation)
+        if status is None or not status.serves_snapshot_requests or not hook.observe(root, generation).alive:
+            return None
+        root.write_json(
+            root.snapshot_request_file(generation),
+            {
+                "request_id": request_id,
+                "job_root": root.location.uri,
+                "generation": generation,
+                "batch": batch,
+                "requested_at": time.time(),
+            },
+        )
+        self.log.info(
+            "asked generation %s's running driver to export batch %s (%s)", generation, batch, request_id
+        )
+
+        def answered() -> watch.Observation:
+            got = root.read_json(ack, what="snapshot acknowledgement")
+            if got and got.get("request_id") == request_id:
+                if got.get("error") or not got.get("snapshot_id"):
+                    return watch.Observation.never(f"the driver could not export: {got.get('error')}", got)
+                return watch.Observation.holds(f"snapshot {got['snapshot_id']}", got)
+            if hook.observe(root, generation).provably_stopped:
+                return watch.Observation.never("the driver stopped before it answered", {})
+            return watch.Observation.waiting("waiting for the running driver's export", {})
+
+        seen = self.wait(answered, self.export_timeout_s, "the running driver's snapshot")
+        if seen.done:
+            self.log.info(
+                "the running driver exported snapshot %s of batch %s", seen.payload["snapshot_id"], batch
+            )
+            return str(seen.payload["snapshot_id"])
+        if seen.failed:
+            self.log.warning("%s: the exporter application exports batch %s instead", seen.message, batch)
+            return None
+        raise ExportFailedError(
+            f"the running driver did not answer the snapshot request within {self.export_timeout_s:.0f}s: "
+            f"{seen.message}",
+            path=root.control_dir(generation).uri,
+            job=root.job,
+            generation=generation,
+            batch=batch,
+            hint="Rerun the task (it finds the driver's answer), or set via_driver=False",
+        )
 
     def ask_driver(
         self,

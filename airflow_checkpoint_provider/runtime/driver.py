@@ -8,7 +8,9 @@ DStream context (:mod:`~airflow_checkpoint_provider.runtime.dstreams`) — runs 
    files digest differently from the code that wrote the checkpoint (:func:`check_code`, promise 3);
 3. take ``driver.lock`` (one live driver per generation), keep ``status.json`` current;
 4. serve stop requests at a batch boundary, acknowledge with the last committed batch and its source
-   position, export the final snapshot on request; stop without committing once superseded.
+   position, export the final snapshot on request; stop without committing once superseded;
+5. export a committed batch on a snapshot request while running (:func:`open_snapshot_request`,
+   :func:`answer_snapshot_request`): no second Spark application reads the checkpoint.
 
 The engine supplies what differs (:class:`Engine`): how it starts, where its boundary is, how it halts and
 exports. This module never imports pyspark.
@@ -31,7 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot, control_file_is_for
 from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
 from airflow_checkpoint_provider.checkpoint.processes import process_gone
 from airflow_checkpoint_provider.checkpoint.snapshots import Manifest, read_manifest, verify_snapshot
@@ -967,6 +969,48 @@ def acknowledge(
     if outcome is not StopOutcome.TIMED_OUT:
         status.update(state=DriverState.STOPPED, last_committed_batch=position.last_committed_batch)
     return 0
+
+
+def open_snapshot_request(root: JobRoot, generation: int) -> dict[str, Any] | None:
+    """The snapshot request (``control/snapshot-request.json``) this generation's driver has not answered yet
+    (``control/snapshot-ack.json`` holds another request id); None when there is none. A damaged request, or
+    one for another job or generation, is logged and not served."""
+    try:
+        request = root.read_json(root.snapshot_request_file(generation), what="snapshot request")
+        if not request or not request.get("request_id"):
+            return None
+        answered = root.read_json(root.snapshot_ack_file(generation), what="snapshot acknowledgement")
+    except CheckpointProviderError as exc:
+        log.error("ignoring a snapshot request: %s", exc)
+        return None
+    if answered and answered.get("request_id") == request["request_id"]:
+        return None
+    named_root, named_generation = request.get("job_root"), request.get("generation")
+    if not control_file_is_for(
+        named_root if isinstance(named_root, str) else None,
+        named_generation if isinstance(named_generation, int) else None,
+        root.location,
+        generation,
+    ):
+        log.error("ignoring a snapshot request for another job or generation: %s", request)
+        return None
+    return request
+
+
+def answer_snapshot_request(
+    root: JobRoot, generation: int, request: dict[str, Any], batch: int, export: Callable[[int], Manifest]
+) -> None:
+    """Export ``batch`` and answer ``request`` with the snapshot's id, or with the error (the operator
+    raises it typed, or lets the exporter application try)."""
+    answer: dict[str, Any] = {"request_id": request["request_id"], "batch": batch, "at": time.time()}
+    try:
+        answer["snapshot_id"] = export(batch).snapshot_id
+    # answered in the acknowledgement
+    except Exception as exc:  # noqa: BLE001
+        log.exception("snapshot request %s failed", request["request_id"])
+        answer["error"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
+    root.write_json(root.snapshot_ack_file(generation), answer)
+    log.info("snapshot request %s answered: %s", request["request_id"], answer)
 
 
 def _export_on_stop(engine: Engine, batch: int) -> dict[str, Any]:

@@ -54,7 +54,7 @@ from typing import Any, cast
 
 from airflow_checkpoint_provider.checkpoint import dstream as records
 from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
-from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot, control_file_is_for
+from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from airflow_checkpoint_provider.checkpoint.snapshots import (
     MANIFEST,
     Manifest,
@@ -78,6 +78,8 @@ from airflow_checkpoint_provider.runtime.driver import (
     DriverContext,
     Position,
     StatusWriter,
+    answer_snapshot_request,
+    open_snapshot_request,
     run_driver,
     set_aside,
 )
@@ -424,33 +426,9 @@ class DStreamEngine:
 
     def _serve_snapshot_request(self, t: int) -> None:
         root, g = self.ctx.root, self.ctx.generation
-        try:
-            request = root.read_json(root.snapshot_request_file(g), what="snapshot request")
-            answered = root.read_json(root.snapshot_ack_file(g), what="snapshot acknowledgement")
-        except CheckpointProviderError as exc:
-            log.error("ignoring a snapshot request: %s", exc)
-            return
-        if not request or not request.get("request_id"):
-            return
-        if answered and answered.get("request_id") == request["request_id"]:
-            return
-        named_root, named_generation = request.get("job_root"), request.get("generation")
-        if not control_file_is_for(
-            named_root if isinstance(named_root, str) else None,
-            named_generation if isinstance(named_generation, int) else None,
-            root.location,
-            g,
-        ):
-            log.error("ignoring a snapshot request for another job or generation: %s", request)
-            return
-        answer: dict[str, Any] = {"request_id": request["request_id"], "batch": t, "at": time.time()}
-        try:
-            answer["snapshot_id"] = self.export(t).snapshot_id
-        # answered in the acknowledgement: the operator raises it typed
-        except Exception as exc:  # noqa: BLE001
-            log.exception("snapshot request %s failed", request["request_id"])
-            answer["error"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
-        root.write_json(root.snapshot_ack_file(g), answer)
+        request = open_snapshot_request(root, g)
+        if request is not None:
+            answer_snapshot_request(root, g, request, t, self.export)
 
     # --- the Engine protocol ------------------------------------------------------------------------------
 

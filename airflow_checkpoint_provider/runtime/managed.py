@@ -45,7 +45,9 @@ from airflow_checkpoint_provider.runtime.driver import (
     GateClosed,
     Position,
     StatusWriter,
+    answer_snapshot_request,
     check_state_schema,
+    open_snapshot_request,
     run_driver,
     set_aside,
 )
@@ -66,6 +68,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("airflow_checkpoint_provider.runtime")
+
+#: How often a running driver looks for a snapshot request (one small read of the control folder).
+SNAPSHOT_REQUEST_POLL_S = 1.0
 
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 #: The runtime's defaults: what transformWithState needs, so the user's code stays a plain StatefulProcessor.
@@ -330,6 +335,11 @@ class QueryEngine:
         self.ctx = ctx
         self.query = query
         self._export_warm: threading.Thread | bool | None = None
+        self._snapshot: threading.Thread | None = None  # serving a snapshot request
+        # one export at a time: the export on stop waits for a request's export of the same batch, then
+        # finds its snapshot (two at once would pick the same free snapshot id)
+        self._exporting = threading.Lock()
+        self._next_request_check = 0.0
 
     @property
     def stop_method(self) -> StopMethod:
@@ -409,15 +419,16 @@ class QueryEngine:
         from airflow_checkpoint_provider.runtime.export import export_snapshot
 
         ctx = self.ctx
-        return export_snapshot(
-            ctx.spark,
-            ctx.root.location.uri,
-            ctx.generation,
-            batch=batch,
-            code_version=ctx.spec.code_version,
-            job_name=ctx.root.job,
-            state_rows=self.state_rows(batch),
-        )
+        with self._exporting:
+            return export_snapshot(
+                ctx.spark,
+                ctx.root.location.uri,
+                ctx.generation,
+                batch=batch,
+                code_version=ctx.spec.code_version,
+                job_name=ctx.root.job,
+                state_rows=self.state_rows(batch),
+            )
 
     def state_rows(self, batch: int) -> int | None:
         """How many state rows the query held after ``batch``, from its last progress (the export's size
@@ -438,9 +449,12 @@ class QueryEngine:
         return str(error)
 
     def tick(self) -> None:
-        """Once the query has committed a batch, warm the export path in the background (a driver that did
-        not warm it as a standby): its export on stop then runs warm."""
-        if self._export_warm is not None or self.ctx.dry_run or self.query.lastProgress is None:
+        """Serve a snapshot request, and once the query has committed a batch, warm the export path in the
+        background (a driver that did not warm it as a standby): its export on stop then runs warm."""
+        if self.ctx.dry_run:
+            return
+        self._serve_snapshot_request()
+        if self._export_warm is not None or self.query.lastProgress is None:
             return
         from airflow_checkpoint_provider.runtime import _warm
 
@@ -454,6 +468,41 @@ class QueryEngine:
             daemon=True,
         )
         self._export_warm.start()
+
+    def _serve_snapshot_request(self) -> None:
+        """A snapshot request (the snapshot operator's, on a running job): export the batch it names (the
+        checkpoint's last committed one by default) in the background, with the query running on, and answer
+        it. Looked for once a second; one at a time."""
+        now = time.monotonic()
+        if now < self._next_request_check or (self._snapshot is not None and self._snapshot.is_alive()):
+            return
+        self._next_request_check = now + SNAPSHOT_REQUEST_POLL_S
+        root, g = self.ctx.root, self.ctx.generation
+        request = open_snapshot_request(root, g)
+        if request is None:
+            return
+        named = request.get("batch")
+        batch = (
+            named
+            if isinstance(named, int) and not isinstance(named, bool)
+            else self.position().last_committed_batch
+        )
+        if batch is None:
+            answer = {
+                "request_id": request["request_id"],
+                "error": "no committed batch yet",
+                "at": time.time(),
+            }
+            root.write_json(root.snapshot_ack_file(g), answer)
+            return
+        log.info("snapshot request %s: exporting batch %s while the query runs", request["request_id"], batch)
+        self._snapshot = threading.Thread(
+            target=answer_snapshot_request,
+            args=(root, g, request, batch, self.export),
+            name="acp-snapshot-request",
+            daemon=True,
+        )
+        self._snapshot.start()
 
     def close(self) -> None:
         self.ctx.spark.stop()
@@ -550,7 +599,12 @@ def run(
         log.info(
             "query %s started on %s (stop method: %s)", query.id, ctx.checkpoint_location, ctx.stop_method
         )
-        status.update(query_id=str(query.id), run_id=str(query.runId), query_started_at=time.time())
+        status.update(
+            query_id=str(query.id),
+            run_id=str(query.runId),
+            query_started_at=time.time(),
+            serves_snapshot_requests=not ctx.dry_run,
+        )
         return QueryEngine(ctx, query)
 
     return run_driver(start, decide, engine="structured", argv=argv, warm=warm)

@@ -80,6 +80,10 @@ with dag("acp_test_start") as start_dag:
         ),
     )
 
+with dag("acp_test_snapshot_running") as snapshot_running_dag:
+    # a snapshot of the running job: its driver exports it (no exporter application)
+    SnapshotStreamingJobOperator(task_id="snapshot", spark_conf=SPARK_CONF, **JOB)
+
 with dag("acp_test_redeploy") as redeploy_dag:
     chain(
         StopStreamingJobOperator(task_id="stop", timeout_s=120, **JOB),

@@ -39,6 +39,8 @@ def test_example_dags_with_a_fault_after_every_redeploy_task(run_dir: Path, airf
             taken = xcom(periodic, "snapshot")
             entry = SnapshotCatalogue(job.root).entry(taken)
             assert entry.verified and entry.generation == 1  # taken while v1 kept running
+            ack = job.root.read_json(job.root.snapshot_ack_file(1), what="snapshot acknowledgement") or {}
+            assert ack.get("snapshot_id") == taken  # by the running driver: no exporter application
             assert (job.status(1) or None) is not None and job.status(1).state == "RUNNING"  # type: ignore[union-attr]
 
             outcomes, run_ids = [], set()

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from airflow_checkpoint_provider.checkpoint.inspector import inspect_checkpoint
+from airflow_checkpoint_provider.checkpoint.inspector import CheckpointReader, inspect_checkpoint
 from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
+from airflow_checkpoint_provider.checkpoint.snapshots import read_manifest
 from tests.support.counting import fold_log, partial_batches, sink_totals
 from tests.support.drivers import Job, Producer
 from tests.support.lifecycle import kill_current_driver, kill_drivers, params, run, states, xcom
@@ -33,6 +35,7 @@ def test_first_start_then_redeploy_v1_to_v2_exact_totals(
             started = xcom(first, "start")
             assert started["generation"] == 1 and started["mode"] == "first" and not started["reconnected"]
             assert JobLedger(job.root).read().lease is None  # the start released the run's lease
+            snapshot_of_the_running_job(job, run_dir, dags)
 
             redeploy = run(dags.redeploy_dag, **params(job, run_dir, "v2"))
             assert redeploy.state == "success", states(redeploy)
@@ -64,6 +67,24 @@ def test_first_start_then_redeploy_v1_to_v2_exact_totals(
     assert info.last_committed_batch == final["final_committed_batch"]
     assert partial_batches(job.output) == []
     assert sink_totals(job.output) == fold_log(job.events, end)
+
+
+def snapshot_of_the_running_job(job: Job, run_dir: Path, dags: Any) -> None:
+    """The running driver exports the snapshot itself when asked (no exporter application): its answer
+    names the snapshot, the snapshot is of the batch the operator pinned, with that batch's offsets, and the
+    job runs on."""
+    wait_for(lambda: job.committed(1) >= 1, 240, "v1 to commit batch 1")
+    taken = run(dags.snapshot_running_dag, **params(job, run_dir, "v1"))
+    assert taken.state == "success", states(taken)
+    snapshot = xcom(taken, "snapshot", key="snapshot")
+    ack = job.root.read_json(job.root.snapshot_ack_file(1), what="snapshot acknowledgement") or {}
+    assert ack.get("snapshot_id") == snapshot["snapshot_id"] and ack.get("batch") == snapshot["batch"], ack
+    manifest = read_manifest(job.root, snapshot["snapshot_id"])
+    assert (manifest.generation, manifest.batch) == (1, snapshot["batch"]) and snapshot["rows"] > 0
+    offsets = CheckpointReader(job.root.checkpoint(1)).offsets(snapshot["batch"])
+    assert manifest.end_offsets == offsets.end_offsets_json()
+    status = job.status(1)
+    assert status is not None and status.state == "RUNNING" and status.serves_snapshot_requests
 
 
 def committed_logs(job: Job, generation: int) -> dict[str, bytes]:
