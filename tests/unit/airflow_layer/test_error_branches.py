@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,6 +20,7 @@ from airflow_checkpoint_provider.checkpoint.jobroot import JobRoot
 from airflow_checkpoint_provider.checkpoint.ledger import JobLedger
 from airflow_checkpoint_provider.exceptions import (
     DriverStillRunningError,
+    ExportFailedError,
     InvalidLaunchError,
     StopTimeoutError,
 )
@@ -428,3 +429,70 @@ def test_a_dry_run_that_does_not_fit_is_released_not_adopted(tmp_path: Path) -> 
     hook.alive = Liveness.GONE
     task.let_go(hook, dry_job, 2, handle, "not adopted: gone")  # type: ignore[arg-type]
     assert not scratch.exists() and not (tmp_path / "counter" / "scratch").exists()
+
+
+class AnsweringHook(FakeHook):
+    """A running driver: at its ``answer_at``-th observation it writes ``answer`` into the snapshot
+    acknowledgement (with the pending request's id), or stops (``stop_at``)."""
+
+    def __init__(self, answer: dict[str, Any] | None, answer_at: int = 2, stop_at: int | None = None) -> None:
+        super().__init__(Liveness.ALIVE)
+        self.answer, self.answer_at, self.stop_at, self.seen = answer, answer_at, stop_at, 0
+        self.root: JobRoot | None = None
+
+    def observe(self, root: JobRoot, generation: int) -> DriverView:
+        self.seen += 1
+        if self.stop_at is not None and self.seen >= self.stop_at:
+            self.liveness = Liveness.GONE
+        request = root.read_json(root.snapshot_request_file(generation), what="snapshot request")
+        if self.answer is not None and request and self.seen >= self.answer_at:
+            root.write_json(
+                root.snapshot_ack_file(generation), {"request_id": request["request_id"], **self.answer}
+            )
+        return super().observe(root, generation)
+
+
+def serving_status(root: JobRoot, serves: bool = True) -> None:
+    status(root)
+    current = root.read_status(1)
+    assert current is not None
+    root.write_status(replace(current, serves_snapshot_requests=serves))
+
+
+def test_the_snapshot_operator_asks_a_running_driver_and_falls_back_to_the_exporter(job: JobRoot) -> None:
+    op = SnapshotStreamingJobOperator(
+        task_id="snapshot", job_root=str(job.location.path), poll_interval_s=0.01, export_timeout_s=5
+    )
+    ctx = context()
+    # no driver of this package that serves requests: the exporter application, nothing asked
+    assert op.ask_running_driver(ctx, job, 1, AnsweringHook(None), 7) is None  # no status at all
+    serving_status(job, serves=False)  # a driver of an earlier version
+    assert op.ask_running_driver(ctx, job, 1, AnsweringHook(None), 7) is None
+    serving_status(job)
+    gone = AnsweringHook(None)
+    gone.liveness = Liveness.GONE
+    assert op.ask_running_driver(ctx, job, 1, gone, 7) is None
+    assert not job.snapshot_request_file(1).exists()
+    # it answers: the request names the job, generation and batch; a rerun finds the answer without asking
+    answered = AnsweringHook({"batch": 7, "snapshot_id": "s-g1-b7"})
+    assert op.ask_running_driver(ctx, job, 1, answered, 7) == "s-g1-b7"
+    request = job.read_json(job.snapshot_request_file(1), what="snapshot request") or {}
+    assert (request["batch"], request["generation"], request["request_id"]) == (7, 1, "dag/run-1:snapshot")
+    job.snapshot_request_file(1).remove()
+    assert op.ask_running_driver(ctx, job, 1, answered, 7) == "s-g1-b7"
+    assert not job.snapshot_request_file(1).exists()
+    # the driver could not export, or stopped first: the exporter application exports instead
+    other = context()
+    other["dag_run"] = SimpleNamespace(dag_id="dag", run_id="run-2")
+    failing = AnsweringHook({"batch": 8, "error": "ExportFailedError: disk full"})
+    assert op.ask_running_driver(other, job, 1, failing, 8) is None
+    third = {**context(), "dag_run": SimpleNamespace(dag_id="dag", run_id="run-3")}
+    assert op.ask_running_driver(third, job, 1, AnsweringHook(None, stop_at=3), 9) is None
+    # no answer in time: typed, naming the job, generation and batch; a rerun finds the answer later
+    slow = SnapshotStreamingJobOperator(
+        task_id="snapshot", job_root=str(job.location.path), poll_interval_s=0.01, export_timeout_s=0.2
+    )
+    fourth = {**context(), "dag_run": SimpleNamespace(dag_id="dag", run_id="run-4")}
+    with pytest.raises(ExportFailedError, match="did not answer the snapshot request") as raised:
+        slow.ask_running_driver(fourth, job, 1, AnsweringHook(None), 10)
+    assert "generation=1" in str(raised.value) and "batch=10" in str(raised.value)
