@@ -194,6 +194,12 @@ class Bench(Demo):
             "stop_latency_s": stop.get("stop_latency_s"),
             "export_on_stop_s": stop.get("snapshot_s"),
             "dag_run_s": round(ran_s, 1),
+            # each task's own run time (seconds; what the scheduler adds between them is the rest)
+            "task_s": {
+                t: round(float(v["duration_s"]), 1)
+                for t, v in outcome["tasks"].items()
+                if isinstance(v.get("duration_s"), (int, float))
+            },
         }
         if "safe" in flow:
             row["adopted"] = bool((outcome["tasks"].get("standby", {}).get("result") or {}).get("adopted"))
@@ -362,6 +368,11 @@ def main() -> int:
             f"{statistics.median(r.get('go_to_commit_s') or 0 for r in runs):.2f}s; "
             f"adopted {adopted} of {len(runs)}"
         )
+        timed = [r["task_s"] for r in runs if r.get("task_s")]
+        if timed:
+            tasks = [t for t in timed[0] if all(t in x for x in timed)]
+            listed = ", ".join(f"{t} {statistics.median(x[t] for x in timed):.1f}" for t in tasks)
+            print(f"safe redeploy, {flow}: each task's run, median (s): {listed}")
     for flow, ratio in medians.items():
         target = (
             f"target <= {STANDBY_TARGET}, aim {STANDBY_AIM}"

@@ -121,9 +121,9 @@ class Demo:
         started = time.monotonic()
         run_id, state = self.airflow.run(dag_id, conf, timeout=900)
         tasks = {}
-        for task_id, task_state in self.airflow.task_states(dag_id, run_id).items():
+        for task_id, (task_state, duration) in self.airflow.task_instances(dag_id, run_id).items():
             result = self.airflow.xcom(dag_id, run_id, task_id) if task_state == "success" else None
-            tasks[task_id] = {"state": task_state, "result": result}
+            tasks[task_id] = {"state": task_state, "result": result, "duration_s": duration}
         listed = ", ".join(f"{t} {v['state']}" for t, v in tasks.items())
         say(f"  {dag_id}: {state} in {time.monotonic() - started:.0f}s ({listed})")
         return {"state": state, "run_id": run_id, "tasks": tasks}

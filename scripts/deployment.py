@@ -261,8 +261,12 @@ class AirflowDeployment:
         return run_id, self.wait(dag_id, run_id, timeout)
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        return {task_id: state for task_id, (state, _) in self.task_instances(dag_id, run_id).items()}
+
+    def task_instances(self, dag_id: str, run_id: str) -> dict[str, tuple[str, float | None]]:
+        """Each task's state and how long it ran (seconds; None for a task that did not run)."""
         answer = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
-        return {str(ti["task_id"]): str(ti["state"]) for ti in answer["task_instances"]}
+        return {str(ti["task_id"]): (str(ti["state"]), ti.get("duration")) for ti in answer["task_instances"]}
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         run = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"

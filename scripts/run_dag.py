@@ -23,7 +23,12 @@ def main(argv: list[str]) -> int:
             value = ti.xcom_pull(task_ids=ti.task_id)
         except Exception:  # best effort: a task that failed has no return value
             value = None
-        tasks[ti.task_id] = {"state": str(ti.state), "try_number": ti.try_number, "result": value}
+        tasks[ti.task_id] = {
+            "state": str(ti.state),
+            "try_number": ti.try_number,
+            "result": value,
+            "duration_s": ti.duration,
+        }
     print(json.dumps({"state": str(dag_run.state), "tasks": tasks}, default=str))
     return 0 if str(dag_run.state) == "success" else 1
 
