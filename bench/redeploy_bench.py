@@ -198,7 +198,7 @@ class Bench(Demo):
             "task_s": {
                 t: round(float(v["duration_s"]), 1)
                 for t, v in outcome["tasks"].items()
-                if isinstance(v.get("duration_s"), (int, float))
+                if isinstance(v.get("duration_s"), (int, float)) and "success" in str(v.get("state"))
             },
         }
         if "safe" in flow:
