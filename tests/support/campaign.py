@@ -541,8 +541,8 @@ class Campaign:
 
     def snapshotting(self, generation: int) -> bool:
         """A snapshot of the running job is under way: its exporter application runs, or its driver has a
-        snapshot request it has not answered yet (killed then, a Structured Streaming job's snapshot falls back
-        to the exporter application; a DStream job's is taken again once the driver runs)."""
+        snapshot request it has not answered yet (killed then, a Structured Streaming job's snapshot falls
+        back to the exporter application; a DStream job's is taken again once the driver runs)."""
         if self.exporters():
             return True
         root = self.job.root
