@@ -91,7 +91,9 @@ DELAYS = {
     ),  # before the new driver reports, in batch 0, or after the start task returned
     "kill-old-driver": (0.0, 0.6),  # between the stop request and the acknowledgement (or just after it)
     "kill-driver": (0.0, 4.0),  # inside or between batches (a trigger every 2 s: tests/support/pace.py)
-    "snapshot+kill-driver": (0.0, 10.0),  # while the exporter reads the running job's checkpoint
+    # while the running driver exports on the snapshot request (it looks once a second and exports in about
+    # a second; a DStream driver at its next completed batch)
+    "snapshot+kill-driver": (0.0, 2.0),
     "kill-standby-before-go": (0.0, 3.0),  # after the standby reports warm: before or during the old's stop
     "kill-standby-after-go": (0.0, 3.0),  # after its go: loading the snapshot, in batch 0, or just after
 }
